@@ -1,0 +1,38 @@
+"""fluoxr: out-of-core analysis of fluorescence microscopy recordings.
+
+A video is a lazy, dask-backed ``xarray.DataArray`` with dims
+``("time", "y", "x")`` chunked along time; every analysis maps a kernel over
+chunks so that it scales past memory and onto a dask cluster unchanged.
+
+Examples
+--------
+>>> import numpy as np, fluoxr
+>>> video = fluoxr.as_video(np.zeros((10, 16, 16), np.uint16), fps=20)
+>>> video.dims
+('time', 'y', 'x')
+"""
+
+import logging
+
+from . import accessor as _accessor  # noqa: F401  registers ``.fluo``
+from . import datasets
+from ._options import get_options, set_options
+from ._video import as_video
+from .io import VideoFileNotFoundError, open_result, open_video, read_image, read_suite2p_stat, save
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "as_video",
+    "datasets",
+    "get_options",
+    "open_result",
+    "open_video",
+    "read_image",
+    "read_suite2p_stat",
+    "save",
+    "set_options",
+    "VideoFileNotFoundError",
+]

@@ -1,0 +1,257 @@
+"""The ``fluoxr`` command line.
+
+``fluoxr info PATH`` and ``fluoxr demo``; each analysis adds its own
+subcommand and a step to the demo. Analyses run on a local dask cluster
+started here (the only place fluoxr starts one), on an existing cluster
+(``--scheduler tcp://host:port``) or in-process (``--scheduler threads``).
+Bad input ends with a one-line message and exit code 2, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+EXIT_BAD_INPUT = 2
+
+
+# --------------------------------------------------------------------------------------------
+# running graphs: scheduler and progress bar (edges only)
+
+
+@dataclass
+class Runner:
+    """Computes dask collections on the chosen scheduler, with a progress bar."""
+
+    client: Any = None  # distributed.Client, or None for the threaded scheduler
+    progress: bool = True
+    timings: list[tuple[str, float, float]] = field(default_factory=list)
+
+    def compute(self, obj: Any, *, label: str, nbytes: float = 0.0) -> Any:
+        """Compute ``obj`` (a dask collection or delayed), record wall time and input MB."""
+        import dask
+
+        t0 = time.perf_counter()
+        if self.progress:
+            print(f"  {label}", flush=True)
+        if self.client is not None:
+            futures = self.client.compute(obj)
+            if self.progress:
+                from distributed import progress
+
+                progress(futures)
+                print(flush=True)
+            result = self.client.gather(futures)
+        elif self.progress:
+            from dask.diagnostics import ProgressBar
+
+            with ProgressBar(minimum=0.5, width=40):
+                (result,) = dask.compute(obj)
+        else:
+            (result,) = dask.compute(obj)
+        self.timings.append((label, time.perf_counter() - t0, nbytes))
+        return result
+
+    def throughput(self, label: str) -> str:
+        for name, secs, nbytes in reversed(self.timings):
+            if name == label:
+                rate = nbytes / 1e6 / secs if secs > 0 and nbytes else float("nan")
+                return f"{secs:.1f} s" + (f", {rate:.0f} MB/s of input" if nbytes else "")
+        return "?"
+
+
+@contextlib.contextmanager
+def scheduler(address: str | None, *, workers: int | None = None) -> Iterator[Any]:
+    """Yield a distributed Client (local cluster or ``address``), or None for ``threads``."""
+    if address in ("threads", "sync", "synchronous"):
+        import dask
+
+        with dask.config.set(scheduler="threads" if address == "threads" else "synchronous"):
+            yield None
+        return
+    from distributed import Client, LocalCluster
+
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    if address in (None, "local"):
+        n = workers or max(1, min(os.cpu_count() or 1, 4))
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            yield client
+    else:
+        with Client(address, timeout="30s") as client:
+            yield client
+
+
+def _add_scheduler_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="dask scheduler address (tcp://host:port), 'threads' for in-process threads, "
+                        "or 'local' (default) to start a local cluster of worker processes")
+    p.add_argument("--workers", type=int, default=None, help="workers of the local cluster (default: cores, at most 4)")
+    p.add_argument("--no-progress", action="store_true", help="do not show progress bars")
+
+
+# --------------------------------------------------------------------------------------------
+# fluoxr info
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .io import info
+
+    kwargs: dict[str, Any] = {}
+    if args.fps is not None:
+        kwargs["fps"] = args.fps
+    if args.shape is not None:
+        kwargs["shape"] = tuple(args.shape)
+    d = info(args.path if len(args.path) > 1 else args.path[0], **kwargs)
+    chunks = {k: (v[0] if len(set(v)) == 1 else f"{v[0]}..({len(v)} chunks)") for k, v in d["chunks"].items()}
+    print(f"source       {d['source']}")
+    print(f"dims         {', '.join(d['dims'])}")
+    print(f"shape        {d['shape']}")
+    print(f"dtype        {d['dtype']}")
+    print(f"chunks       {chunks}")
+    print(f"fps          {d['fps'] if d['fps'] is not None else 'unknown (time is the frame index)'}")
+    if d["pixel_size"] is not None:
+        print(f"pixel size   {d['pixel_size']} um")
+    print(f"size         {d['nbytes'] / 1e6:.1f} MB in memory, {d['size_on_disk'] / 1e6:.1f} MB on disk")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# fluoxr demo
+
+
+@dataclass
+class DemoContext:
+    """What every demo step sees: where to write, the recordings, and how to compute."""
+
+    out: str
+    frames: int | None
+    runner: Runner
+    videos: dict[str, Any] = field(default_factory=dict)
+    truths: dict[str, Any] = field(default_factory=dict)
+    report: list[str] = field(default_factory=list)
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.out, name)
+
+
+def _demo_recordings(ctx: DemoContext) -> None:
+    """Generate the synthetic recordings to zarr, then reopen them from disk like a user would."""
+    from . import datasets
+    from .io import open_video, save
+
+    n = ctx.frames
+    recordings = {
+        "blinking": datasets.blinking_emitters(n_frames=n or 2000, shape=(64, 64), n_emitters=12, seed=1,
+                                               bleach_tau_s=60.0),
+        "calcium": datasets.calcium_neurons(n_frames=n or 1500, shape=(128, 128), n_cells=40, red_fraction=0.3,
+                                            seed=2),
+        "sheet": datasets.oscillating_sheet(n_frames=n or 300, shape=(128, 128), seed=3),
+    }
+    writes, total = [], 0
+    for name, (video, truth) in recordings.items():
+        writes.append(save(video, ctx.path(f"{name}.zarr"), overwrite=True, compute=False))
+        ctx.truths[name] = truth
+        total += video.nbytes
+    ctx.runner.compute(writes, label="writing synthetic recordings to zarr", nbytes=total)
+    for name in recordings:
+        ctx.videos[name] = open_video(ctx.path(f"{name}.zarr"))
+        v = ctx.videos[name]
+        ctx.report.append(f"recording {name}.zarr: {dict(v.sizes)} {v.dtype}, {v.nbytes / 1e6:.0f} MB")
+    ctx.report.append(f"generated {total / 1e6:.0f} MB in {ctx.runner.throughput('writing synthetic recordings to zarr')}")
+
+
+def _demo_overview(ctx: DemoContext) -> None:
+    """Mean image of every recording, one pass each, as a figure."""
+    from .plot import show_images
+
+    means = {name: v.isel(channel=0) if "channel" in v.dims else v for name, v in ctx.videos.items()}
+    means = {name: v.mean("time") for name, v in means.items()}
+    nbytes = sum(v.nbytes for v in ctx.videos.values())
+    computed = ctx.runner.compute(list(means.values()), label="mean images", nbytes=nbytes)
+    fig = show_images(computed, titles=[f"{k}: mean" for k in means])
+    fig.savefig(ctx.path("recordings.png"), dpi=100)
+    ctx.report.append(f"figure recordings.png: mean image of each recording ({ctx.runner.throughput('mean images')})")
+
+
+# Steps run in order; analyses add theirs here.
+DEMO_STEPS: list[Callable[[DemoContext], None]] = [_demo_recordings, _demo_overview]
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    if args.frames is not None and args.frames < 10:
+        raise ValueError(f"--frames must be at least 10, got {args.frames}")
+    out = os.path.abspath(args.out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out!r} exists and is not a folder")
+    os.makedirs(out, exist_ok=True)
+    t0 = time.perf_counter()
+    with scheduler(args.scheduler, workers=args.workers) as client:
+        where = "in-process threads" if client is None else (
+            f"local cluster ({len(client.scheduler_info()['workers'])} worker processes)"
+            if args.scheduler in (None, "local") else f"cluster at {args.scheduler}")
+        print(f"fluoxr demo: synthetic recordings -> every analysis -> {out}  [{where}]", flush=True)
+        ctx = DemoContext(out=out, frames=args.frames, runner=Runner(client=client, progress=not args.no_progress))
+        for step in DEMO_STEPS:
+            step(ctx)
+    print()
+    print("fluoxr demo: done in %.1f s. What it did:" % (time.perf_counter() - t0))
+    for line in ctx.report:
+        print(f"  - {line}")
+    print(f"Results (zarr) and figures (PNG) are in {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fluoxr", description="Out-of-core fluorescence microscopy analysis.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log messages (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="shape, dtype, chunks, fps and size of a recording (reads metadata only)")
+    p.add_argument("path", nargs="+", help="recording: TIFF(s), zarr, .bin, .npy or file.h5::/dataset")
+    p.add_argument("--fps", type=float, default=None, help="frame rate, if the file does not say")
+    p.add_argument("--shape", type=int, nargs=2, default=None, metavar=("LY", "LX"), help="frame shape of a raw .bin")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("demo", help="run every analysis on synthetic recordings and write results and figures")
+    p.add_argument("--out", default="fluoxr-demo", help="output folder (default ./fluoxr-demo)")
+    p.add_argument("--frames", type=int, default=None, help="frames per synthetic recording (default: per recording)")
+    _add_scheduler_args(p)
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``fluoxr`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError, ImportError, OSError) as exc:
+        print(f"fluoxr {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        print(f"fluoxr {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,655 @@
+"""Synthetic recordings with ground truth, generated lazily chunk by chunk.
+
+Every recording is a function of its parameters and ``seed`` alone: frame
+``t`` draws its noise from a random generator seeded with ``(seed, stream,
+t)``, so the pixels do not depend on the chunking, and any frame range can be
+generated on its own. A 50 GB recording can be written to zarr with
+:func:`fluoxr.save` in a few hundred MB of memory.
+
+Each function returns ``(video, truth)``: a lazy video in fluoxr's data model
+and a frozen dataclass with the ground truth.
+
+Examples
+--------
+>>> from fluoxr import datasets
+>>> video, truth = datasets.blinking_emitters(n_frames=50, shape=(32, 32), n_emitters=4)
+>>> video.dims, truth.states.shape
+(('time', 'y', 'x'), (4, 50))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from ._video import ChunksLike, as_video, normalize_chunks_arg
+from ._validate import check_int, check_number
+
+__all__ = [
+    "blinking_emitters",
+    "calcium_neurons",
+    "oscillating_sheet",
+    "BlinkingTruth",
+    "CalciumTruth",
+    "SheetTruth",
+]
+
+# independent random streams of one seed
+_NOISE, _SPIKES, _RED = 1, 2, 3
+
+
+def _frame_rng(seed: int, stream: int, t: int) -> np.random.Generator:
+    return np.random.default_rng((int(seed), stream, int(t)))
+
+
+def _noisy(expected: np.ndarray, read_noise: float, rng: np.random.Generator, dtype: np.dtype) -> np.ndarray:
+    """Poisson shot noise plus Gaussian read noise, rounded and clipped to the dtype's range."""
+    counts = rng.poisson(np.maximum(expected, 0)).astype(np.float64)
+    if read_noise > 0:
+        counts += rng.normal(0.0, read_noise, size=counts.shape)
+    if np.dtype(dtype).kind in "iu":
+        info = np.iinfo(dtype)
+        counts = np.clip(np.rint(counts), info.min, info.max)
+    return counts.astype(dtype)
+
+
+def _time_blocks(n_frames: int, frame_shape: tuple[int, ...], dtype: np.dtype, chunks: ChunksLike) -> da.Array:
+    """A dask array of frame indices, chunked along time as the video will be."""
+    dims = ("time",) + tuple(f"_{i}" for i in range(len(frame_shape)))
+    if isinstance(chunks, Mapping):
+        chunks = {"time": chunks["time"]} if "time" in chunks else None
+    spec = normalize_chunks_arg(chunks, dims, (n_frames,) + tuple(frame_shape), np.dtype(dtype).itemsize)
+    return da.arange(n_frames, chunks=(spec[0],))
+
+
+def _gauss_psf(yy: np.ndarray, xx: np.ndarray, y0: float, x0: float, sigma: float) -> np.ndarray:
+    """Gaussian PSF integrating to 1, sampled at pixel centres."""
+    return np.exp(-((yy - y0) ** 2 + (xx - x0) ** 2) / (2 * sigma**2)) / (2 * np.pi * sigma**2)
+
+
+def _place(rng: np.random.Generator, n: int, shape: tuple[int, int], margin: float, min_dist: float) -> np.ndarray:
+    """``n`` random (y, x) positions at least ``min_dist`` apart and ``margin`` from the border."""
+    pts = np.empty((0, 2))
+    lo = np.array([margin, margin])
+    hi = np.array([shape[0] - 1 - margin, shape[1] - 1 - margin])
+    if np.any(hi < lo):
+        raise ValueError(f"shape {shape} is too small for objects of this size (margin {margin:.1f} px)")
+    tries = 0
+    while len(pts) < n:
+        p = lo + rng.random(2) * (hi - lo)
+        if not len(pts) or np.hypot(*(pts - p).T).min() >= min_dist:
+            pts = np.vstack([pts, p])
+        tries += 1
+        if tries > 200 * n + 1000:
+            raise ValueError(
+                f"cannot place {n} objects {min_dist:.1f} px apart in a {shape} frame; "
+                "use fewer objects or a larger shape"
+            )
+    return pts
+
+
+# --------------------------------------------------------------------------------------------
+# blinking emitters (SOFI)
+
+
+@dataclass(frozen=True)
+class BlinkingTruth:
+    """Ground truth of :func:`blinking_emitters`.
+
+    Attributes
+    ----------
+    states : xarray.DataArray
+        ``("emitter", "time")`` bool, True where the emitter is on.
+    positions : numpy.ndarray
+        ``(n_emitters, 2)`` sub-pixel ``(y, x)`` positions.
+    sigma_px : float
+        PSF standard deviation in pixels.
+    on_fraction, p_on, p_off : float
+        Stationary on-probability and the per-frame switching probabilities
+        (off->on, on->off) of the telegraph process.
+    photons, background, read_noise : float
+        Photons per frame of an on emitter (integrated over its PSF),
+        background photons per pixel per frame, read-noise std.
+    bleach_tau_s : float or None
+        Exponential photobleaching time constant of the emitters.
+    """
+
+    states: xr.DataArray
+    positions: np.ndarray
+    sigma_px: float
+    on_fraction: float
+    p_on: float
+    p_off: float
+    photons: float
+    background: float
+    read_noise: float
+    bleach_tau_s: float | None
+    fps: float
+
+
+def _blink_block(t: np.ndarray, states: np.ndarray, *, positions: np.ndarray, shape: tuple[int, int], sigma: float,
+                 photons: float, background: float, read_noise: float, bleach_frames: float | None, seed: int,
+                 out_dtype: np.dtype) -> np.ndarray:
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
+    psf = np.stack([_gauss_psf(yy, xx, y0, x0, sigma) for y0, x0 in positions]) if len(positions) else np.zeros((0,) + shape)
+    out = np.empty((t.size,) + shape, out_dtype)
+    for i, ti in enumerate(t):
+        bright = photons * (np.exp(-ti / bleach_frames) if bleach_frames else 1.0)
+        expected = background + bright * np.tensordot(states[i].astype(np.float64), psf, axes=1)
+        out[i] = _noisy(expected, read_noise, _frame_rng(seed, _NOISE, ti), out_dtype)
+    return out
+
+
+def blinking_emitters(
+    n_frames: int = 2000,
+    shape: tuple[int, int] = (64, 64),
+    *,
+    n_emitters: int = 20,
+    sigma_px: float = 1.5,
+    on_fraction: float = 0.3,
+    mean_on_frames: float = 3.0,
+    photons: float = 2000.0,
+    background: float = 100.0,
+    read_noise: float = 2.0,
+    bleach_tau_s: float | None = None,
+    min_separation_px: float | None = None,
+    fps: float = 100.0,
+    dtype: Any = np.uint16,
+    seed: int = 0,
+    chunks: ChunksLike = None,
+) -> tuple[xr.DataArray, BlinkingTruth]:
+    """Blinking point emitters for SOFI, with their on/off states as ground truth.
+
+    Each emitter is a two-state (telegraph) Markov chain: off->on with
+    probability ``p_on`` and on->off with probability ``p_off`` per frame,
+    chosen so that it is on a fraction ``on_fraction`` of the time and stays
+    on ``mean_on_frames`` frames on average. Its image is a Gaussian PSF of
+    standard deviation ``sigma_px`` holding ``photons`` photons per frame,
+    optionally bleaching as ``exp(-t / bleach_tau_s)``; a uniform
+    ``background`` is added, then Poisson shot noise and Gaussian read noise.
+
+    Parameters
+    ----------
+    n_frames, shape : int, (int, int)
+        Recording size.
+    n_emitters : int
+        Number of emitters, placed at random, ``min_separation_px`` apart
+        (default ``8 * sigma_px``, so that their PSFs do not overlap).
+    sigma_px, on_fraction, mean_on_frames, photons, background, read_noise : float
+        See above.
+    bleach_tau_s : float, optional
+        Photobleaching time constant in seconds (None: no bleaching).
+    fps : float
+        Frame rate, Hz.
+    dtype, seed, chunks
+        Sample type, random seed, and the video's chunks (default: fluoxr's).
+
+    Returns
+    -------
+    video : xarray.DataArray
+        Lazy ``("time", "y", "x")`` video.
+    truth : BlinkingTruth
+
+    Examples
+    --------
+    >>> from fluoxr.datasets import blinking_emitters
+    >>> video, truth = blinking_emitters(n_frames=100, shape=(32, 32), n_emitters=3, seed=1)
+    >>> video.shape, truth.positions.shape
+    ((100, 32, 32), (3, 2))
+    """
+    n_frames = check_int(n_frames, "n_frames", min_value=1)
+    shape = _check_shape(shape)
+    n_emitters = check_int(n_emitters, "n_emitters", min_value=0)
+    sigma_px = check_number(sigma_px, "sigma_px", gt=0)
+    on_fraction = check_number(on_fraction, "on_fraction", gt=0, lt=1)
+    mean_on_frames = check_number(mean_on_frames, "mean_on_frames", ge=1)
+    photons = check_number(photons, "photons", ge=0)
+    background = check_number(background, "background", ge=0)
+    read_noise = check_number(read_noise, "read_noise", ge=0)
+    fps = check_number(fps, "fps", gt=0)
+    if bleach_tau_s is not None:
+        bleach_tau_s = check_number(bleach_tau_s, "bleach_tau_s", gt=0)
+    seed = check_int(seed, "seed", min_value=0)
+    dtype = np.dtype(dtype)
+
+    p_off = 1.0 / mean_on_frames
+    p_on = p_off * on_fraction / (1.0 - on_fraction)
+    if p_on > 1:
+        raise ValueError(
+            f"on_fraction={on_fraction} with mean_on_frames={mean_on_frames} needs an off->on probability "
+            f"{p_on:.2f} > 1; lower on_fraction or raise mean_on_frames"
+        )
+    rng = np.random.default_rng((seed, 0))
+    sep = 8 * sigma_px if min_separation_px is None else check_number(min_separation_px, "min_separation_px", ge=0)
+    positions = _place(rng, n_emitters, shape, margin=3 * sigma_px, min_dist=sep)
+    # the telegraph chains are generated eagerly: one bit per emitter and frame
+    states = np.empty((n_frames, n_emitters), bool)
+    s = rng.random(n_emitters) < on_fraction
+    for t0 in range(0, n_frames, 4096):
+        u = rng.random((min(4096, n_frames - t0), n_emitters))
+        for i in range(u.shape[0]):
+            s = np.where(s, u[i] >= p_off, u[i] < p_on)
+            states[t0 + i] = s
+
+    t = _time_blocks(n_frames, shape, dtype, chunks)
+    st = da.from_array(states, chunks=(t.chunks[0], -1))
+    data = da.blockwise(
+        _blink_block, "tyx", t, "t", st, "te", new_axes={"y": shape[0], "x": shape[1]}, concatenate=True,
+        dtype=dtype, meta=np.empty((0, 0, 0), dtype), positions=positions, shape=shape, sigma=sigma_px,
+        photons=photons, background=background, read_noise=read_noise,
+        bleach_frames=None if bleach_tau_s is None else bleach_tau_s * fps, seed=seed, out_dtype=dtype,
+    )
+    video = as_video(data, fps=fps, name="video", source="fluoxr.datasets.blinking_emitters")
+    truth_states = xr.DataArray(states.T, dims=("emitter", "time"), coords={"time": video.time})
+    return video, BlinkingTruth(truth_states, positions, sigma_px, on_fraction, p_on, p_off, photons, background,
+                                read_noise, bleach_tau_s, fps)
+
+
+# --------------------------------------------------------------------------------------------
+# calcium imaging
+
+
+@dataclass(frozen=True)
+class CalciumTruth:
+    """Ground truth of :func:`calcium_neurons`.
+
+    Attributes
+    ----------
+    stat : list of dict
+        suite2p-like footprints: ``ypix``, ``xpix``, ``lam``, ``med``,
+        ``npix``, ``radius``, ``overlap`` per cell.
+    spikes : xarray.DataArray
+        ``("roi", "time")`` spike counts per frame (lazy).
+    calcium : xarray.DataArray
+        ``("roi", "time")`` indicator trace: spikes convolved with
+        ``exp(-t / tau_s)``, truncated after ``16 * tau_s`` (lazy).
+    fluorescence : xarray.DataArray
+        ``("roi", "time")`` somatic fluorescence ``F0 * (1 + amplitude *
+        calcium)`` at peak weight, without neuropil or noise (lazy).
+    red : numpy.ndarray or None
+        Per cell, True when it is bright in the second (anatomical)
+        channel; None without a second channel.
+    tau_s, fps, spike_rate_hz, amplitude : float
+        Indicator decay, frame rate, mean firing rate and dF/F per spike.
+    """
+
+    stat: list[dict[str, Any]]
+    spikes: xr.DataArray
+    calcium: xr.DataArray
+    fluorescence: xr.DataArray
+    red: np.ndarray | None
+    tau_s: float
+    fps: float
+    spike_rate_hz: float
+    amplitude: float
+    baseline: np.ndarray = field(repr=False)
+
+
+def _spikes(t0: int, t1: int, n_cells: int, rate_per_frame: float, seed: int) -> np.ndarray:
+    """Spike counts ``(t1 - t0, n_cells)``; frames before 0 have none."""
+    out = np.zeros((t1 - t0, n_cells), np.float64)
+    for i, t in enumerate(range(t0, t1)):
+        if t >= 0:
+            out[i] = _frame_rng(seed, _SPIKES, t).poisson(rate_per_frame, n_cells)
+    return out
+
+
+def _calcium(t: np.ndarray, n_cells: int, rate_per_frame: float, decay: float, k_len: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(spikes, calcium) for frames ``t`` (contiguous), calcium from a ``k_len``-frame exponential kernel."""
+    t0, t1 = int(t[0]), int(t[-1]) + 1
+    s = _spikes(t0 - k_len + 1, t1, n_cells, rate_per_frame, seed)
+    kernel = decay ** np.arange(k_len)
+    c = np.empty((t1 - t0, n_cells))
+    for j in range(n_cells):
+        c[:, j] = np.convolve(s[:, j], kernel, mode="valid")
+    return s[k_len - 1 :], c
+
+
+def _calcium_truth_block(t: np.ndarray, *, what: str, n_cells: int, rate: float, decay: float, k_len: int,
+                         seed: int, f0: np.ndarray, amplitude: float) -> np.ndarray:
+    s, c = _calcium(t, n_cells, rate, decay, k_len, seed)
+    if what == "spikes":
+        out = s
+    elif what == "calcium":
+        out = c
+    else:
+        out = f0[None, :] * (1.0 + amplitude * c)
+    return np.ascontiguousarray(out.T.astype(np.float32))
+
+
+def _neuropil_modulation(t: np.ndarray, fps: float, fluct: float, seed: int) -> np.ndarray:
+    """Slow, smooth fluctuation ``1 + fluct * sum of sines`` (a deterministic function of t)."""
+    rng = np.random.default_rng((seed, 5))
+    freqs = rng.uniform(0.02, 0.3, 4)
+    phases = rng.uniform(0, 2 * np.pi, 4)
+    secs = np.asarray(t, np.float64)[:, None] / fps
+    return 1.0 + fluct * np.sin(2 * np.pi * freqs * secs + phases).mean(1)
+
+
+def _calcium_block(t: np.ndarray, table: np.ndarray, *, shape: tuple[int, int], n_cells: int, rate: float,
+                   decay: float, k_len: int, seed: int, f0: np.ndarray, amplitude: float, neuropil: np.ndarray,
+                   fps: float, neuropil_fluct: float, read_noise: float, red: np.ndarray | None,
+                   red_levels: tuple[float, float, float], out_dtype: np.dtype) -> np.ndarray:
+    import scipy.sparse as sp
+
+    cell, ypix, xpix, lam = table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2].astype(np.int64), table[:, 3]
+    npix = shape[0] * shape[1]
+    foot = sp.csr_matrix((lam, (ypix * shape[1] + xpix, cell)), shape=(npix, n_cells))
+    _, c = _calcium(t, n_cells, rate, decay, k_len, seed)
+    cell_f = f0[None, :] * (1.0 + amplitude * c)  # (time, cell)
+    mod = _neuropil_modulation(t, fps, neuropil_fluct, seed)
+    expected = (foot @ cell_f.T).T.reshape((t.size,) + shape) + mod[:, None, None] * neuropil[None]
+    out = np.empty((t.size,) + ((2,) if red is not None else ()) + shape, out_dtype)
+    if red is not None:
+        dim, bright, bg = red_levels
+        red_img = (foot @ np.where(red, bright, dim)).reshape(shape) + bg
+    for i, ti in enumerate(t):
+        rng = _frame_rng(seed, _NOISE, ti)
+        if red is None:
+            out[i] = _noisy(expected[i], read_noise, rng, out_dtype)
+        else:
+            out[i, 0] = _noisy(expected[i], read_noise, rng, out_dtype)
+            out[i, 1] = _noisy(red_img, read_noise, _frame_rng(seed, _RED, ti), out_dtype)
+    return out
+
+
+def _disc_footprint(rng: np.random.Generator, cy: float, cx: float, radius: float, shape: tuple[int, int]) -> dict[str, Any]:
+    R = int(np.ceil(radius)) + 1
+    yy, xx = np.mgrid[int(cy) - R : int(cy) + R + 1, int(cx) - R : int(cx) + R + 1]
+    d2 = (yy - cy) ** 2 + (xx - cx) ** 2
+    inside = (d2 <= radius**2) & (yy >= 0) & (xx >= 0) & (yy < shape[0]) & (xx < shape[1])
+    ypix, xpix = yy[inside].astype(np.int32), xx[inside].astype(np.int32)
+    lam = np.exp(-d2[inside] / (2 * (radius / 1.5) ** 2)) * rng.uniform(0.9, 1.1, ypix.size)
+    lam = (lam / lam.max()).astype(np.float32)
+    return dict(ypix=ypix, xpix=xpix, lam=lam, med=[float(np.median(ypix)), float(np.median(xpix))],
+                npix=int(ypix.size), radius=float(radius))
+
+
+def calcium_neurons(
+    n_frames: int = 3000,
+    shape: tuple[int, int] = (128, 128),
+    *,
+    n_cells: int = 30,
+    radius_px: float = 5.0,
+    fps: float = 30.0,
+    tau_s: float = 1.0,
+    spike_rate_hz: float = 0.5,
+    amplitude: float = 1.0,
+    baseline: float = 400.0,
+    neuropil: float = 150.0,
+    neuropil_fluct: float = 0.3,
+    read_noise: float = 3.0,
+    overlap_fraction: float = 0.1,
+    red_fraction: float = 0.0,
+    dtype: Any = np.uint16,
+    seed: int = 0,
+    chunks: ChunksLike = None,
+) -> tuple[xr.DataArray, CalciumTruth]:
+    """Calcium-imaging recording: cell footprints, neuropil and spiking activity.
+
+    Each cell is a disc of radius about ``radius_px`` with a bell-shaped
+    weight profile (suite2p's ``lam``). Spikes are Poisson at
+    ``spike_rate_hz``; the indicator is their convolution with
+    ``exp(-t / tau_s)`` (truncated after ``16 * tau_s``, so that any frame
+    range can be generated alone); the cell's fluorescence is
+    ``F0 * (1 + amplitude * calcium)`` spread over its footprint. A smooth
+    neuropil image whose brightness fluctuates slowly is added, then Poisson
+    and read noise. About ``overlap_fraction`` of the cells are placed so that
+    they overlap a neighbour (suite2p's ``overlap`` flags are set).
+
+    With ``red_fraction > 0`` the video gains a ``channel`` dim: channel 1 is
+    a static anatomical channel in which a known random subset of cells
+    (``truth.red``) is bright and the others are dim.
+
+    Returns
+    -------
+    video : xarray.DataArray
+        Lazy ``("time", "y", "x")`` video, or ``("time", "channel", "y", "x")``.
+    truth : CalciumTruth
+
+    Examples
+    --------
+    >>> from fluoxr.datasets import calcium_neurons
+    >>> video, truth = calcium_neurons(n_frames=60, shape=(48, 48), n_cells=4, red_fraction=0.5)
+    >>> video.dims, len(truth.stat), truth.red.dtype
+    (('time', 'channel', 'y', 'x'), 4, dtype('bool'))
+    """
+    n_frames = check_int(n_frames, "n_frames", min_value=1)
+    shape = _check_shape(shape)
+    n_cells = check_int(n_cells, "n_cells", min_value=0)
+    radius_px = check_number(radius_px, "radius_px", ge=1)
+    fps = check_number(fps, "fps", gt=0)
+    tau_s = check_number(tau_s, "tau_s", gt=0)
+    spike_rate_hz = check_number(spike_rate_hz, "spike_rate_hz", ge=0)
+    amplitude = check_number(amplitude, "amplitude", ge=0)
+    baseline = check_number(baseline, "baseline", ge=0)
+    neuropil = check_number(neuropil, "neuropil", ge=0)
+    neuropil_fluct = check_number(neuropil_fluct, "neuropil_fluct", ge=0, lt=1)
+    read_noise = check_number(read_noise, "read_noise", ge=0)
+    overlap_fraction = check_number(overlap_fraction, "overlap_fraction", ge=0, le=1)
+    red_fraction = check_number(red_fraction, "red_fraction", ge=0, le=1)
+    seed = check_int(seed, "seed", min_value=0)
+    dtype = np.dtype(dtype)
+
+    rng = np.random.default_rng((seed, 0))
+    n_overlap = int(round(overlap_fraction * n_cells)) if n_cells > 1 else 0
+    centres = _place(rng, n_cells - n_overlap, shape, margin=radius_px + 1, min_dist=2.6 * radius_px)
+    extra = []
+    for i in range(n_overlap):
+        # a cell centred 1.2 radii from another one: their discs overlap
+        base_c = centres[i % len(centres)] if len(centres) else np.array(shape) / 2
+        ang = rng.uniform(0, 2 * np.pi)
+        p = base_c + 1.2 * radius_px * np.array([np.sin(ang), np.cos(ang)])
+        extra.append(np.clip(p, radius_px + 1, np.array(shape) - radius_px - 2))
+    if extra:
+        centres = np.vstack([centres, np.array(extra)])
+    stat = [_disc_footprint(rng, cy, cx, radius_px * rng.uniform(0.85, 1.15), shape) for cy, cx in centres]
+    count = np.zeros(shape, np.int32)
+    for s in stat:
+        count[s["ypix"], s["xpix"]] += 1
+    for s in stat:
+        s["overlap"] = count[s["ypix"], s["xpix"]] > 1
+    f0 = baseline * rng.uniform(0.7, 1.3, n_cells)
+    red = (rng.random(n_cells) < red_fraction) if red_fraction > 0 else None
+    if red is not None and n_cells >= 2 and 0 < red_fraction < 1:
+        # a known subset that is neither empty nor everything
+        if not red.any():
+            red[0] = True
+        if red.all():
+            red[-1] = False
+    # smooth neuropil image: a few wide Gaussian blobs
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
+    npil = np.zeros(shape)
+    for _ in range(6):
+        cy, cx = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
+        w = rng.uniform(0.25, 0.6) * max(shape)
+        npil += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * w**2))
+    npil = neuropil * npil / npil.mean() if npil.mean() > 0 else npil
+
+    decay = float(np.exp(-1.0 / (tau_s * fps)))
+    k_len = int(np.ceil(16 * tau_s * fps)) + 1
+    rate = spike_rate_hz / fps
+    table = np.concatenate(
+        [np.stack([np.full(s["npix"], i), s["ypix"], s["xpix"], s["lam"]], 1) for i, s in enumerate(stat)]
+    ) if stat else np.zeros((0, 4))
+    frame_shape = shape if red is None else (2,) + shape
+    t = _time_blocks(n_frames, frame_shape, dtype, chunks)
+    tab = da.from_array(table, chunks=-1)
+    out_ind = "tyx" if red is None else "tcyx"
+    new_axes = {"y": shape[0], "x": shape[1]} | ({} if red is None else {"c": 2})
+    data = da.blockwise(
+        _calcium_block, out_ind, t, "t", tab, "pq", new_axes=new_axes, concatenate=True, dtype=dtype,
+        meta=np.empty((0,) * len(out_ind), dtype), shape=shape, n_cells=n_cells, rate=rate, decay=decay,
+        k_len=k_len, seed=seed, f0=f0, amplitude=amplitude, neuropil=npil, fps=fps, neuropil_fluct=neuropil_fluct,
+        read_noise=read_noise, red=red, red_levels=(0.15 * baseline, 1.5 * baseline, 0.3 * neuropil), out_dtype=dtype,
+    )
+    dims = ("time", "y", "x") if red is None else ("time", "channel", "y", "x")
+    video = as_video(data, dims=dims, fps=fps, name="video", source="fluoxr.datasets.calcium_neurons")
+
+    def truth_array(what: str) -> xr.DataArray:
+        arr = da.map_blocks(
+            _calcium_truth_block, t, what=what, n_cells=n_cells, rate=rate, decay=decay, k_len=k_len, seed=seed,
+            f0=f0, amplitude=amplitude, new_axis=0, chunks=((n_cells,), t.chunks[0]), dtype=np.float32,
+            meta=np.empty((0, 0), np.float32),
+        )
+        return xr.DataArray(arr, dims=("roi", "time"), coords={"roi": np.arange(n_cells), "time": video.time},
+                            name=what, attrs={"fps": fps})
+
+    truth = CalciumTruth(stat, truth_array("spikes"), truth_array("calcium"), truth_array("fluorescence"), red,
+                         tau_s, fps, spike_rate_hz, amplitude, f0)
+    return video, truth
+
+
+# --------------------------------------------------------------------------------------------
+# oscillating sheet (Cellects)
+
+
+@dataclass(frozen=True)
+class SheetTruth:
+    """Ground truth of :func:`oscillating_sheet`.
+
+    Attributes
+    ----------
+    mask : numpy.ndarray
+        ``(y, x)`` bool, True on the sheet.
+    phase : xarray.DataArray
+        ``("time", "y", "x")`` wave phase in radians (lazy); the intensity on
+        the sheet is ``base * (1 + amplitude * sin(phase))``.
+    expected : xarray.DataArray
+        ``("time", "y", "x")`` int8 (lazy): 1 where the intensity rises
+        (influx, ``cos(phase) > 0``), 2 where it falls (efflux), 0 off the sheet.
+    period_s, interval_s, wavelength_px, direction_deg : float
+        Wave period, time between frames, wavelength and direction of travel.
+    """
+
+    mask: np.ndarray
+    phase: xr.DataArray
+    expected: xr.DataArray
+    period_s: float
+    interval_s: float
+    wavelength_px: float
+    direction_deg: float
+
+
+def _sheet_phase(t: np.ndarray, shape: tuple[int, int], period_s: float, interval_s: float,
+                 wavelength_px: float, direction_deg: float) -> np.ndarray:
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
+    a = np.deg2rad(direction_deg)
+    along = yy * np.sin(a) + xx * np.cos(a)
+    secs = np.asarray(t, np.float64)[:, None, None] * interval_s
+    return 2 * np.pi * (secs / period_s - along[None] / wavelength_px)
+
+
+def _sheet_block(t: np.ndarray, *, shape: tuple[int, int], mask: np.ndarray, period_s: float, interval_s: float,
+                 wavelength_px: float, direction_deg: float, base: float, amplitude: float, background: float,
+                 read_noise: float, seed: int, out_dtype: np.dtype) -> np.ndarray:
+    phase = _sheet_phase(t, shape, period_s, interval_s, wavelength_px, direction_deg)
+    expected = np.where(mask[None], base * (1 + amplitude * np.sin(phase)), background)
+    out = np.empty((t.size,) + shape, out_dtype)
+    for i, ti in enumerate(t):
+        out[i] = _noisy(expected[i], read_noise, _frame_rng(seed, _NOISE, ti), out_dtype)
+    return out
+
+
+def _sheet_truth_block(t: np.ndarray, *, what: str, mask: np.ndarray, **kw: Any) -> np.ndarray:
+    phase = _sheet_phase(t, mask.shape, **kw)
+    if what == "phase":
+        return phase
+    rising = np.cos(phase) > 0
+    return np.where(mask[None], np.where(rising, 1, 2), 0).astype(np.int8)
+
+
+def _sheet_mask(rng: np.random.Generator, shape: tuple[int, int], coverage: float) -> np.ndarray:
+    """A smooth blob: an ellipse with a randomly perturbed outline, covering about ``coverage``."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
+    cy, cx = (shape[0] - 1) / 2, (shape[1] - 1) / 2
+    ang = np.arctan2(yy - cy, xx - cx)
+    r = np.hypot((yy - cy) / shape[0], (xx - cx) / shape[1])
+    wobble = 1 + sum(rng.uniform(0, 0.08) * np.cos(k * ang + rng.uniform(0, 2 * np.pi)) for k in (2, 3, 5))
+    # radius that gives the wanted area for an ellipse spanning the frame
+    r0 = np.sqrt(coverage / np.pi)
+    return r <= r0 * wobble
+
+
+def oscillating_sheet(
+    n_frames: int = 400,
+    shape: tuple[int, int] = (96, 96),
+    *,
+    period_s: float = 60.0,
+    interval_s: float = 2.0,
+    wavelength_px: float = 40.0,
+    direction_deg: float = 30.0,
+    base: float = 2000.0,
+    amplitude: float = 0.25,
+    background: float = 100.0,
+    read_noise: float = 2.0,
+    coverage: float = 0.5,
+    dtype: Any = np.uint16,
+    seed: int = 0,
+    chunks: ChunksLike = None,
+) -> tuple[xr.DataArray, SheetTruth]:
+    """A sheet (e.g. a Physarum network) crossed by travelling intensity waves.
+
+    On the sheet (a smooth blob covering about ``coverage`` of the frame) the
+    intensity is ``base * (1 + amplitude * sin(2 pi (t / period_s - d /
+    wavelength_px)))``, ``d`` the distance along ``direction_deg``; off it,
+    a constant ``background``; then Poisson and read noise. Frames are
+    ``interval_s`` seconds apart (``fps = 1 / interval_s``).
+
+    Returns
+    -------
+    video : xarray.DataArray
+        Lazy ``("time", "y", "x")`` video.
+    truth : SheetTruth
+
+    Examples
+    --------
+    >>> from fluoxr.datasets import oscillating_sheet
+    >>> video, truth = oscillating_sheet(n_frames=20, shape=(32, 32))
+    >>> video.attrs["fps"], truth.mask.dtype
+    (0.5, dtype('bool'))
+    """
+    n_frames = check_int(n_frames, "n_frames", min_value=1)
+    shape = _check_shape(shape)
+    period_s = check_number(period_s, "period_s", gt=0)
+    interval_s = check_number(interval_s, "interval_s", gt=0)
+    wavelength_px = check_number(wavelength_px, "wavelength_px", gt=0)
+    direction_deg = check_number(direction_deg, "direction_deg")
+    base = check_number(base, "base", ge=0)
+    amplitude = check_number(amplitude, "amplitude", ge=0, lt=1)
+    background = check_number(background, "background", ge=0)
+    read_noise = check_number(read_noise, "read_noise", ge=0)
+    coverage = check_number(coverage, "coverage", gt=0, le=1)
+    seed = check_int(seed, "seed", min_value=0)
+    dtype = np.dtype(dtype)
+
+    mask = _sheet_mask(np.random.default_rng((seed, 0)), shape, coverage)
+    wave = dict(period_s=period_s, interval_s=interval_s, wavelength_px=wavelength_px, direction_deg=direction_deg)
+    t = _time_blocks(n_frames, shape, dtype, chunks)
+    data = da.map_blocks(
+        _sheet_block, t, new_axis=[1, 2], chunks=(t.chunks[0], (shape[0],), (shape[1],)), dtype=dtype,
+        meta=np.empty((0, 0, 0), dtype), shape=shape, mask=mask, base=base, amplitude=amplitude,
+        background=background, read_noise=read_noise, seed=seed, out_dtype=dtype, **wave,
+    )
+    video = as_video(data, fps=1.0 / interval_s, name="video", source="fluoxr.datasets.oscillating_sheet")
+
+    def truth_array(what: str, out_dtype: Any) -> xr.DataArray:
+        arr = da.map_blocks(_sheet_truth_block, t, what=what, mask=mask, new_axis=[1, 2],
+                            chunks=(t.chunks[0], (shape[0],), (shape[1],)), dtype=out_dtype,
+                            meta=np.empty((0, 0, 0), out_dtype), **wave)
+        return xr.DataArray(arr, dims=("time", "y", "x"), coords=video.coords, name=what)
+
+    truth = SheetTruth(mask, truth_array("phase", np.float64), truth_array("expected", np.int8), period_s,
+                       interval_s, wavelength_px, direction_deg)
+    return video, truth
+
+
+def _check_shape(shape: Any) -> tuple[int, int]:
+    if not isinstance(shape, (tuple, list)) or len(shape) != 2:
+        raise ValueError(f"shape must be a (height, width) pair, got {shape!r}")
+    return (check_int(shape[0], "shape[0]", min_value=4), check_int(shape[1], "shape[1]", min_value=4))

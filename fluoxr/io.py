@@ -1,0 +1,1027 @@
+"""Opening recordings lazily and saving results: the only module that touches disk.
+
+Every opener reads metadata only. Pixel data are read by small picklable
+*reader* objects (a path plus the layout of the frames in the file) that each
+dask task opens itself, so the graph runs on process-based distributed
+workers and no open file handle ever enters it. Inputs are opened read-only.
+
+Formats
+-------
+TIFF / BigTIFF (one file, a list, or a glob; ImageJ and OME hyperstacks),
+zarr v2/v3 (arrays, and groups written by :func:`save`), suite2p ``data.bin``,
+``.npy`` (read like a memory map) and HDF5 datasets (``"file.h5::/path"``).
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import warnings
+import xml.etree.ElementTree as ET
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from ._video import ChunksLike, as_video, normalize_chunks_arg
+from ._validate import check_fps, check_number
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "open_video",
+    "open_result",
+    "save",
+    "info",
+    "read_image",
+    "read_suite2p_stat",
+    "VideoFileNotFoundError",
+]
+
+PathLike = str | os.PathLike
+TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
+H5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
+_AXIS_DIMS = {"T": "time", "I": "time", "Q": "time", "Z": "z", "C": "channel", "S": "channel", "Y": "y", "X": "x"}
+_PARTIAL = ".partial"
+
+
+class VideoFileNotFoundError(FileNotFoundError, ValueError):
+    """A path given to fluoxr does not exist (both a ``FileNotFoundError`` and a ``ValueError``)."""
+
+
+# --------------------------------------------------------------------------------------------
+# readers: picklable, hold no file handle, read whole frames for a range of time indices
+
+
+class _Reader:
+    """Array-like over a file; ``reader[t0:t1, ...]`` reads frames ``t0..t1-1``.
+
+    ``shape`` is in output order (time first, frames last); subclasses
+    implement ``_read(t0, t1)`` returning whole frames in that order.
+    """
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    paths: tuple[str, ...]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if not isinstance(key, tuple):
+            key = (key,)
+        key = key + (slice(None),) * (self.ndim - len(key))
+        tkey = key[0]
+        if isinstance(tkey, slice):
+            t0, t1, step = tkey.indices(self.shape[0])
+            if step != 1:
+                out = self._read(t0, max(t0, t1))[::step]
+            else:
+                out = self._read(t0, max(t0, t1))
+            return out[(slice(None),) + key[1:]]
+        t = int(tkey) % self.shape[0]
+        return self._read(t, t + 1)[0][key[1:]]
+
+    def _read(self, t0: int, t1: int) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _output_perm(axes: Sequence[str]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Dims in fluoxr order for file ``axes`` (tifffile letters), and the permutation file->output."""
+    dims = []
+    for a in axes:
+        if a not in _AXIS_DIMS:
+            raise ValueError(
+                f"path: TIFF axis {a!r} (of axes {''.join(axes)!r}) is not supported; "
+                "fluoxr reads time (T/I/Q), z (Z), channel (C/S), y and x"
+            )
+        dims.append(_AXIS_DIMS[a])
+    # several axes can map to the same dim (e.g. 'I' and 'T'); only one may be time
+    if dims.count("time") > 1 or dims.count("channel") > 1 or dims.count("z") > 1:
+        raise ValueError(f"path: TIFF axes {''.join(axes)!r} have several time, z or channel axes; "
+                         "fluoxr cannot tell which is which")
+    if "time" not in dims:
+        if "z" in dims:
+            # ImageJ stacks saved as 'slices' are usually time series
+            logger.info("TIFF axes %r have no time axis; reading the Z axis as time", "".join(axes))
+            dims[dims.index("z")] = "time"
+        else:
+            raise ValueError(
+                f"path holds a single image (axes {''.join(axes)!r}), not a video; "
+                "fluoxr needs a stack of frames along time"
+            )
+    order = [d for d in ("time", "z", "channel", "y", "x") if d in dims]
+    return tuple(order), tuple(dims.index(d) for d in order)
+
+
+class _RawReader(_Reader):
+    """Uncompressed frames stored contiguously in C order at a byte offset (TIFF, .bin, .npy)."""
+
+    def __init__(self, path: str, dtype: np.dtype, offset: int, file_shape: Sequence[int],
+                 perm: Sequence[int]) -> None:
+        self.path = str(path)
+        self.paths = (self.path,)
+        self.file_dtype = np.dtype(dtype)
+        self.dtype = self.file_dtype.newbyteorder("=")
+        self.offset = int(offset)
+        self.file_shape = tuple(int(s) for s in file_shape)
+        self.perm = tuple(int(p) for p in perm)
+        self.shape = tuple(self.file_shape[p] for p in self.perm)
+
+    def _read(self, t0: int, t1: int) -> np.ndarray:
+        n = t1 - t0
+        if self.perm[0] == 0:
+            # time is the slowest axis: one contiguous byte range, one read call
+            inner = self.file_shape[1:]
+            out = np.empty((n,) + inner, self.file_dtype)
+            nbytes = out.nbytes
+            if nbytes:
+                start = self.offset + t0 * (nbytes // n)
+                with open(self.path, "rb") as fh:
+                    fh.seek(start)
+                    got = fh.readinto(memoryview(out).cast("B"))
+                if got != nbytes:
+                    raise OSError(f"{self.path}: file is truncated (wanted {nbytes} bytes at offset {start}, got {got})")
+            out = out.transpose((0,) + tuple(p for p in self.perm[1:]))
+        else:
+            mm = np.memmap(self.path, dtype=self.file_dtype, mode="r", offset=self.offset, shape=self.file_shape)
+            out = np.array(mm.transpose(self.perm)[t0:t1])
+            del mm
+        out = np.ascontiguousarray(out)
+        if not self.file_dtype.isnative:
+            out = out.astype(self.dtype)
+        return out
+
+
+class _TiffPagesReader(_Reader):
+    """TIFF pages read one by one (compressed, tiled or scattered pages).
+
+    The IFD offset of every page is recorded once when the file is opened,
+    so a task seeks straight to its pages instead of walking the IFD chain
+    from the start of the file (which makes reading quadratic in the number
+    of frames).
+    """
+
+    def __init__(self, path: str, keyframe_offset: int, ifd_offsets: np.ndarray,
+                 page_shape: Sequence[int], dtype: np.dtype, out_perm: Sequence[int]) -> None:
+        self.path = str(path)
+        self.paths = (self.path,)
+        self.keyframe_offset = int(keyframe_offset)
+        # ifd_offsets: leading (page) axes, already moved so that time is axis 0
+        self.ifd_offsets = np.asarray(ifd_offsets, dtype=np.int64)
+        self.page_shape = tuple(page_shape)
+        self.dtype = np.dtype(dtype)
+        self.out_perm = tuple(out_perm)
+        full = self.ifd_offsets.shape + self.page_shape
+        self.shape = tuple(full[p] for p in self.out_perm)
+
+    def _read(self, t0: int, t1: int) -> np.ndarray:
+        import tifffile
+
+        sel = self.ifd_offsets[t0:t1]
+        out = np.empty(sel.shape + self.page_shape, self.dtype)
+        flat = out.reshape((-1,) + self.page_shape)
+        with tifffile.TiffFile(self.path) as tif:
+            fh = tif.filehandle
+            fh.seek(self.keyframe_offset)
+            keyframe = tifffile.TiffPage(tif, index=0)
+            for i, off in enumerate(sel.ravel()):
+                if int(off) == self.keyframe_offset:
+                    page = keyframe
+                else:
+                    page = tifffile.TiffFrame(tif, index=i, offset=int(off), keyframe=keyframe)
+                flat[i] = page.asarray().reshape(self.page_shape)
+        return np.ascontiguousarray(out.transpose(self.out_perm))
+
+
+class _H5Reader(_Reader):
+    def __init__(self, path: str, dataset: str, shape: Sequence[int], dtype: np.dtype) -> None:
+        self.path = str(path)
+        self.paths = (self.path,)
+        self.dataset = dataset
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+
+    def _read(self, t0: int, t1: int) -> np.ndarray:
+        import h5py
+
+        with h5py.File(self.path, "r") as f:
+            return np.asarray(f[self.dataset][t0:t1])
+
+
+class _ConcatReader(_Reader):
+    """Several files with the same frame shape, one after the other along time."""
+
+    def __init__(self, readers: Sequence[_Reader]) -> None:
+        self.readers = list(readers)
+        self.starts = np.cumsum([0] + [r.shape[0] for r in self.readers])
+        self.shape = (int(self.starts[-1]),) + tuple(self.readers[0].shape[1:])
+        self.dtype = self.readers[0].dtype
+        self.paths = tuple(p for r in self.readers for p in r.paths)
+
+    def _read(self, t0: int, t1: int) -> np.ndarray:
+        parts = []
+        for i, r in enumerate(self.readers):
+            a, b = max(t0, self.starts[i]), min(t1, self.starts[i + 1])
+            if a < b:
+                parts.append(r._read(int(a - self.starts[i]), int(b - self.starts[i])))
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return np.empty((0,) + self.shape[1:], self.dtype)
+        return np.concatenate(parts, axis=0)
+
+
+def _reader_to_dask(reader: _Reader, chunks: tuple, name_hint: str) -> da.Array:
+    token = dask.base.tokenize(type(reader).__name__, reader.paths, reader.shape, str(reader.dtype),
+                               [os.stat(p).st_mtime_ns for p in reader.paths])
+    # inline_array=False keeps the reader as one small graph key shared by all tasks
+    return da.from_array(reader, chunks=chunks, name=f"fluoxr-read-{name_hint}-{token}", lock=False,
+                         asarray=False, inline_array=False, meta=np.empty((0,) * reader.ndim, reader.dtype))
+
+
+# --------------------------------------------------------------------------------------------
+# format detection
+
+
+def _natural_key(s: str) -> list:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", s)]
+
+
+def _expand_paths(path: Any) -> list[str]:
+    if isinstance(path, (str, os.PathLike)):
+        text = os.fspath(path)
+        if any(c in text for c in "*?[") and "::" not in text and not os.path.exists(text):
+            found = sorted(_glob.glob(text), key=_natural_key)
+            if not found:
+                raise VideoFileNotFoundError(f"path: no file matches the pattern {text!r}")
+            return found
+        return [text]
+    if isinstance(path, Sequence) and not isinstance(path, (bytes, bytearray)):
+        if len(path) == 0:
+            raise ValueError("path: the list of files is empty")
+        out = []
+        for p in path:
+            if not isinstance(p, (str, os.PathLike)):
+                raise TypeError(f"path: every entry of the list must be a path, got {type(p).__name__}")
+            out.append(os.fspath(p))
+        return out
+    raise TypeError(f"path must be a path, a list of paths or a glob pattern, got {type(path).__name__}")
+
+
+def _split_h5(text: str) -> tuple[str, str | None]:
+    if "::" in text:
+        f, d = text.split("::", 1)
+        return f, d or None
+    return text, None
+
+
+def _kind(text: str) -> str:
+    f, dset = _split_h5(text)
+    low = f.lower()
+    if dset is not None or low.endswith(H5_SUFFIXES):
+        return "h5"
+    if low.endswith(TIFF_SUFFIXES):
+        return "tiff"
+    if low.endswith(".npy"):
+        return "npy"
+    if low.endswith(".bin"):
+        return "bin"
+    if low.rstrip("/\\").endswith(".zarr") or (os.path.isdir(f) and any(
+            os.path.exists(os.path.join(f, m)) for m in ("zarr.json", ".zgroup", ".zarray"))):
+        return "zarr"
+    raise ValueError(
+        f"path {text!r} has an unknown extension; fluoxr opens TIFF ({', '.join(TIFF_SUFFIXES)}), "
+        "zarr (.zarr or a zarr directory), suite2p .bin, .npy and HDF5 ('file.h5::/dataset')"
+    )
+
+
+def _check_exists(text: str) -> None:
+    f, _ = _split_h5(text)
+    if not os.path.exists(f):
+        raise VideoFileNotFoundError(f"path {f!r} does not exist")
+
+
+# --------------------------------------------------------------------------------------------
+# TIFF
+
+
+def _tiff_reader(path: str, series: int) -> tuple[_Reader, tuple[str, ...], dict[str, Any]]:
+    import tifffile
+
+    meta: dict[str, Any] = {}
+    try:
+        tif = tifffile.TiffFile(path)
+    except Exception as exc:
+        raise ValueError(f"path {path!r} is not a readable TIFF file: {exc}") from exc
+    with tif:
+        if not tif.series or series >= len(tif.series):
+            raise ValueError(f"series: {path!r} has {len(tif.series)} image series, asked for index {series}")
+        s = tif.series[series]
+        axes = s.axes.upper()
+        shape = tuple(int(n) for n in s.shape)
+        dims, perm = _output_perm(axes)
+        meta.update(_tiff_metadata(tif, s))
+        dataoffset = s.dataoffset
+        if dataoffset is not None and len(s.pages) > 0 and s.keyframe.is_contiguous:
+            dtype = np.dtype(s.dtype).newbyteorder(tif.byteorder)
+            end = dataoffset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            if end > os.path.getsize(path):
+                raise ValueError(f"path {path!r} is truncated: its frames end at byte {end}, "
+                                 f"the file has {os.path.getsize(path)}")
+            return _RawReader(path, dtype, dataoffset, shape, perm), dims, meta
+        # scattered or compressed pages: remember every page's IFD offset once
+        keyframe = s.keyframe
+        page_shape = tuple(int(n) for n in keyframe.shape)
+        n_lead = len(shape) - len(page_shape)
+        if n_lead < 1 or tuple(shape[n_lead:]) != page_shape:
+            raise ValueError(f"path {path!r}: cannot map TIFF series of shape {shape} onto its pages of shape {page_shape}")
+        offsets = []
+        for p in s.pages:
+            if p is None:
+                raise ValueError(f"path {path!r}: the TIFF series has missing pages")
+            if p.parent is not tif:
+                raise ValueError(f"path {path!r}: this OME series spans several files; open the files as a list instead")
+            offsets.append(p.offset)
+        lead = np.asarray(offsets, np.int64).reshape(shape[:n_lead])
+        time_axis = perm[0]
+        if time_axis >= n_lead:
+            raise ValueError(f"path {path!r}: the time axis lies inside each TIFF page; fluoxr cannot read it lazily")
+        lead = np.moveaxis(lead, time_axis, 0)
+        # axes of the array the reader builds: lead axes (time first), then page axes
+        built = [time_axis] + [a for a in range(n_lead) if a != time_axis] + list(range(n_lead, len(shape)))
+        out_perm = tuple(built.index(p) for p in perm)
+        reader = _TiffPagesReader(path, keyframe.offset, lead, page_shape, s.dtype, out_perm)
+        return reader, dims, meta
+
+
+def _tiff_metadata(tif: Any, series: Any) -> dict[str, Any]:
+    """fps and pixel size (µm) from ImageJ or OME metadata, when present."""
+    meta: dict[str, Any] = {}
+    ij = tif.imagej_metadata or {}
+    fps = ij.get("fps")
+    if not fps and ij.get("finterval"):
+        try:
+            fps = 1.0 / float(ij["finterval"])
+        except (TypeError, ValueError, ZeroDivisionError):
+            fps = None
+    if fps:
+        meta["fps"] = float(fps)
+    try:
+        page = series.keyframe
+        unit = str(ij.get("unit", "")).lower()
+        if unit in ("micron", "um", "µm", "\\u00B5m", "microns"):
+            xres = page.tags["XResolution"].value
+            if xres and xres[0]:
+                meta["pixel_size"] = float(xres[1]) / float(xres[0])
+    except (KeyError, AttributeError, TypeError, ZeroDivisionError):
+        pass
+    if tif.is_ome and tif.ome_metadata:
+        try:
+            root = ET.fromstring(tif.ome_metadata)
+            pix = next(el for el in root.iter() if el.tag.endswith("Pixels"))
+            if pix.get("PhysicalSizeX") and pix.get("PhysicalSizeXUnit", "µm") in ("µm", "um"):
+                meta.setdefault("pixel_size", float(pix.get("PhysicalSizeX")))
+            if pix.get("TimeIncrement") and pix.get("TimeIncrementUnit", "s") == "s" and float(pix.get("TimeIncrement")) > 0:
+                meta.setdefault("fps", 1.0 / float(pix.get("TimeIncrement")))
+        except (ET.ParseError, StopIteration, ValueError):
+            logger.debug("could not parse OME metadata of %s", tif.filename)
+    return meta
+
+
+# --------------------------------------------------------------------------------------------
+# raw binary, npy, HDF5
+
+
+def _bin_reader(path: str, shape: Sequence[int] | None, dtype: Any) -> tuple[_Reader, dict[str, Any]]:
+    meta: dict[str, Any] = {}
+    ops_path = os.path.join(os.path.dirname(os.path.abspath(path)), "ops.npy")
+    if shape is None:
+        if not os.path.exists(ops_path):
+            raise ValueError(
+                f"shape is required to open the raw binary {path!r}: pass shape=(Ly, Lx) "
+                f"(or put suite2p's ops.npy beside it)"
+            )
+        ops = np.load(ops_path, allow_pickle=True).item()
+        shape = (int(ops["Ly"]), int(ops["Lx"]))
+        if ops.get("fs"):
+            meta["fps"] = float(ops["fs"])
+    if len(shape) != 2 or any(int(n) < 1 for n in shape):
+        raise ValueError(f"shape must be the frame shape (Ly, Lx) of positive ints, got {tuple(shape)!r}")
+    dtype = np.dtype(dtype if dtype is not None else np.int16)
+    frame_bytes = int(shape[0]) * int(shape[1]) * dtype.itemsize
+    size = os.path.getsize(path)
+    if size % frame_bytes:
+        raise ValueError(
+            f"shape {tuple(shape)} with dtype {dtype} does not divide the size of {path!r} "
+            f"({size} bytes is not a whole number of {frame_bytes}-byte frames)"
+        )
+    n = size // frame_bytes
+    if n == 0:
+        raise ValueError(f"path {path!r} holds no frames")
+    return _RawReader(path, dtype, 0, (n, int(shape[0]), int(shape[1])), (0, 1, 2)), meta
+
+
+def _npy_reader(path: str) -> tuple[_Reader, tuple[str, ...]]:
+    try:
+        # only the header is parsed; the map is dropped at once (tasks read the bytes themselves)
+        mm = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        message = str(exc)
+        if "object" in message or "pickle" in message:
+            raise TypeError(f"path {path!r} holds Python objects, not frames") from exc
+        if "larger than" in message or "mmap length" in message or "cannot" in message:
+            raise ValueError(f"path {path!r} is truncated or not a valid .npy file: {exc}") from exc
+        raise ValueError(f"path {path!r} is not a valid .npy file: {exc}") from exc
+    shape, dtype, offset = mm.shape, mm.dtype, mm.offset
+    fortran = not mm.flags.c_contiguous and mm.flags.f_contiguous and mm.ndim > 1
+    del mm
+    if dtype.hasobject:
+        raise TypeError(f"path {path!r} holds Python objects, not frames")
+    ndim = len(shape)
+    from ._video import default_dims
+
+    dims = default_dims(ndim)
+    file_shape = tuple(shape)
+    perm = tuple(range(ndim))
+    if fortran:
+        # Fortran order is C order of the reversed shape
+        file_shape = file_shape[::-1]
+        perm = tuple(range(ndim))[::-1]
+    expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if os.path.getsize(path) < expected:
+        raise ValueError(f"path {path!r} is truncated: {os.path.getsize(path)} bytes, the header promises {expected}")
+    return _RawReader(path, dtype, offset, file_shape, perm), dims
+
+
+def _h5_reader(text: str) -> tuple[_Reader, dict[str, Any], tuple | None]:
+    try:
+        import h5py
+    except ImportError as exc:
+        raise ImportError("reading HDF5 needs h5py: pip install 'fluoxr[h5]'") from exc
+    path, dset = _split_h5(text)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"path {path!r} is not a readable HDF5 file: {exc}") from exc
+    with f:
+        if dset is None:
+            found = []
+            f.visititems(lambda n, o: found.append(n) if isinstance(o, h5py.Dataset) and o.ndim >= 3 else None)
+            if len(found) != 1:
+                raise ValueError(
+                    f"path {path!r} holds {len(found)} datasets with >= 3 dims ({found[:10]}); "
+                    f"name one as '{path}::/dataset'"
+                )
+            dset = found[0]
+        if dset not in f or not isinstance(f[dset], h5py.Dataset):
+            raise ValueError(f"path: {path!r} has no dataset {dset!r}")
+        d = f[dset]
+        meta = {k: float(d.attrs[k]) for k in ("fps",) if k in d.attrs}
+        return _H5Reader(path, dset, d.shape, d.dtype), meta, d.chunks
+
+
+# --------------------------------------------------------------------------------------------
+# zarr
+
+
+def _consolidated(path: str) -> bool:
+    """Whether a zarr store has consolidated metadata (v2 ``.zmetadata`` or v3 inline)."""
+    if os.path.exists(os.path.join(path, ".zmetadata")):
+        return True
+    try:
+        with open(os.path.join(path, "zarr.json")) as fh:
+            return bool(json.load(fh).get("consolidated_metadata"))
+    except (OSError, ValueError):
+        return False
+
+
+def _open_zarr_any(path: str, chunks: ChunksLike) -> xr.DataArray:
+    import zarr
+
+    try:
+        node = zarr.open(store=path, mode="r")
+    except Exception as exc:
+        raise ValueError(f"path {path!r} is not a readable zarr store: {exc}") from exc
+    if isinstance(node, zarr.Array):
+        base = node.chunks
+        dims_ = None
+        from ._video import default_dims
+
+        dims_ = default_dims(node.ndim)
+        dchunks = normalize_chunks_arg(chunks, dims_, node.shape, node.dtype.itemsize, base=base)
+        data = da.from_zarr(node, chunks=dchunks)
+        attrs = dict(node.attrs)
+        return xr.DataArray(data, dims=dims_, attrs={k: attrs[k] for k in ("fps", "pixel_size") if k in attrs})
+    ds = xr.open_zarr(path, chunks=None, consolidated=_consolidated(path))
+    name = ds.attrs.get("fluoxr_dataarray")
+    if name is None:
+        if len(ds.data_vars) != 1:
+            raise ValueError(
+                f"path {path!r} holds several variables {list(ds.data_vars)}; use fluoxr.open_result(path) "
+                "and pick one"
+            )
+        name = next(iter(ds.data_vars))
+    var = ds[name]
+    enc_chunks = var.encoding.get("chunks") or var.encoding.get("preferred_chunks")
+    base = tuple(enc_chunks) if isinstance(enc_chunks, (tuple, list)) else None
+    dchunks = normalize_chunks_arg(chunks, var.dims, var.shape, var.dtype.itemsize, base=base)
+    with warnings.catch_warnings():
+        # small coordinates stored as one chunk are split by the data's chunks; harmless
+        warnings.filterwarnings("ignore", message=".*separate the stored chunks", category=UserWarning)
+        ds = xr.open_zarr(path, chunks=dict(zip(var.dims, dchunks)), consolidated=_consolidated(path))
+    out = ds[name]
+    out.attrs = {k: v for k, v in ds.attrs.items() if k != "fluoxr_dataarray"} | dict(out.attrs)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# public openers
+
+
+def open_video(
+    path: PathLike | Sequence[PathLike],
+    *,
+    fps: float | None = None,
+    chunks: ChunksLike = None,
+    pixel_size: float | None = None,
+    shape: Sequence[int] | None = None,
+    dtype: Any = None,
+    series: int = 0,
+) -> xr.DataArray:
+    """Open a recording lazily as a dask-backed video.
+
+    Only metadata are read; frames are read by the dask tasks that need them,
+    each opening the file itself (the graph pickles and runs on
+    process-based distributed workers).
+
+    Parameters
+    ----------
+    path : path, list of paths or glob pattern
+        A TIFF/BigTIFF (or several, concatenated along time in natural sort
+        order, like a microscope's split stacks), a zarr store, a suite2p
+        ``data.bin``, a ``.npy`` file or an HDF5 dataset ``"file.h5::/path"``.
+    fps : float, optional
+        Frame rate in Hz; overrides the file's metadata. With a frame rate,
+        ``time`` is in seconds.
+    chunks : int, tuple, mapping or "auto", optional
+        Frames per chunk or a ``{dim: size}`` mapping. Default: whole frames,
+        about 96 MB per chunk, along time only.
+    pixel_size : float, optional
+        Pixel size in µm; overrides the file's metadata.
+    shape : (Ly, Lx), optional
+        Frame shape of a raw ``.bin`` file (default: from ``ops.npy`` beside it).
+    dtype : dtype, optional
+        Sample type of a raw ``.bin`` file (default int16, as suite2p writes).
+    series : int
+        TIFF image series to read (default the first).
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``("time", [z], [channel], "y", "x")``, attrs ``fps`` (when
+        known), ``pixel_size`` (when known) and ``source``.
+
+    Examples
+    --------
+    >>> import numpy as np, tifffile, fluoxr
+    >>> tifffile.imwrite("/tmp/doc_stack.tif", np.zeros((10, 8, 8), np.uint16))
+    >>> v = fluoxr.open_video("/tmp/doc_stack.tif", fps=30)
+    >>> v.sizes["time"], v.attrs["fps"]
+    (10, 30.0)
+    """
+    fps = check_fps(fps)
+    if pixel_size is not None:
+        pixel_size = check_number(pixel_size, "pixel_size", gt=0)
+    paths = _expand_paths(path)
+    for p in paths:
+        _check_exists(p)
+    kinds = {_kind(p) for p in paths}
+    if len(kinds) > 1:
+        raise ValueError(f"path: all files must have the same format, got {sorted(kinds)}")
+    kind = kinds.pop()
+    if len(paths) > 1 and kind not in ("tiff", "npy", "bin", "h5"):
+        raise ValueError(f"path: only TIFF, .npy, .bin and HDF5 files can be concatenated, got {kind}")
+
+    meta: dict[str, Any] = {}
+    base = None
+    if kind == "zarr":
+        if len(paths) != 1:
+            raise ValueError("path: open one zarr store at a time")
+        arr = _open_zarr_any(paths[0], chunks)
+        meta = {k: arr.attrs[k] for k in ("fps", "pixel_size") if arr.attrs.get(k)}
+        video = as_video(arr, fps=fps or meta.get("fps"), pixel_size=pixel_size or meta.get("pixel_size"),
+                         source=os.path.abspath(paths[0]))
+        return video
+
+    readers: list[_Reader] = []
+    dims: tuple[str, ...] | None = None
+    for p in paths:
+        if kind == "tiff":
+            r, d, m = _tiff_reader(p, series)
+        elif kind == "bin":
+            (r, m), d = _bin_reader(p, shape, dtype), ("time", "y", "x")
+        elif kind == "npy":
+            (r, d), m = _npy_reader(p), {}
+        else:
+            r, m, h5chunks = _h5_reader(p)
+            from ._video import default_dims
+
+            d = default_dims(len(r.shape))
+            base = h5chunks
+        if dims is None:
+            dims, meta = d, m
+        elif d != dims or r.shape[1:] != readers[0].shape[1:]:
+            raise ValueError(
+                f"path: the files do not share a frame shape: {paths[0]!r} has dims {dims} shape "
+                f"{readers[0].shape[1:]}, {p!r} has dims {d} shape {r.shape[1:]}"
+            )
+        elif r.dtype != readers[0].dtype:
+            raise ValueError(f"path: the files differ in dtype ({readers[0].dtype} vs {r.dtype} in {p!r})")
+        readers.append(r)
+    assert dims is not None
+    reader = readers[0] if len(readers) == 1 else _ConcatReader(readers)
+    if reader.shape[0] < 1:
+        raise ValueError(f"path {paths[0]!r} holds no frames")
+    dchunks = normalize_chunks_arg(chunks, dims, reader.shape, reader.dtype.itemsize, base=base)
+    data = _reader_to_dask(reader, dchunks, kind)
+    if fps is not None and meta.get("fps") and abs(meta["fps"] - fps) > 1e-9 * fps:
+        logger.info("fps=%g overrides the file's frame rate %g", fps, meta["fps"])
+    source = os.path.abspath(paths[0]) if len(paths) == 1 else [os.path.abspath(p) for p in paths]
+    video = as_video(data, dims=dims, fps=fps or meta.get("fps"),
+                     pixel_size=pixel_size or meta.get("pixel_size"), name="video")
+    video.attrs["source"] = source if isinstance(source, str) else "; ".join(source)
+    return video
+
+
+def open_result(path: PathLike, *, chunks: Mapping[Hashable, Any] | None = None) -> xr.DataArray | xr.Dataset:
+    """Open a result written by :func:`save`: a DataArray if one was saved, else a Dataset.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr, fluoxr
+    >>> img = xr.DataArray(np.ones((4, 5)), dims=("y", "x"), name="mean")
+    >>> _ = fluoxr.save(img, "/tmp/doc_mean.zarr", overwrite=True)
+    >>> fluoxr.open_result("/tmp/doc_mean.zarr").name
+    'mean'
+    """
+    text = os.fspath(path)
+    _check_exists(text)
+    if os.path.exists(text + _PARTIAL):
+        raise ValueError(f"path {text!r} is an interrupted write; finish it with fluoxr.save(..., resume=True)")
+    ds = xr.open_zarr(text, chunks=chunks if chunks is not None else {}, consolidated=_consolidated(text))
+    name = ds.attrs.get("fluoxr_dataarray")
+    if name is not None and name in ds:
+        out = ds[name]
+        out.attrs = {k: v for k, v in ds.attrs.items() if k != "fluoxr_dataarray"}
+        return out
+    return ds
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """Read a small image (mask, label image, reference) from TIFF, .npy or zarr into memory.
+
+    Examples
+    --------
+    >>> import numpy as np, fluoxr
+    >>> np.save("/tmp/doc_mask.npy", np.eye(3, dtype=bool))
+    >>> fluoxr.io.read_image("/tmp/doc_mask.npy").sum()
+    np.int64(3)
+    """
+    text = os.fspath(path)
+    _check_exists(text)
+    low = text.lower()
+    if low.endswith(TIFF_SUFFIXES):
+        import tifffile
+
+        return tifffile.imread(text)
+    if low.endswith(".npy"):
+        arr = np.load(text, allow_pickle=False)
+        return np.asarray(arr)
+    if _kind(text) == "zarr":
+        import zarr
+
+        node = zarr.open(store=text, mode="r")
+        if isinstance(node, zarr.Array):
+            return np.asarray(node[...])
+        res = open_result(text)
+        if isinstance(res, xr.Dataset):
+            raise ValueError(f"path {text!r} holds several variables; cannot read it as one image")
+        return np.asarray(res.values)
+    raise ValueError(f"path {text!r}: images are read from TIFF, .npy or zarr")
+
+
+def read_suite2p_stat(path: PathLike) -> list[dict[str, Any]]:
+    """Load suite2p's ``stat.npy`` (a pickled array of per-ROI dicts) as a list of dicts.
+
+    ``stat.npy`` is a pickle: open only files you trust.
+    """
+    text = os.fspath(path)
+    _check_exists(text)
+    arr = np.load(text, allow_pickle=True)
+    stat = list(arr.tolist()) if isinstance(arr, np.ndarray) else list(arr)
+    if not stat or not all(isinstance(s, dict) and "ypix" in s and "xpix" in s for s in stat):
+        raise ValueError(f"path {text!r} is not a suite2p stat.npy (a list of dicts with 'ypix' and 'xpix')")
+    return stat
+
+
+def info(path: PathLike | Sequence[PathLike], **kwargs: Any) -> dict[str, Any]:
+    """Shape, dtype, chunks, fps and size on disk of a recording, reading metadata only.
+
+    Examples
+    --------
+    >>> import numpy as np, fluoxr
+    >>> np.save("/tmp/doc_info.npy", np.zeros((6, 4, 4), np.int16))
+    >>> fluoxr.io.info("/tmp/doc_info.npy")["shape"]
+    (6, 4, 4)
+    """
+    video = open_video(path, **kwargs)
+    paths = _expand_paths(path)
+    size = 0
+    for p in paths:
+        f, _ = _split_h5(p)
+        if os.path.isdir(f):
+            size += sum(os.path.getsize(os.path.join(r, n)) for r, _, ns in os.walk(f) for n in ns)
+        else:
+            size += os.path.getsize(f)
+    return {
+        "source": video.attrs.get("source"),
+        "dims": video.dims,
+        "shape": tuple(video.shape),
+        "dtype": str(video.dtype),
+        "chunks": {d: tuple(c) for d, c in video.chunksizes.items()},
+        "fps": video.attrs.get("fps"),
+        "pixel_size": video.attrs.get("pixel_size"),
+        "nbytes": int(video.nbytes),
+        "size_on_disk": size,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# saving: chunk by chunk, resumable, never into an input
+
+
+def _paths_of(value: Any, depth: int = 0) -> set[str]:
+    """Files behind an array source: a fluoxr reader, a zarr array, or xarray's lazy wrappers of one."""
+    if isinstance(value, _Reader):
+        return {os.path.abspath(p) for p in value.paths}
+    root = getattr(getattr(value, "store", None), "root", None)
+    if root is not None:
+        return {os.path.abspath(str(root))}
+    found: set[str] = set()
+    if depth < 6:
+        for attr in ("array", "_array", "datastore", "zarr_group", "_ds"):
+            inner = getattr(value, attr, None)
+            if inner is not None and inner is not value:
+                found |= _paths_of(inner, depth + 1)
+    return found
+
+
+def _graph_sources(obj: xr.DataArray | xr.Dataset) -> set[str]:
+    """Absolute paths of every file the object's graph reads, plus its ``source`` attributes."""
+    found: set[str] = set()
+    variables = list(obj.variables.values()) if isinstance(obj, xr.Dataset) else [obj.variable, *obj.coords.values()]
+    for var in variables:
+        if isinstance(var.data, da.Array):
+            for name, layer in var.data.__dask_graph__().layers.items():
+                # dask keeps an array source (our reader, a zarr array) as the one value of an 'original-' layer
+                if str(name).startswith("original-") and len(layer) == 1:
+                    for value in layer.values():
+                        found |= _paths_of(value)
+    for attrs in [obj.attrs] + [v.attrs for v in variables]:
+        src = attrs.get("source")
+        if isinstance(src, str):
+            found.update(os.path.abspath(s.strip()) for s in src.split(";") if s.strip())
+    return found
+
+
+def _json_attrs(attrs: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Attributes that zarr can store as JSON (None dropped, NumPy scalars and arrays converted)."""
+    out = {}
+    for k, v in attrs.items():
+        if v is None:
+            continue
+        if isinstance(v, np.generic):
+            v = v.item()
+        elif isinstance(v, np.ndarray):
+            v = v.tolist()
+        elif isinstance(v, tuple):
+            v = list(v)
+        try:
+            json.dumps(v)
+        except TypeError as exc:
+            raise TypeError(f"obj: attribute {k!r} of {where} cannot be stored ({type(v).__name__})") from exc
+        out[str(k)] = v
+    return out
+
+
+def _uniform_chunks(arr: da.Array) -> da.Array:
+    """Rechunk to the regular chunking zarr needs (all equal but the last), if not already regular."""
+    target = []
+    regular = True
+    for c in arr.chunks:
+        size = c[0] if c else 1
+        if any(n != size for n in c[:-1]) or (c and c[-1] > size):
+            regular = False
+            size = max(c)
+        target.append(size)
+    return arr if regular else arr.rechunk(tuple(target))
+
+
+def _prepare_dataset(obj: xr.DataArray | xr.Dataset) -> xr.Dataset:
+    if isinstance(obj, xr.DataArray):
+        name = obj.name if obj.name is not None else "data"
+        ds = obj.to_dataset(name=str(name))
+        ds.attrs = dict(obj.attrs)
+        ds[str(name)].attrs = {}
+        ds.attrs["fluoxr_dataarray"] = str(name)
+    elif isinstance(obj, xr.Dataset):
+        ds = obj.copy()
+    else:
+        raise TypeError(f"obj must be an xarray DataArray or Dataset, got {type(obj).__name__}")
+    ds.attrs = _json_attrs(ds.attrs, "the result")
+    for name, var in ds.variables.items():
+        var.attrs = _json_attrs(var.attrs, repr(name))
+        var.encoding = {}
+        if isinstance(var.data, da.Array):
+            var.data = _uniform_chunks(var.data)
+            var.encoding["chunks"] = tuple(c[0] for c in var.data.chunks)
+        if var.dtype == object:
+            raise TypeError(f"obj: variable {name!r} has dtype object, which zarr cannot store")
+    return ds
+
+
+def _plan(ds: xr.Dataset) -> dict[str, Any]:
+    return {
+        "format": "fluoxr-save-1",
+        "variables": {
+            str(n): {"shape": list(v.shape), "dtype": str(v.dtype),
+                     "chunks": [list(c) for c in v.data.chunks]}
+            for n, v in ds.variables.items() if isinstance(v.data, da.Array)
+        },
+    }
+
+
+def _block_key(index: Sequence[int]) -> str:
+    return ".".join(str(i) for i in index) or "0"
+
+
+def _write_block(block: np.ndarray, store: str, var: str, region: tuple[slice, ...], marker: str) -> int:
+    import zarr
+
+    arr = zarr.open_array(store=store, path=var, mode="r+")
+    if hasattr(block, "get") and not isinstance(block, np.ndarray):
+        block = block.get()  # CuPy -> host
+    arr[region] = np.asarray(block)
+    # the marker is written only after the chunk: a chunk without one is rewritten on resume
+    with open(marker + ".tmp", "wb"):
+        pass
+    os.replace(marker + ".tmp", marker)
+    return int(np.prod(block.shape))
+
+
+def _finish(results: Sequence[int], path: str) -> str:
+    partial = path + _PARTIAL
+    if os.path.exists(partial):
+        trash = partial + ".done"
+        os.replace(partial, trash)  # atomic: the store counts as complete from here on
+        shutil.rmtree(trash, ignore_errors=True)
+    return path
+
+
+def save(
+    obj: xr.DataArray | xr.Dataset,
+    path: PathLike,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    compute: bool = True,
+) -> str | Any:
+    """Write a fluoxr result to zarr chunk by chunk, with bounded memory.
+
+    The store is written so that an interrupted run leaves a store the next
+    ``save(..., resume=True)`` completes: a sibling ``PATH.partial`` folder
+    records the plan and one marker per chunk written; a chunk is marked only
+    after it is fully written, so a half-written chunk is rewritten, never
+    trusted. The folder is removed when the write completes.
+
+    Parameters
+    ----------
+    obj : xarray.DataArray or xarray.Dataset
+        Lazy or in-memory result. A DataArray is reopened as a DataArray by
+        :func:`open_result` and :func:`open_video`.
+    path : path
+        Target zarr store (a folder).
+    overwrite : bool
+        Replace an existing zarr store at ``path``. A path that is not a zarr
+        store is never deleted.
+    resume : bool
+        Complete an interrupted write of the same result at ``path``; chunks
+        already written are not recomputed. A completed store is left as is.
+    compute : bool
+        If False, write the metadata now and return a ``dask.delayed`` object
+        that writes the data when computed (to run with a progress bar or on a
+        cluster).
+
+    Returns
+    -------
+    str or dask.delayed.Delayed
+        The path, or the delayed write when ``compute=False``.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` exists (and neither ``overwrite`` nor ``resume`` is set),
+        if ``path`` is one of the inputs of ``obj``, or if an interrupted
+        write at ``path`` was of a different result.
+
+    Examples
+    --------
+    >>> import numpy as np, fluoxr
+    >>> v = fluoxr.as_video(np.arange(24, dtype=np.uint16).reshape(6, 2, 2), fps=2.0)
+    >>> fluoxr.save(v, "/tmp/doc_video.zarr", overwrite=True)
+    '/tmp/doc_video.zarr'
+    >>> fluoxr.open_video("/tmp/doc_video.zarr").attrs["fps"]
+    2.0
+    """
+    import zarr
+
+    if not isinstance(obj, (xr.DataArray, xr.Dataset)):
+        raise TypeError(f"obj must be an xarray DataArray or Dataset, got {type(obj).__name__}")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a path, got {type(path).__name__}")
+    path = os.fspath(path).rstrip("/\\") or os.fspath(path)
+    apath = os.path.abspath(path)
+    for src in _graph_sources(obj):
+        if apath == src or apath.startswith(src.rstrip(os.sep) + os.sep) or src.startswith(apath.rstrip(os.sep) + os.sep):
+            raise ValueError(f"path {path!r} is (or contains) an input of the result ({src}); choose another output path")
+
+    partial = path + _PARTIAL
+    ds = _prepare_dataset(obj)
+    plan = _plan(ds)
+    exists = os.path.exists(path)
+    resuming = False
+    if exists or os.path.exists(partial):
+        if resume and os.path.exists(os.path.join(partial, "plan.json")):
+            with open(os.path.join(partial, "plan.json")) as fh:
+                old = json.load(fh)
+            if old != json.loads(json.dumps(plan)):
+                raise ValueError(
+                    f"path {path!r} holds an interrupted write of a different result "
+                    "(variables, shapes or chunks differ); pass overwrite=True to start again"
+                )
+            resuming = True
+        elif resume and exists and not os.path.exists(partial):
+            logger.info("%s is already complete; nothing to resume", path)
+            return path if compute else dask.delayed(lambda: path)()
+        elif overwrite:
+            if exists and not _is_zarr_store(path):
+                raise ValueError(f"path {path!r} exists and is not a zarr store; fluoxr will not delete it")
+            shutil.rmtree(path, ignore_errors=not exists) if os.path.isdir(path) else (os.remove(path) if exists else None)
+            shutil.rmtree(partial, ignore_errors=True)
+        else:
+            raise ValueError(f"path {path!r} already exists; pass overwrite=True to replace it "
+                             "(or resume=True to finish an interrupted write)")
+
+    if not resuming:
+        os.makedirs(os.path.join(partial, "done"), exist_ok=True)
+        with open(os.path.join(partial, "plan.json.tmp"), "w") as fh:
+            json.dump(plan, fh)
+        os.replace(os.path.join(partial, "plan.json.tmp"), os.path.join(partial, "plan.json"))
+        # metadata, coordinates and in-memory variables are written now; dask data below
+        ds.to_zarr(path, mode="w-", compute=False, consolidated=False, zarr_format=3)
+
+    tasks = []
+    for name, var in ds.variables.items():
+        if not isinstance(var.data, da.Array):
+            continue
+        name = str(name)
+        os.makedirs(os.path.join(partial, "done", name), exist_ok=True)
+        blocks = var.data.to_delayed(optimize_graph=True)
+        starts = [np.cumsum((0,) + c) for c in var.data.chunks]
+        for index in np.ndindex(*blocks.shape):
+            marker = os.path.join(partial, "done", name, _block_key(index))
+            if os.path.exists(marker):
+                continue
+            region = tuple(slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, index))
+            tasks.append(dask.delayed(_write_block, pure=False)(blocks[index], path, name, region, marker))
+    if resuming:
+        logger.info("resuming %s: %d chunk(s) left to write", path, len(tasks))
+    done = dask.delayed(_finish, pure=False)(tasks, path)
+    if not compute:
+        return done
+    return done.compute()
+
+
+def _is_zarr_store(path: str) -> bool:
+    return os.path.isdir(path) and any(os.path.exists(os.path.join(path, m)) for m in ("zarr.json", ".zgroup", ".zarray"))

@@ -1,0 +1,62 @@
+"""Matplotlib figures of fluoxr results. Functions return the Figure; saving is the caller's."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+
+def _pyplot() -> Any:
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def show_images(
+    images: Sequence[Any],
+    *,
+    titles: Sequence[str] | None = None,
+    ncols: int | None = None,
+    cmap: str = "gray",
+    percentile: tuple[float, float] = (0.5, 99.5),
+    size: float = 3.0,
+) -> Any:
+    """Show 2-D images side by side, each scaled to its own percentile range.
+
+    Lazy DataArrays are computed here (each image is small).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fluoxr.plot import show_images
+    >>> fig = show_images([np.eye(4), np.ones((4, 4))], titles=["a", "b"])
+    >>> len(fig.axes)
+    2
+    """
+    plt = _pyplot()
+    n = len(images)
+    if n == 0:
+        raise ValueError("images must hold at least one image")
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"titles must have one entry per image ({n}), got {len(titles)}")
+    ncols = min(n, ncols or n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        ax.set_axis_off()
+        if i >= n:
+            continue
+        img = images[i]
+        img = np.asarray(img.values if isinstance(img, xr.DataArray) else img, dtype=np.float64)
+        if img.ndim != 2:
+            raise ValueError(f"images[{i}] must be 2-D, got shape {img.shape}")
+        finite = img[np.isfinite(img)]
+        lo, hi = np.percentile(finite, percentile) if finite.size else (0.0, 1.0)
+        ax.imshow(img, cmap=cmap, vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,143 @@
+"""Synthetic recordings: deterministic, chunk-invariant, lazy, and their truth matches their pixels."""
+
+import numpy as np
+import pytest
+
+import fluoxr
+from fluoxr import datasets
+from fluoxr.testing import assert_results_close, raise_if_dask_computes
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda chunks: datasets.blinking_emitters(n_frames=40, shape=(32, 30), n_emitters=3, chunks=chunks,
+                                                  bleach_tau_s=0.2),
+        lambda chunks: datasets.calcium_neurons(n_frames=40, shape=(40, 36), n_cells=4, chunks=chunks,
+                                                red_fraction=0.5),
+        lambda chunks: datasets.oscillating_sheet(n_frames=40, shape=(24, 28), chunks=chunks),
+    ],
+    ids=["blinking", "calcium", "sheet"],
+)
+def test_deterministic_and_chunk_invariant(make):
+    with raise_if_dask_computes():
+        v1, t1 = make(40)
+        v2, t2 = make({"time": 1})
+        v3, _ = make(7)
+    assert v2.chunks[0] == (1,) * 40 and v3.chunks[0][0] == 7
+    a = v1.values
+    np.testing.assert_array_equal(a, v2.values)
+    np.testing.assert_array_equal(a, v3.values)
+    for name in ("states", "spikes", "calcium", "fluorescence", "phase", "expected"):
+        if hasattr(t1, name):
+            assert_results_close(getattr(t1, name), getattr(t2, name), where=name)
+    assert a.std() > 0
+
+
+def test_seed_changes_data():
+    a, _ = datasets.blinking_emitters(n_frames=5, shape=(32, 32), n_emitters=2, seed=1)
+    b, _ = datasets.blinking_emitters(n_frames=5, shape=(32, 32), n_emitters=2, seed=2)
+    assert not np.array_equal(a.values, b.values)
+
+
+def test_blinking_truth_matches_pixels():
+    video, truth = datasets.blinking_emitters(n_frames=3000, shape=(40, 40), n_emitters=4, photons=3000,
+                                              background=50, read_noise=0, seed=3)
+    states = truth.states.values
+    assert states.shape == (4, 3000)
+    # stationary on-fraction and mean on-time of the telegraph process
+    assert abs(states.mean() - truth.on_fraction) < 0.05
+    v = video.values.astype(float)
+    for i, (y, x) in enumerate(truth.positions):
+        peak = v[:, int(round(y)), int(round(x))]
+        on, off = peak[states[i]], peak[~states[i]]
+        assert on.mean() > off.mean() + 100
+        assert abs(off.mean() - 50) < 5  # background only (the PSFs do not overlap)
+    # one on-emitter adds `photons` in total
+    frame_sum = v.sum((1, 2)) - 50 * 40 * 40
+    expected = states.sum(0) * 3000
+    assert np.corrcoef(frame_sum, expected)[0, 1] > 0.99
+
+
+def test_blinking_bleaching_decays():
+    video, truth = datasets.blinking_emitters(n_frames=400, shape=(64, 64), n_emitters=6, fps=100,
+                                              bleach_tau_s=1.0, background=0, read_noise=0, seed=0)
+    total = video.sum(("y", "x")).values.astype(float)
+    on = truth.states.values.sum(0)
+    early = total[:50].sum() / max(on[:50].sum(), 1)
+    late = total[-50:].sum() / max(on[-50:].sum(), 1)
+    assert late / early == pytest.approx(np.exp(-3.5), rel=0.15)
+
+
+def test_calcium_truth_and_footprints():
+    video, truth = datasets.calcium_neurons(n_frames=600, shape=(64, 64), n_cells=6, fps=30, tau_s=0.5,
+                                            neuropil=0, read_noise=0, overlap_fraction=0, seed=4)
+    assert len(truth.stat) == 6
+    for s in truth.stat:
+        assert {"ypix", "xpix", "lam", "med", "npix", "radius", "overlap"} <= set(s)
+        assert s["ypix"].size == s["npix"] == s["lam"].size and s["lam"].max() == pytest.approx(1.0)
+        assert not s["overlap"].any()
+    spikes, calcium, fluo = truth.spikes.values, truth.calcium.values, truth.fluorescence.values
+    assert spikes.sum() > 0
+    # calcium is the spike train convolved with the exponential kernel
+    decay = np.exp(-1 / (0.5 * 30))
+    ref = np.zeros_like(calcium)
+    for t in range(600):
+        ref[:, t] = spikes[:, t] + (decay * ref[:, t - 1] if t else 0)
+    np.testing.assert_allclose(calcium, ref, rtol=1e-4, atol=1e-4)
+    v = video.values.astype(float)
+    for i, s in enumerate(truth.stat):
+        trace = v[:, s["ypix"], s["xpix"]] @ (s["lam"] / s["lam"].sum())
+        assert np.corrcoef(trace, fluo[i])[0, 1] > 0.95
+
+
+def test_calcium_red_channel_and_overlaps():
+    video, truth = datasets.calcium_neurons(n_frames=20, shape=(64, 64), n_cells=10, red_fraction=0.4,
+                                            overlap_fraction=0.3, seed=5)
+    assert video.dims == ("time", "channel", "y", "x")
+    assert 0 < truth.red.sum() < 10
+    assert any(s["overlap"].any() for s in truth.stat)
+    red = video.isel(channel=1).mean("time").values
+    means = np.array([red[s["ypix"], s["xpix"]].mean() for s in truth.stat])
+    assert means[truth.red].min() > means[~truth.red].max()
+
+
+def test_sheet_truth():
+    video, truth = datasets.oscillating_sheet(n_frames=60, shape=(48, 48), base=50000, amplitude=0.2, read_noise=0, seed=6)
+    assert 0.3 < truth.mask.mean() < 0.7
+    exp = truth.expected.values
+    assert set(np.unique(exp[:, ~truth.mask])) == {0}
+    assert set(np.unique(exp[:, truth.mask])) == {1, 2}
+    v = video.values.astype(float)
+    diff = np.diff(v, axis=0)
+    rising = diff[:, truth.mask] > 0
+    # where the wave is steep, the sign of the frame difference follows the truth despite shot noise
+    steep = np.abs(np.cos(truth.phase.values[:-1][:, truth.mask])) > 0.7
+    agree = (rising == (exp[:-1][:, truth.mask] == 1))[steep].mean()
+    assert agree > 0.9
+    assert video.attrs["fps"] == 0.5
+
+
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda: datasets.blinking_emitters(n_frames=0), "n_frames"),
+        (lambda: datasets.blinking_emitters(shape=(3,)), "shape"),
+        (lambda: datasets.blinking_emitters(on_fraction=1.0), "on_fraction"),
+        (lambda: datasets.blinking_emitters(n_emitters=500, shape=(16, 16)), "place"),
+        (lambda: datasets.calcium_neurons(tau_s=0), "tau_s"),
+        (lambda: datasets.oscillating_sheet(interval_s=-1), "interval_s"),
+        (lambda: datasets.oscillating_sheet(amplitude=2), "amplitude"),
+    ],
+)
+def test_bad_parameters(call, words):
+    with pytest.raises(ValueError, match=words):
+        call()
+
+
+def test_large_recording_is_lazy():
+    # 50 GB: building it must be instant and computes nothing
+    with raise_if_dask_computes():
+        video, _ = datasets.oscillating_sheet(n_frames=400_000, shape=(256, 256))
+    assert video.nbytes > 5e10
+    assert fluoxr.as_video(video).chunks[0][0] * 256 * 256 * 2 <= 128e6
