@@ -853,7 +853,7 @@ def _prepare_dataset(obj: xr.DataArray | xr.Dataset) -> xr.Dataset:
     for name, var in ds.variables.items():
         var.attrs = _json_attrs(var.attrs, repr(name))
         var.encoding = {}
-        if isinstance(var.data, da.Array):
+        if isinstance(var.data, da.Array) and not _unknown_length(var.data):
             var.data = _uniform_chunks(var.data)
             var.encoding["chunks"] = tuple(c[0] for c in var.data.chunks)
         if var.dtype == object:
@@ -861,15 +861,93 @@ def _prepare_dataset(obj: xr.DataArray | xr.Dataset) -> xr.Dataset:
     return ds
 
 
+def _unknown_length(arr: da.Array) -> bool:
+    return any(math.isnan(c) for chunks in arr.chunks for c in chunks)
+
+
+def _ragged_spec(ds: xr.Dataset) -> dict[str, Any] | None:
+    """Variables of unknown length along their first dim (a lazily computed table): one shared dim and blocks."""
+    names = [str(n) for n, v in ds.variables.items() if isinstance(v.data, da.Array) and _unknown_length(v.data)]
+    if not names:
+        return None
+    first = {ds[n].dims[0] for n in names}
+    nblocks = {ds[n].data.numblocks[0] for n in names}
+    bad = [n for n in names if any(math.isnan(c) for chunks in ds[n].data.chunks[1:] for c in chunks)
+           or any(len(c) != 1 for c in ds[n].data.chunks[1:])]
+    if len(first) != 1 or len(nblocks) != 1 or bad:
+        raise ValueError(
+            f"obj: variables of unknown length {names} must share their first dim and its blocks, with every "
+            f"other dim known and in one chunk (a table, like fluoxr.oscillations.oscillation_coordinates)"
+        )
+    dim = str(next(iter(first)))
+    clash = [str(n) for n, v in ds.variables.items() if dim in v.dims and str(n) not in names]
+    if clash:
+        raise ValueError(f"obj: variables {clash} share the dim {dim!r} of unknown length; compute them first")
+    return {"dim": dim, "nblocks": int(next(iter(nblocks))),
+            "variables": {n: {"dims": [str(d) for d in ds[n].dims], "dtype": str(ds[n].dtype)} for n in names}}
+
+
 def _plan(ds: xr.Dataset) -> dict[str, Any]:
-    return {
+    ragged = _ragged_spec(ds)
+    skip = set(ragged["variables"]) if ragged else set()
+    plan = {
         "format": "fluoxr-save-1",
         "variables": {
             str(n): {"shape": list(v.shape), "dtype": str(v.dtype),
                      "chunks": [list(c) for c in v.data.chunks]}
-            for n, v in ds.variables.items() if isinstance(v.data, da.Array)
+            for n, v in ds.variables.items() if isinstance(v.data, da.Array) and str(n) not in skip
         },
     }
+    if ragged:
+        plan["ragged"] = ragged
+    return plan
+
+
+# A table of unknown length is written in two steps: every block to its own
+# .npy file in PATH.partial (marked when complete, so a resumed write skips it),
+# then, once all lengths are known, the blocks are copied in order into zarr
+# arrays. Memory: one block at a time.
+_RAGGED_ROWS_PER_CHUNK = 1 << 20
+
+
+def _write_ragged_block(columns: Sequence[np.ndarray], names: Sequence[str], folder: str, index: int,
+                        marker: str) -> int:
+    lengths = {len(c) for c in columns}
+    if len(lengths) != 1:
+        raise ValueError(f"obj: the variables {list(names)} of block {index} have different lengths {sorted(lengths)}")
+    for name, col in zip(names, columns):
+        if hasattr(col, "get") and not isinstance(col, np.ndarray):
+            col = col.get()  # CuPy -> host
+        target = os.path.join(folder, f"{index}.{name}.npy")
+        with open(target + ".tmp", "wb") as fh:
+            np.save(fh, np.asarray(col))
+        os.replace(target + ".tmp", target)
+    with open(marker + ".tmp", "wb"):
+        pass
+    os.replace(marker + ".tmp", marker)
+    return lengths.pop()
+
+
+def _concat_ragged(results: Sequence[int], path: str, spec: Mapping[str, Any],
+                   attrs: Mapping[str, Mapping[str, Any]]) -> str:
+    import zarr
+
+    folder = os.path.join(path + _PARTIAL, "ragged")
+    group = zarr.open_group(path, mode="r+")
+    group_attrs = dict(group.attrs)
+    data = {}
+    for name, var in spec["variables"].items():
+        if name in group:
+            del group[name]  # a previous attempt stopped half-way
+        parts = [np.load(os.path.join(folder, f"{i}.{name}.npy"), mmap_mode="r") for i in range(spec["nblocks"])]
+        arr = da.concatenate([da.from_array(p, chunks=-1) for p in parts], axis=0).astype(var["dtype"])
+        rows = max(1, min(_RAGGED_ROWS_PER_CHUNK, arr.shape[0]))
+        arr = arr.rechunk((rows,) + arr.shape[1:])
+        data[name] = xr.Variable(var["dims"], arr, dict(attrs.get(name, {})), encoding={"chunks": arr.chunksize})
+    # copying memory-mapped blocks is sequential I/O; keep it in this task
+    xr.Dataset(data, attrs=group_attrs).to_zarr(path, mode="a", consolidated=False, zarr_format=3,
+                                                compute=False).compute(scheduler="synchronous")
+    return path
 
 
 def _block_key(index: Sequence[int]) -> str:
@@ -919,7 +997,11 @@ def save(
     ----------
     obj : xarray.DataArray or xarray.Dataset
         Lazy or in-memory result. A DataArray is reopened as a DataArray by
-        :func:`open_result` and :func:`open_video`.
+        :func:`open_result` and :func:`open_video`. Variables of unknown
+        length along their first dim (NaN chunks: a lazily computed table such
+        as :func:`fluoxr.oscillations.oscillation_coordinates`) are written
+        block by block and reopen with their length known. Other objects with
+        a ``to_xarray()`` method are converted with it first.
     path : path
         Target zarr store (a folder).
     overwrite : bool
@@ -956,6 +1038,8 @@ def save(
     """
     import zarr
 
+    if not isinstance(obj, (xr.DataArray, xr.Dataset)) and callable(getattr(obj, "to_xarray", None)):
+        obj = obj.to_xarray()  # a lazy table (fluoxr.oscillations.CoordinateTable) or a DataFrame
     if not isinstance(obj, (xr.DataArray, xr.Dataset)):
         raise TypeError(f"obj must be an xarray DataArray or Dataset, got {type(obj).__name__}")
     if not isinstance(path, (str, os.PathLike)):
@@ -993,6 +1077,10 @@ def save(
             raise ValueError(f"path {path!r} already exists; pass overwrite=True to replace it "
                              "(or resume=True to finish an interrupted write)")
 
+    ragged = plan.get("ragged")
+    table = ds[list(ragged["variables"])] if ragged else None
+    if ragged:
+        ds = ds.drop_vars(list(ragged["variables"]))
     if not resuming:
         os.makedirs(os.path.join(partial, "done"), exist_ok=True)
         with open(os.path.join(partial, "plan.json.tmp"), "w") as fh:
@@ -1002,6 +1090,21 @@ def save(
         ds.to_zarr(path, mode="w-", compute=False, consolidated=False, zarr_format=3)
 
     tasks = []
+    if ragged:
+        names = list(ragged["variables"])
+        folder = os.path.join(partial, "ragged")
+        os.makedirs(folder, exist_ok=True)
+        os.makedirs(os.path.join(partial, "done", ragged["dim"]), exist_ok=True)
+        # optimize_graph=False keeps the block keys: the columns of a block are computed once
+        columns = [table[n].data.to_delayed(optimize_graph=False).reshape(-1) for n in names]
+        for i in range(ragged["nblocks"]):
+            marker = os.path.join(partial, "done", ragged["dim"], str(i))
+            if os.path.exists(marker):
+                continue
+            tasks.append(dask.delayed(_write_ragged_block, pure=False)(
+                [c[i] for c in columns], names, folder, i, marker))
+        tasks = [dask.delayed(_concat_ragged, pure=False)(
+            tasks, path, ragged, {n: table[n].attrs for n in names})]
     for name, var in ds.variables.items():
         if not isinstance(var.data, da.Array):
             continue
