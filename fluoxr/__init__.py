@@ -19,6 +19,7 @@ from . import datasets
 from ._options import get_options, set_options
 from ._video import as_video
 from .io import VideoFileNotFoundError, open_result, open_video, read_image, read_suite2p_stat, save
+from .rois import ROISet
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -32,6 +33,7 @@ __all__ = [
     "open_video",
     "read_image",
     "read_suite2p_stat",
+    "ROISet",
     "save",
     "set_options",
     "VideoFileNotFoundError",
