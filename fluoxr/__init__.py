@@ -16,6 +16,7 @@ import logging
 
 from . import accessor as _accessor  # noqa: F401  registers ``.fluo``
 from . import datasets
+from . import oscillations
 from ._options import get_options, set_options
 from ._video import as_video
 from .io import VideoFileNotFoundError, open_result, open_video, read_image, read_suite2p_stat, save
@@ -28,6 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     "as_video",
     "datasets",
+    "oscillations",
     "get_options",
     "open_result",
     "open_video",

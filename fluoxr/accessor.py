@@ -33,3 +33,10 @@ class FluoAccessor:
         from .io import save
 
         return save(self._obj, path, **kwargs)
+
+    # -- oscillations -------------------------------------------------------------------------
+    def oscillations(self, **kwargs: Any) -> xr.DataArray:
+        """Influx/efflux clusters of every frame (Cellects); see :func:`fluoxr.oscillations.detect`."""
+        from .oscillations import detect
+
+        return detect(self._obj, **kwargs)

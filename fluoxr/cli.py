@@ -215,6 +215,104 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# fluoxr oscillations
+
+
+def _demo_oscillations(ctx: DemoContext) -> None:
+    """Cellects' influx/efflux detection on the oscillating sheet, scored against the known wave phase."""
+    import dask
+
+    from .io import open_result, save
+    from .oscillations import detect, track_clusters
+    from .plot import oscillation_overlay
+
+    video, truth = ctx.videos["sheet"], ctx.truths["sheet"]
+    params = dict(period_s=truth.period_s, interval_s=truth.interval_s, min_cluster_size=20, mask=truth.mask)
+    labels = detect(video, **params)
+    write = save(labels, ctx.path("oscillations.zarr"), overwrite=True, compute=False)
+    label = "oscillations: detect influx/efflux (Cellects) -> zarr"
+    ctx.runner.compute(write, label=label, nbytes=video.nbytes)
+    saved = open_result(ctx.path("oscillations.zarr"))
+    # agreement with the known phase (rising: influx, falling: efflux) on every sheet pixel and frame
+    on_sheet = float(truth.mask.sum()) * saved.sizes["time"]
+    expected = truth.expected.data
+    agree = ((saved.data == expected) & (expected > 0)).sum() / on_sheet
+    agree_lag = ((detect(video, lag="period", **params).data == expected) & (expected > 0)).sum() / on_sheet
+    tracks = track_clusters(saved, compute=False)
+    agree, agree_lag, table = ctx.runner.compute(dask.delayed(tuple)([agree, agree_lag, tracks]),
+                                                 label="oscillations: score against the truth, track clusters",
+                                                 nbytes=video.nbytes)
+    table.to_csv(ctx.path("oscillation_tracks.csv"), index=False)
+    n = saved.sizes["time"]
+    frames = [n // 4, n // 2, (3 * n) // 4]
+    fig = oscillation_overlay(video.isel(time=frames).values, saved.isel(time=frames).values,
+                              titles=[f"sheet, frame {t}" for t in frames])
+    fig.savefig(ctx.path("oscillations.png"), dpi=100)
+    periods = table["period_s"].dropna()
+    ctx.report.append(
+        f"oscillations.zarr: influx/efflux agree with the true wave phase on {float(agree):.1%} of sheet "
+        f"pixel-frames ({float(agree_lag):.1%} with lag='period') ({ctx.runner.throughput(label)})"
+    )
+    ctx.report.append(
+        f"oscillation_tracks.csv: {len(table)} oscillating clusters, median local period "
+        f"{periods.median():.0f} s (true {truth.period_s:.0f} s); figure oscillations.png"
+        if len(periods) else f"oscillation_tracks.csv: {len(table)} oscillating clusters; figure oscillations.png"
+    )
+
+
+DEMO_STEPS.append(_demo_oscillations)
+
+
+def _read_mask(path: str) -> Any:
+    """A mask video (read lazily) or a frame mask image."""
+    from .io import open_video, read_image
+
+    try:
+        return open_video(path)
+    except (ValueError, TypeError):
+        return read_image(path)
+
+
+def _cmd_oscillations(args: argparse.Namespace) -> int:
+    import dask
+
+    from .io import open_result, open_video, save
+    from .oscillations import detect, oscillation_coordinates, track_clusters
+
+    for flag, target in (("--tracks", args.tracks), ("--coordinates", args.coordinates)):
+        if target is not None and os.path.exists(target) and not args.overwrite:
+            raise ValueError(f"{flag} {target!r} already exists; pass --overwrite to replace it")
+    fps = None if args.interval is None or args.interval <= 0 else 1.0 / args.interval
+    video = open_video(args.input if len(args.input) > 1 else args.input[0], fps=fps)
+    mask = _read_mask(args.mask) if args.mask else None
+    labels = detect(video, period_s=args.period, interval_s=args.interval, min_cluster_size=args.min_cluster_size,
+                    mask=mask, start=args.start, lag=None if args.lag == "gradient" else args.lag,
+                    compat=None if args.compat == "none" else args.compat)
+    with scheduler(args.scheduler, workers=args.workers) as client:
+        runner = Runner(client=client, progress=not args.no_progress)
+        label = f"detecting influx/efflux -> {args.out}"
+        runner.compute(save(labels, args.out, overwrite=args.overwrite, compute=False), label=label,
+                       nbytes=video.nbytes)
+        saved = open_result(args.out)
+        influx, efflux = runner.compute(dask.delayed(tuple)([(saved == 1).mean().data, (saved == 2).mean().data]),
+                                        label="counting", nbytes=saved.nbytes)
+        print(f"{args.out}: {dict(saved.sizes)} int8 (0 none, 1 influx, 2 efflux); "
+              f"influx {float(influx):.1%}, efflux {float(efflux):.1%} of pixel-frames ({runner.throughput(label)})")
+        if args.coordinates:
+            runner.compute(save(oscillation_coordinates(saved), args.coordinates, overwrite=args.overwrite,
+                                compute=False), label=f"coordinates -> {args.coordinates}", nbytes=saved.nbytes)
+            print(f"{args.coordinates}: table of influx/efflux pixels (t, y, x, kind)")
+        if args.tracks:
+            table = runner.compute(track_clusters(saved, min_overlap=args.min_overlap, compute=False),
+                                   label="tracking oscillating clusters", nbytes=saved.nbytes)
+            table.to_csv(args.tracks, index=False)
+            periods = table["period_s"].dropna()
+            print(f"{args.tracks}: {len(table)} clusters"
+                  + (f", median local period {periods.median():.1f} s" if len(periods) else ""))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # entry point
 
 
@@ -234,6 +332,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=None, help="frames per synthetic recording (default: per recording)")
     _add_scheduler_args(p)
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("oscillations", help="influx/efflux detection (Cellects) to zarr, with cluster tracks")
+    p.add_argument("input", nargs="+", help="recording: TIFF(s), zarr, .bin, .npy or file.h5::/dataset")
+    p.add_argument("-o", "--out", required=True, help="output zarr of int8 labels (0 none, 1 influx, 2 efflux)")
+    p.add_argument("--period", type=float, required=True, metavar="SECONDS", help="expected oscillation period")
+    p.add_argument("--interval", type=float, default=None, metavar="SECONDS",
+                   help="seconds between frames (default: from the file's frame rate)")
+    p.add_argument("--min-cluster-size", type=int, required=True, metavar="PIXELS", help="smallest cluster kept")
+    p.add_argument("--mask", default=None, help="frame mask image or mask video (nonzero = specimen)")
+    p.add_argument("--start", type=int, default=0, help="first analysed frame (earlier frames are 0)")
+    p.add_argument("--lag", choices=("gradient", "period"), default="gradient",
+                   help="np.gradient over adjacent frames (Cellects, default) or a difference over P/4 frames")
+    p.add_argument("--compat", choices=("none", "cellects", "cellects-lowmem"), default="none",
+                   help="plain 8-connected clusters (default), or Cellects' cc() rule (and its float16 path)")
+    p.add_argument("--tracks", default=None, metavar="CSV", help="write the oscillating-cluster table here")
+    p.add_argument("--min-overlap", type=int, default=1, help="pixels that link clusters of consecutive frames")
+    p.add_argument("--coordinates", default=None, metavar="ZARR", help="write the table of influx/efflux pixels here")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    _add_scheduler_args(p)
+    p.set_defaults(func=_cmd_oscillations)
     return parser
 
 

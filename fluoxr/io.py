@@ -968,6 +968,24 @@ def _write_block(block: np.ndarray, store: str, var: str, region: tuple[slice, .
     return int(np.prod(block.shape))
 
 
+def _count(parts: Sequence[int]) -> int:
+    return int(sum(parts))
+
+
+def _gather_tree(tasks: list, split_every: int = 8) -> list:
+    """Join many write tasks through a tree of small tasks, not one task that waits for all of them.
+
+    With a single final task depending on every write, dask's ordering lets
+    the threaded scheduler read and compute far ahead of the writes behind
+    map_overlap halos, so memory grows with the number of chunks; a tree
+    (like a tree reduction) keeps it flat.
+    """
+    while len(tasks) > split_every:
+        tasks = [dask.delayed(_count, pure=False)(tasks[i : i + split_every])
+                 for i in range(0, len(tasks), split_every)]
+    return tasks
+
+
 def _finish(results: Sequence[int], path: str) -> str:
     partial = path + _PARTIAL
     if os.path.exists(partial):
@@ -1104,7 +1122,7 @@ def save(
             tasks.append(dask.delayed(_write_ragged_block, pure=False)(
                 [c[i] for c in columns], names, folder, i, marker))
         tasks = [dask.delayed(_concat_ragged, pure=False)(
-            tasks, path, ragged, {n: table[n].attrs for n in names})]
+            _gather_tree(tasks), path, ragged, {n: table[n].attrs for n in names})]
     for name, var in ds.variables.items():
         if not isinstance(var.data, da.Array):
             continue
@@ -1120,7 +1138,7 @@ def save(
             tasks.append(dask.delayed(_write_block, pure=False)(blocks[index], path, name, region, marker))
     if resuming:
         logger.info("resuming %s: %d chunk(s) left to write", path, len(tasks))
-    done = dask.delayed(_finish, pure=False)(tasks, path)
+    done = dask.delayed(_finish, pure=False)(_gather_tree(tasks), path)
     if not compute:
         return done
     return done.compute()

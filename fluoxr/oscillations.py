@@ -107,21 +107,20 @@ def _mask_array(mask: Any, video: xr.DataArray, chunks: tuple) -> da.Array:
 
 def _detect_block(block: np.ndarray, idx_ext: np.ndarray, idx_core: np.ndarray, mask: np.ndarray | None = None,
                   *, n_frames: int, k: int, spacing: float | None, lowmem: bool, compat: bool, min_size: int,
-                  start: int) -> np.ndarray:
+                  start: int, batch: int = 32) -> np.ndarray:
     first = int(idx_ext.flat[0])
     c0 = int(idx_core.flat[0])
     c1 = c0 + idx_core.shape[0]
     out = np.zeros((c1 - c0,) + block.shape[1:], np.int8)
-    cs = max(c0, start)
-    if cs >= c1:
-        return out
-    m = None
-    if mask is not None:
-        m = np.asarray(mask)[cs - c0 :] != 0
-    sign = K.gradient_sign(block, first, (cs, c1), n_frames, k=k, spacing=spacing, lowmem=lowmem, mask=m)
-    frame = block.shape[-2:]
-    planes = sign.reshape((sign.shape[0], -1) + frame)
-    out[cs - c0 :] = K.vote_and_filter(planes, min_size, compat).reshape(sign.shape)
+    planes = (-1,) + block.shape[-2:]
+    # a few frames at a time: the int8 signs of the whole block are never held at once
+    for u0 in range(max(c0, start), c1, batch):
+        u1 = min(c1, u0 + batch)
+        m = None if mask is None else np.asarray(mask)[u0 - c0 : u1 - c0]
+        sign = K.gradient_sign(block, first, (u0, u1), n_frames, k=k, spacing=spacing, lowmem=lowmem, mask=m)
+        dest = out[u0 - c0 : u1 - c0]
+        K.vote_and_filter(sign.reshape((u1 - u0,) + planes), min_size, compat,
+                          out=dest.reshape((u1 - u0,) + planes))
     return out
 
 

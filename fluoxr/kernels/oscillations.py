@@ -87,6 +87,12 @@ def frame_means(block: np.ndarray) -> np.ndarray:
     return block.mean(axis=(-2, -1))
 
 
+# dtypes whose normalisation numba computes with NumPy's exact arithmetic (float64 work for
+# integers, float32 for float32); float16 and booleans take the NumPy path
+_FAST_DTYPES = frozenset(np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32,
+                                               np.uint64, np.int64, np.float32, np.float64))
+
+
 def gradient_sign(
     block: np.ndarray,
     first: int,
@@ -97,7 +103,6 @@ def gradient_sign(
     spacing: float | None = 2,
     lowmem: bool = False,
     mask: np.ndarray | None = None,
-    batch_bytes: float = 16e6,
 ) -> np.ndarray:
     """Sign (int8: -1, 0, 1) of the temporal gradient of the mean-normalised frames ``core``.
 
@@ -116,31 +121,119 @@ def gradient_sign(
         first and last frames (as ``np.gradient``), never at a block edge.
     k : int
         Half-width: the sign of ``f[b] - f[a]`` with ``a = max(t - k, 0)``,
-        ``b = min(t + k, n_frames - 1)``, ``f`` the normalised frames.
+        ``b = min(t + k, n_frames - 1)``, ``f`` the frames divided by their means.
     spacing : float or None
         ``np.gradient``'s sample spacing ``h``: the difference is divided
         by ``h * (b - a)`` (``2h`` inside, ``h`` at the ends) as NumPy does,
-        so the signs equal Cellects' to the last underflow. ``None``: no
+        so the signs equal Cellects' down to underflow. ``None``: no
         division (``lag="period"``).
     lowmem : bool
         Cellects' low-memory path: ``np.round(gradient, 3)`` cast to
-        float16 before the sign (near-zero gradients become 0).
+        float16 before the sign (gradients below 0.0005 become 0).
     mask : numpy.ndarray, optional
-        Broadcastable to the core frames; the sign is 0 where it is 0.
-    batch_bytes : float
-        Size of the float temporaries (frames are processed in batches).
+        ``(y, x)``, or one per core frame; the sign is 0 where it is 0.
 
     Returns
     -------
     numpy.ndarray
         int8, shape ``(c1 - c0,) + block.shape[1:]``.
 
+    Notes
+    -----
+    Every operation is NumPy's, in NumPy's order and dtype (the mean by
+    ``np.mean``; the division, difference and scaling in float64 for
+    integer videos and in the video's float type otherwise), fused in one
+    numba loop for the common dtypes, so the signs equal Cellects' bit for bit.
+
     Examples
     --------
     >>> import numpy as np
-    >>> v = np.array([1., 2., 3., 2.])[:, None, None] * np.ones((1, 2, 2)) + np.eye(2)
+    >>> v = np.full((4, 2, 2), 10.0)
+    >>> v[:, 0, 0] = [10, 12, 14, 12]
     >>> gradient_sign(v, 0, (0, 4), 4)[:, 0, 0]
-    array([ 1,  1, -1, -1], dtype=int8)
+    array([ 1,  1,  0, -1], dtype=int8)
+    """
+    c0, c1 = int(core[0]), int(core[1])
+    k = int(k)
+    if c1 <= c0:
+        return np.zeros((0,) + block.shape[1:], np.int8)
+    if n_frames < 2:
+        raise ValueError(f"n_frames must be at least 2 to take a temporal gradient, got {n_frames}")
+    lo, hi = max(c0 - k, 0), min(c1 - 1 + k, n_frames - 1)
+    if lo < first or hi - first >= block.shape[0]:
+        raise ValueError(f"block holds frames {first}..{first + block.shape[0] - 1} but frames {lo}..{hi} are needed")
+    if block.dtype not in _FAST_DTYPES or block.ndim < 3:
+        return _gradient_sign_numpy(block, first, core, n_frames, k=k, spacing=spacing, lowmem=lowmem, mask=mask)
+    frame = block.shape[-2:]
+    # only the frames needed: the mean of a frame does not depend on its neighbours
+    blk = np.ascontiguousarray(block[lo - first : hi - first + 1]).reshape((hi - lo + 1, -1) + frame)
+    means = frame_means(blk)
+    work = np.result_type(blk.dtype, means.dtype)
+    div = np.array([float(spacing) * s if spacing is not None else 1.0 for s in range(2 * k + 1)], work)
+    nc = c1 - c0
+    if mask is None:
+        m, step, has_mask = np.ones((1, 1, 1, 1), np.bool_), 0, False
+    else:
+        mask = np.asarray(mask)
+        if mask.ndim == block.ndim and mask.shape[0] == nc and nc > 1 and mask.strides[0] != 0:
+            m, step = np.ascontiguousarray(mask != 0).reshape((nc, -1) + frame), 1
+        else:
+            m0 = mask[0] if mask.ndim == block.ndim else mask
+            m, step = np.ascontiguousarray(np.broadcast_to(m0 != 0, block.shape[1:])).reshape((1, -1) + frame), 0
+        has_mask = True
+    out = np.empty((nc,) + blk.shape[1:], np.int8)
+    _sign_fast(blk, means.astype(work, copy=False), lo, c0, c1, n_frames, k, div, bool(lowmem), work.type(1000),
+               m, step, has_mask, out)
+    return out.reshape((nc,) + block.shape[1:])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sign_fast(blk: np.ndarray, means: np.ndarray, first: int, c0: int, c1: int, n_frames: int, k: int,
+               div: np.ndarray, lowmem: bool, thousand: float, mask: np.ndarray, step: int, has_mask: bool,
+               out: np.ndarray) -> None:
+    npl, ny, nx = blk.shape[1], blk.shape[2], blk.shape[3]
+    for t in range(c0, c1):
+        a = t - k if t - k > 0 else 0
+        b = t + k if t + k < n_frames - 1 else n_frames - 1
+        la = a - first
+        lb = b - first
+        d = div[b - a]
+        for p in range(npl):
+            ma = means[la, p]
+            mb = means[lb, p]
+            fa = blk[la, p]
+            fb = blk[lb, p]
+            mk = mask[(t - c0) * step, p]
+            o = out[t - c0, p]
+            for i in range(ny):
+                for j in range(nx):
+                    # NumPy's order: (x_b / m_b - x_a / m_a) / (h (b - a))
+                    g = (fb[i, j] / mb - fa[i, j] / ma) / d
+                    if lowmem:
+                        # sign(float16(round(g, 3))) == sign(rint(g * 1000)): the float16 cast keeps signs
+                        g = np.rint(g * thousand)
+                    r = np.int8(1) if g > 0 else (np.int8(-1) if g < 0 else np.int8(0))
+                    if has_mask and not mk[i, j]:
+                        r = np.int8(0)
+                    o[i, j] = r
+
+
+def _gradient_sign_numpy(
+    block: np.ndarray,
+    first: int,
+    core: tuple[int, int],
+    n_frames: int,
+    *,
+    k: int = 1,
+    spacing: float | None = 2,
+    lowmem: bool = False,
+    mask: np.ndarray | None = None,
+    batch_bytes: float = 16e6,
+) -> np.ndarray:
+    """:func:`gradient_sign` with NumPy operations, for any dtype (float16 and booleans included).
+
+    The float temporaries are limited to about ``batch_bytes`` by processing
+    the core frames in batches. Also the reference the numba path is tested against.
     """
     c0, c1 = int(core[0]), int(core[1])
     k = int(k)
@@ -250,7 +343,7 @@ def _union(parent: np.ndarray, a: int, b: int) -> int:
 class Runs:
     """Scratch arrays for :func:`label_runs` on frames of ``n_pixels`` pixels (allocate once, reuse)."""
 
-    __slots__ = ("parent", "final", "start", "stop", "label", "value", "row", "area")
+    __slots__ = ("parent", "final", "start", "stop", "label", "value", "row", "area", "rowstart")
 
     def __init__(self, n_pixels: int) -> None:
         cap = int(n_pixels) + 2
@@ -262,20 +355,23 @@ class Runs:
         self.value = np.empty(cap, np.int8)
         self.row = np.empty(cap, np.int64)
         self.area = np.empty((2, cap), np.int64)
+        self.rowstart = np.empty(cap, np.int64)
 
     def arrays(self) -> tuple:
-        return self.parent, self.final, self.start, self.stop, self.label, self.value, self.row, self.area
+        return (self.parent, self.final, self.start, self.stop, self.label, self.value, self.row, self.area,
+                self.rowstart)
 
 
 @njit(cache=True, nogil=True)
 def label_runs(img: np.ndarray, parent: np.ndarray, final: np.ndarray, rs: np.ndarray, re: np.ndarray,
-               rl: np.ndarray, rv: np.ndarray, rrow: np.ndarray, area: np.ndarray) -> tuple:
+               rl: np.ndarray, rv: np.ndarray, rrow: np.ndarray, area: np.ndarray, rowstart: np.ndarray) -> tuple:
     """8-connected components of the pixels equal to 1 and of those equal to 2, as horizontal runs.
 
-    One scan over the rows finds the runs of equal value (1 or 2) and joins
-    each to the runs of the row above it touches (8-connectivity); a second
-    step numbers the components of each kind ``1 .. n_k`` in raster order of
-    their first pixel (as ``scipy.ndimage.label`` on each map). Returns
+    ``img`` holds only 0, 1 and 2. One scan over the rows finds the runs of
+    equal value (1 or 2), a second joins each to the runs of the row above
+    it touches (8-connectivity), a third numbers the components of each kind
+    ``1 .. n_k`` in raster order of their first pixel (as
+    ``scipy.ndimage.label`` on each map). Returns
     ``(n_runs, n1, n2)``; run ``r`` covers ``img[rrow[r], rs[r]:re[r] + 1]``,
     has value ``rv[r]`` and component number ``rl[r]``. ``area[k, c]`` gets
     the pixel count of component ``c`` of kind ``k + 1`` and ``area[k, 0]``
@@ -283,31 +379,46 @@ def label_runs(img: np.ndarray, parent: np.ndarray, final: np.ndarray, rs: np.nd
     All other arguments are scratch of at least ``img.size + 2`` (see :class:`Runs`).
     """
     ny, nx = img.shape
+    # 1. runs of equal non-zero value, row by row, without data-dependent branches
+    #    (a run is always written and kept only when its value is not 0)
     nr = 0
-    nxt = 1
-    prev_lo = 0
-    prev_hi = 0
     for i in range(ny):
         row = img[i]
-        cur_lo = nr
-        kp = prev_lo
-        j = 0
-        while j < nx:
-            v = row[j]
-            if v != 1 and v != 2:
-                j += 1
-                continue
-            s = j
-            while j < nx and row[j] == v:
-                j += 1
-            e = j - 1
-            # runs of the row above that touch [s - 1, e + 1]; runs ending
-            # before s - 1 cannot touch any later run of this row either
-            while kp < prev_hi and re[kp] < s - 1:
+        rowstart[i] = nr
+        prev = row[0]
+        start = 0
+        for j in range(1, nx):
+            c = row[j]
+            rs[nr] = start
+            re[nr] = j - 1
+            rv[nr] = prev
+            rrow[nr] = i
+            changed = c != prev
+            nr += changed & (prev != 0)
+            start = j if changed else start
+            prev = c
+        rs[nr] = start
+        re[nr] = nx - 1
+        rv[nr] = prev
+        rrow[nr] = i
+        nr += prev != 0
+    rowstart[ny] = nr
+    # 2. join each run to the runs of the row above that touch [s - 1, e + 1] (8-connectivity)
+    nxt = 1
+    for i in range(ny):
+        lo = rowstart[i - 1] if i > 0 else 0
+        hi = rowstart[i] if i > 0 else 0
+        kp = lo
+        for r in range(rowstart[i], rowstart[i + 1]):
+            s = rs[r]
+            e = re[r]
+            v = rv[r]
+            # runs ending before s - 1 cannot touch any later run of this row either
+            while kp < hi and re[kp] < s - 1:
                 kp += 1
             lab = 0
             k = kp
-            while k < prev_hi and rs[k] <= e + 1:
+            while k < hi and rs[k] <= e + 1:
                 if rv[k] == v:
                     if lab == 0:
                         lab = rl[k]
@@ -320,14 +431,7 @@ def label_runs(img: np.ndarray, parent: np.ndarray, final: np.ndarray, rs: np.nd
                 # the kind waits in ``final`` until the final numbering
                 final[nxt] = v
                 nxt += 1
-            rs[nr] = s
-            re[nr] = e
-            rl[nr] = lab
-            rv[nr] = v
-            rrow[nr] = i
-            nr += 1
-        prev_lo = cur_lo
-        prev_hi = nr
+            rl[r] = lab
     # final numbers per kind, in order of the roots (= raster order of first pixels):
     # a root is the smallest provisional label of its set, created at the set's first run
     n1 = 0
@@ -394,35 +498,41 @@ def label_kinds(img: np.ndarray) -> tuple[np.ndarray, int, int, np.ndarray]:
 
 
 @njit(cache=True, nogil=True)
-def border_touches(img: np.ndarray, lab: np.ndarray, n1: int, n2: int, sides: np.ndarray) -> None:
-    """``sides[k, c]`` = number of image borders that item ``c`` of kind ``k + 1`` reaches (0..4).
+def border_touches(nr: int, rs: np.ndarray, re: np.ndarray, rl: np.ndarray, rv: np.ndarray, rrow: np.ndarray,
+                   n1: int, n2: int, ny: int, nx: int, sides: np.ndarray) -> None:
+    """``sides[k, c]`` = number of image borders (0..4) that item ``c`` of kind ``k + 1`` reaches.
 
-    Item 0 is the background (the pixels not of that kind). An item's
-    bounding box touches a border exactly when the item has a pixel on it,
-    so only the border pixels are read.
+    From the runs of :func:`label_runs`. Item 0 is the background (the
+    pixels not of that kind). An item's bounding box touches a border
+    exactly when the item has a pixel on it.
     """
-    ny, nx = img.shape
-    seen = np.zeros((2, max(n1, n2) + 1), np.int64)
-    sides[0, : n1 + 1] = 0
-    sides[1, : n2 + 1] = 0
-    for side in range(4):
-        seen[:] = 0
-        count = nx if side < 2 else ny
-        for m in range(count):
-            if side == 0:
-                i, j = 0, m
-            elif side == 1:
-                i, j = ny - 1, m
-            elif side == 2:
-                i, j = m, 0
-            else:
-                i, j = m, nx - 1
-            v = img[i, j]
-            for k in range(2):
-                c = lab[i, j] if v == k + 1 else 0
-                if not seen[k, c]:
-                    seen[k, c] = 1
-                    sides[k, c] += 1
+    bits = np.zeros((2, max(n1, n2) + 1), np.int8)
+    top = np.zeros(2, np.int64)       # pixels of each kind in the first row
+    bottom = np.zeros(2, np.int64)    # ... in the last row
+    left = np.zeros(2, np.int64)      # rows whose first pixel is of each kind
+    right = np.zeros(2, np.int64)     # rows whose last pixel is of each kind
+    for r in range(nr):
+        k = rv[r] - 1
+        c = rl[r]
+        if rrow[r] == 0:
+            bits[k, c] |= 1
+            top[k] += re[r] - rs[r] + 1
+        if rrow[r] == ny - 1:
+            bits[k, c] |= 2
+            bottom[k] += re[r] - rs[r] + 1
+        if rs[r] == 0:
+            bits[k, c] |= 4
+            left[k] += 1
+        if re[r] == nx - 1:
+            bits[k, c] |= 8
+            right[k] += 1
+    for k in range(2):
+        n = n1 if k == 0 else n2
+        for c in range(1, n + 1):
+            b = bits[k, c]
+            sides[k, c] = (b & 1) + ((b >> 1) & 1) + ((b >> 2) & 1) + ((b >> 3) & 1)
+        # the background reaches a border unless that kind covers all of it
+        sides[k, 0] = (top[k] < nx) + (bottom[k] < nx) + (left[k] < ny) + (right[k] < ny)
 
 
 @njit(cache=True, nogil=True)
@@ -475,24 +585,22 @@ def kept_components(n: int, area: np.ndarray, sides: np.ndarray, min_size: int, 
 @njit(cache=True, nogil=True)
 def _vote_and_filter(sign: np.ndarray, min_size: int, compat: bool, n_skip: int, out: np.ndarray,
                      parent: np.ndarray, final: np.ndarray, rs: np.ndarray, re: np.ndarray, rl: np.ndarray,
-                     rv: np.ndarray, rrow: np.ndarray, area: np.ndarray) -> None:
+                     rv: np.ndarray, rrow: np.ndarray, area: np.ndarray, rowstart: np.ndarray) -> None:
     nt, npl, ny, nx = sign.shape
     vote = np.empty((ny, nx), np.int8)
-    lab = np.empty((ny, nx), np.int32)
     cap = ny * nx + 2
     sides = np.zeros((2, cap), np.int64)
     keep = np.empty((2, cap), np.bool_)
     for t in range(nt):
         for p in range(npl):
-            o = out[t, p]
+            o = out[t, p].reshape(ny * nx)
             if t < n_skip:
                 o[:] = 0
                 continue
             neighbour_vote(sign[t, p], vote)
-            nr, n1, n2 = label_runs(vote, parent, final, rs, re, rl, rv, rrow, area)
+            nr, n1, n2 = label_runs(vote, parent, final, rs, re, rl, rv, rrow, area, rowstart)
             if compat:
-                paint_runs(nr, rs, re, rl, rrow, lab)
-                border_touches(vote, lab, n1, n2, sides)
+                border_touches(nr, rs, re, rl, rv, rrow, n1, n2, ny, nx, sides)
             kept_components(n1, area[0], sides[0], min_size, compat, keep[0])
             kept_components(n2, area[1], sides[1], min_size, compat, keep[1])
             bg1 = keep[0, 0]
@@ -506,9 +614,8 @@ def _vote_and_filter(sign: np.ndarray, min_size: int, compat: bool, n_skip: int,
                     val = 2 if bg2 else (1 if keep[0, c] else 0)
                 else:
                     val = 2 if keep[1, c] else (1 if bg1 else 0)
-                orow = o[rrow[r]]
-                for j in range(rs[r], re[r] + 1):
-                    orow[j] = val
+                base = rrow[r] * nx
+                o[base + rs[r] : base + re[r] + 1] = val
 
 
 def vote_and_filter(sign: np.ndarray, min_size: int, compat: bool = False, n_skip: int = 0,
@@ -620,6 +727,7 @@ def track_block(block: np.ndarray, prev: np.ndarray, has_prev: bool, t0: int, on
     rv = np.empty(npx + 2, np.int8)
     rrow = np.empty(npx + 2, np.int64)
     area = np.empty((2, npx + 2), np.int64)
+    rowstart = np.empty(ny + 1, np.int64)
     cap = 1
     while cap < 2 * npx + 2:
         cap *= 2
@@ -630,7 +738,7 @@ def track_block(block: np.ndarray, prev: np.ndarray, has_prev: bool, t0: int, on
         tg = t0 + t
         frame = block[t]
         base = n_comp
-        nr, n1, n2 = label_runs(frame, parent, final, rs, re, rl, rv, rrow, area)
+        nr, n1, n2 = label_runs(frame, parent, final, rs, re, rl, rv, rrow, area, rowstart)
         n_new = n1 + n2
         while n_comp + n_new >= comp.shape[0]:
             comp = _grow(comp, comp.shape[0])
