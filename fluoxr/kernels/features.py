@@ -1,0 +1,451 @@
+"""Kernels of the ROI-versus-reference features: stacks of centred patches in, numbers per patch out.
+
+Everything works on a batch of ROIs at once: a stack of patches has the
+batch first and the patch last (``(n, P, P)`` for planar ROIs, ``(n, Lz, P,
+P)`` for volumetric ones, ``P = 2 * width + 1``). No Python loop runs per
+ROI. The semantics are those of ``cellector.utils`` (see
+:mod:`fluoxr.features` for the list and the quirks kept); the tests compare
+every kernel with a slow NumPy statement (``tests/test_features_kernels.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+from numba import njit
+
+__all__ = [
+    "bandpass_gain",
+    "butterworth_bandpass",
+    "feature_batch",
+    "cross_power_spectrum",
+    "gather_patches",
+    "in_out_sums",
+    "masked_correlation",
+    "pad_reference",
+    "phase_correlation_zero",
+    "prepare_reference",
+    "roc_auc",
+    "scatter_patches",
+    "surround",
+    "weighted_dot",
+    "window_2d",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# building the stacks
+
+
+def scatter_patches(
+    roi: np.ndarray,
+    coords: tuple[np.ndarray, ...],
+    weight: np.ndarray,
+    centers: np.ndarray,
+    n: int,
+    width: int,
+    fill_value: float,
+    planes: int | None = None,
+    z: np.ndarray | None = None,
+) -> np.ndarray:
+    """Masks centred on each ROI's centre: ``(n, P, P)``, or ``(n, planes, P, P)`` when ``z`` is given.
+
+    ``roi`` holds the batch-local ROI index (0..n-1) of each pixel, ``coords``
+    its ``(y, x)``, ``centers`` the integer ``(yc, xc)`` of each ROI. A pixel
+    lands at ``(y - yc + width, x - xc + width)``; pixels farther than
+    ``width`` from the centre are dropped; everything else is ``fill_value``.
+    With ``z``, a pixel lands in its own plane (cellector's volumetric masks).
+    Float32, like cellector.
+    """
+    p = 2 * width + 1
+    y, x = coords
+    cy = y - centers[roi, 0] + width
+    cx = x - centers[roi, 1] + width
+    ok = (cy >= 0) & (cy < p) & (cx >= 0) & (cx < p)
+    if z is None:
+        out = np.full((n, p, p), fill_value, np.float32)
+        out[roi[ok], cy[ok], cx[ok]] = weight[ok]
+    else:
+        out = np.full((n, int(planes), p, p), fill_value, np.float32)
+        out[roi[ok], z[ok], cy[ok], cx[ok]] = weight[ok]
+    return out
+
+
+def pad_reference(reference: np.ndarray, width: int, fill_value: float) -> np.ndarray:
+    """``(Lz, Ly + 2w, Lx + 2w)`` float32 copy of a ``(Lz, Ly, Lx)`` reference, padded with ``fill_value``.
+
+    Padding once lets :func:`gather_patches` cut every patch with one fancy
+    index and no per-ROI bounds check.
+    """
+    ref = np.asarray(reference, dtype=np.float32)
+    return np.pad(ref, ((0, 0), (width, width), (width, width)), constant_values=np.float32(fill_value))
+
+
+@njit(cache=True, nogil=True)
+def _gather(padded: np.ndarray, centers: np.ndarray, p: int, volumetric: bool, out: np.ndarray) -> None:  # pragma: no cover
+    lz, hy, hx = padded.shape
+    for i in range(centers.shape[0]):
+        z0 = 0 if volumetric else centers[i, 0]
+        nz = lz if volumetric else 1
+        for dz in range(nz):
+            for r in range(p):
+                # an index outside the padded image is clipped into the
+                # padding, which holds the fill value
+                yy = min(max(centers[i, 1] + r, 0), hy - 1)
+                for c in range(p):
+                    xx = min(max(centers[i, 2] + c, 0), hx - 1)
+                    out[i, dz, r, c] = padded[z0 + dz, yy, xx]
+
+
+def gather_patches(padded: np.ndarray, centers: np.ndarray, width: int, *, volumetric: bool) -> np.ndarray:
+    """Patches of a padded reference (:func:`pad_reference`) centred on each ``(zc, yc, xc)``.
+
+    Planar: ``(n, P, P)`` from plane ``zc`` of each ROI. Volumetric: ``(n,
+    Lz, P, P)``, every plane. Centres may lie anywhere: an index that falls
+    outside the padded image is clipped into the padding, which holds the
+    fill value, so such patches read the fill value as cellector's do.
+    """
+    p = 2 * width + 1
+    c = np.ascontiguousarray(centers, dtype=np.int64)
+    nz = padded.shape[0] if volumetric else 1
+    out = np.empty((c.shape[0], nz, p, p), padded.dtype)
+    _gather(np.ascontiguousarray(padded), c, p, bool(volumetric), out)
+    return out if volumetric else out[:, 0]
+
+
+def window_2d(shape: tuple[int, int], kind: str = "hanning") -> np.ndarray:
+    """Outer product of NumPy's 1-D window ``kind`` over the last two axes (cellector's ``filters.window``)."""
+    fn = {"hanning": np.hanning, "hamming": np.hamming, "blackman": np.blackman, "bartlett": np.bartlett}[kind]
+    return np.outer(fn(shape[0]), fn(shape[1]))
+
+
+# --------------------------------------------------------------------------------------------
+# centre and surround
+
+
+@njit(cache=True, nogil=True)
+def _surround_stack(center: np.ndarray, iterations: int, out: np.ndarray) -> None:  # pragma: no cover - numba
+    # City-block distance to the centre inside each patch, one axis at a time
+    # (L1 distance is separable: a forward and a backward sweep per axis is
+    # exact). ``iterations`` dilations with the cross structuring element reach
+    # exactly the pixels within L1 distance ``iterations``; the patch edge is
+    # a wall (scipy's border_value=0), which cannot shorten an L1 path in a box.
+    n, nz, ny, nx = center.shape
+    big = nz + ny + nx + iterations + 1
+    d = np.empty((nz, ny, nx), np.int32)
+    for i in range(n):
+        for z in range(nz):
+            for y in range(ny):
+                for x in range(nx):
+                    d[z, y, x] = 0 if center[i, z, y, x] else big
+        for z in range(nz):
+            for y in range(ny):
+                for x in range(1, nx):
+                    if d[z, y, x - 1] + 1 < d[z, y, x]:
+                        d[z, y, x] = d[z, y, x - 1] + 1
+                for x in range(nx - 2, -1, -1):
+                    if d[z, y, x + 1] + 1 < d[z, y, x]:
+                        d[z, y, x] = d[z, y, x + 1] + 1
+        for z in range(nz):
+            for x in range(nx):
+                for y in range(1, ny):
+                    if d[z, y - 1, x] + 1 < d[z, y, x]:
+                        d[z, y, x] = d[z, y - 1, x] + 1
+                for y in range(ny - 2, -1, -1):
+                    if d[z, y + 1, x] + 1 < d[z, y, x]:
+                        d[z, y, x] = d[z, y + 1, x] + 1
+        for y in range(ny):
+            for x in range(nx):
+                for z in range(1, nz):
+                    if d[z - 1, y, x] + 1 < d[z, y, x]:
+                        d[z, y, x] = d[z - 1, y, x] + 1
+                for z in range(nz - 2, -1, -1):
+                    if d[z + 1, y, x] + 1 < d[z, y, x]:
+                        d[z, y, x] = d[z + 1, y, x] + 1
+        for z in range(nz):
+            for y in range(ny):
+                for x in range(nx):
+                    out[i, z, y, x] = d[z, y, x] <= iterations
+
+
+def surround(center: np.ndarray, iterations: int, ndim: int = 2) -> np.ndarray:
+    """``iterations`` binary dilations of each patch with the cross (4- or 6-connected) element.
+
+    The last ``ndim`` (2 or 3) axes form the patch, leading axes are the
+    batch; the patch edge is background, as in
+    ``scipy.ndimage.binary_dilation(center, cross, iterations)`` applied to
+    each patch alone. The result contains the centre.
+    """
+    c = np.asarray(center, dtype=bool)
+    patch = c.shape[c.ndim - ndim:]
+    c4 = c.reshape((-1,) + (1,) * (3 - ndim) + patch)
+    out = np.empty(c4.shape, bool)
+    if c4.size:
+        _surround_stack(np.ascontiguousarray(c4), int(iterations), out)
+    return out.reshape(c.shape)
+
+
+@njit(cache=True, nogil=True)
+def _in_out_sums(center: np.ndarray, surr: np.ndarray, ref: np.ndarray, inside: np.ndarray,
+                 outside: np.ndarray) -> None:  # pragma: no cover - numba
+    n, k = ref.shape
+    for i in range(n):
+        a = 0.0
+        b = 0.0
+        for j in range(k):
+            r = np.float64(ref[i, j])
+            # literal products (0 * NaN is NaN), as cellector's ``center * reference``
+            a += (1.0 if center[i, j] else 0.0) * r
+            b += (1.0 if surr[i, j] else 0.0) * r
+        inside[i] = a
+        outside[i] = b
+
+
+def in_out_sums(center: np.ndarray, surr: np.ndarray, reference: np.ndarray, ndim: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Sums of the reference over the centre and over the surround of each patch (float64)."""
+    lead = reference.shape[: reference.ndim - ndim]
+    k = int(np.prod(reference.shape[reference.ndim - ndim:]))
+    ref = np.ascontiguousarray(reference).reshape(-1, k)
+    c = np.ascontiguousarray(np.broadcast_to(center, reference.shape)).reshape(-1, k)
+    s = np.ascontiguousarray(np.broadcast_to(surr, reference.shape)).reshape(-1, k)
+    inside = np.empty(ref.shape[0])
+    outside = np.empty(ref.shape[0])
+    _in_out_sums(c, s, ref, inside, outside)
+    return inside.reshape(lead), outside.reshape(lead)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _masked_correlation(m: np.ndarray, r: np.ndarray, keep: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+    n, k = m.shape
+    for i in range(n):
+        nm = 0
+        nr = 0
+        sm = 0.0
+        sr = 0.0
+        for j in range(k):
+            if keep[i, j]:
+                a = np.float64(m[i, j])
+                b = np.float64(r[i, j])
+                if not np.isnan(a):
+                    nm += 1
+                    sm += a
+                if not np.isnan(b):
+                    nr += 1
+                    sr += b
+        if nm == 0 or nr == 0:
+            out[i] = np.nan
+            continue
+        um = sm / nm
+        ur = sr / nr
+        vm = 0.0
+        vr = 0.0
+        cov = 0.0
+        for j in range(k):
+            if keep[i, j]:
+                a = np.float64(m[i, j]) - um
+                b = np.float64(r[i, j]) - ur
+                if not np.isnan(a):
+                    vm += a * a
+                if not np.isnan(b):
+                    vr += b * b
+                if not (np.isnan(a) or np.isnan(b)):
+                    cov += a * b
+        # ddof=0; the covariance is divided by the count of the masks' valid
+        # pixels, as cellector's nansum(...) / N with N from the masks
+        out[i] = cov / nm / np.sqrt(vr / nr) / np.sqrt(vm / nm)
+
+
+def masked_correlation(masks: np.ndarray, references: np.ndarray, keep: np.ndarray | None = None,
+                       ndim: int = 2) -> np.ndarray:
+    """Pearson correlation of each mask with its reference over the pixels kept and not NaN.
+
+    cellector's ``compute_correlation`` on arrays that are NaN outside
+    ``keep``: means and (population, ddof=0) standard deviations of each
+    array over its own non-NaN pixels, covariance summed over the pixels
+    where both are valid and divided by the mask's count. NaN where a patch
+    has no valid pixel; inf or NaN where a standard deviation is 0.
+    """
+    shape = np.broadcast_shapes(masks.shape, references.shape)
+    lead = shape[: len(shape) - ndim]
+    k = int(np.prod(shape[len(shape) - ndim:]))
+    m = np.ascontiguousarray(np.broadcast_to(masks, shape)).reshape(-1, k)
+    r = np.ascontiguousarray(np.broadcast_to(references, shape)).reshape(-1, k)
+    kp = (np.ones(m.shape, bool) if keep is None
+          else np.ascontiguousarray(np.broadcast_to(keep, shape)).reshape(-1, k))
+    out = np.empty(m.shape[0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        _masked_correlation(m, r, kp, out)
+    return out.reshape(lead)
+
+
+# --------------------------------------------------------------------------------------------
+# Fourier measures
+
+
+def cross_power_spectrum(static: np.ndarray, moving: np.ndarray, eps: float, axes: tuple[int, ...]) -> np.ndarray:
+    """``R = F(static) conj(F(moving))``, then ``R / (eps + |R|)`` (complex128, full spectrum)."""
+    r = scipy.fft.fftn(np.asarray(static, np.float64), axes=axes) * np.conj(
+        scipy.fft.fftn(np.asarray(moving, np.float64), axes=axes))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r /= eps + np.abs(r)
+    return r
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _spectrum_sum(fa: np.ndarray, fb: np.ndarray, eps: float, w: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+    # sum over a half spectrum of w * Re(R) / (eps + |R|), R = fa * conj(fb),
+    # in one pass and without the temporaries of the NumPy expression
+    m, r, c = fa.shape
+    for i in range(m):
+        acc = 0.0
+        for j in range(r):
+            for k in range(c):
+                a = fa[i, j, k]
+                b = fb[i, j, k]
+                re = a.real * b.real + a.imag * b.imag
+                im = a.imag * b.real - a.real * b.imag
+                acc += w[k] * re / (eps + np.sqrt(re * re + im * im))
+        out[i] = acc
+
+
+def phase_correlation_zero(static: np.ndarray, moving: np.ndarray, eps: float, axes: tuple[int, ...]) -> np.ndarray:
+    """Zero-shift value of the phase correlation: ``Re(sum R / (eps + |R|)) / size`` over ``axes``.
+
+    ``axes`` are the last ``len(axes)`` axes. Equal to
+    ``mean(cross_power_spectrum(...)).real`` but from real FFTs: for real
+    inputs ``R(-k) = conj(R(k))``, so the real part of the sum over the full
+    spectrum is the sum over the half spectrum with the columns that have a
+    mirror image counted twice.
+    """
+    a = np.asarray(static, np.float64)
+    b = np.asarray(moving, np.float64)
+    shape = np.broadcast_shapes(a.shape, b.shape)
+    k = len(axes)
+    patch = shape[len(shape) - k:]
+    fa = scipy.fft.rfftn(a, axes=axes)
+    fb = scipy.fft.rfftn(b, axes=axes)
+    nlast = patch[-1]
+    w = np.full(nlast // 2 + 1, 2.0)
+    w[0] = 1.0
+    if nlast % 2 == 0:
+        w[-1] = 1.0
+    lead = shape[: len(shape) - k]
+    spec = fa.shape[fa.ndim - k:]
+    fa3 = np.ascontiguousarray(np.broadcast_to(fa, lead + spec)).reshape(-1, int(np.prod(spec[:-1])), spec[-1])
+    fb3 = np.ascontiguousarray(np.broadcast_to(fb, lead + spec)).reshape(fa3.shape)
+    out = np.empty(fa3.shape[0])
+    _spectrum_sum(fa3, fb3, float(eps), w, out)
+    return out.reshape(lead) / int(np.prod(patch))
+
+
+# --------------------------------------------------------------------------------------------
+# full-image steps
+
+
+def weighted_dot(roi: np.ndarray, values: np.ndarray, weight: np.ndarray, n: int) -> np.ndarray:
+    """``sum(values * weight) / ||weight||_2`` per ROI (cellector's ``dot_product``), float64."""
+    w = weight.astype(np.float64)
+    num = np.bincount(roi, weights=values.astype(np.float64) * w, minlength=n)
+    norm = np.sqrt(np.bincount(roi, weights=w * w, minlength=n))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return num / norm
+
+
+def bandpass_gain(ny: int, nx: int, lowcut: float | None, highcut: float | None, order: float) -> np.ndarray:
+    """Butterworth gain on the unshifted ``(2 ny + 1, 2 nx + 1)`` DFT grid, frequencies in cycles per image."""
+    fy = np.fft.fftfreq(2 * ny + 1, 1 / ny)
+    fx = np.fft.fftfreq(2 * nx + 1, 1 / nx)
+    freq = np.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
+    gain = np.ones_like(freq)
+    if lowcut is not None:
+        gain *= 1 - 1 / (1 + (freq / lowcut) ** (2 * order))
+    if highcut is not None:
+        gain *= 1 / (1 + (freq / highcut) ** (2 * order))
+    return gain
+
+
+def butterworth_bandpass(image: np.ndarray, lowcut: float | None, highcut: float | None, order: float) -> np.ndarray:
+    """cellector's ``filters.butterworth_bpf`` over the last two axes (float64).
+
+    The image is zero-padded to ``(2 ny + 1, 2 nx + 1)``, multiplied in the
+    Fourier domain by the Butterworth gain and cropped back. cellector shifts
+    the spectrum and the gain with ``fftshift`` and back; the shifts cancel,
+    and the gain is symmetric, so a real FFT gives the same real part.
+    """
+    img = np.asarray(image, np.float64)
+    ny, nx = img.shape[-2:]
+    s = (2 * ny + 1, 2 * nx + 1)
+    gain = bandpass_gain(ny, nx, lowcut, highcut, order)[:, : s[1] // 2 + 1]
+    spec = scipy.fft.rfft2(img, s=s, axes=(-2, -1))
+    spec *= gain
+    return scipy.fft.irfft2(spec, s=s, axes=(-2, -1))[..., :ny, :nx]
+
+
+def prepare_reference(
+    reference: np.ndarray, width: int, fill_value: float, lowcut: float | None, highcut: float | None, order: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Padded reference, padded band-passed reference and the image for the dot product, all ``(Lz, ...)``.
+
+    Without a band-pass the three are the same arrays (no copy).
+    """
+    ref = np.asarray(reference)
+    pad = pad_reference(ref, width, fill_value)
+    if lowcut is None and highcut is None:
+        return pad, pad, ref
+    filtered = butterworth_bandpass(ref, lowcut, highcut, order)
+    return pad, pad_reference(filtered, width, fill_value), filtered
+
+
+def feature_batch(
+    pad: np.ndarray,
+    fpad: np.ndarray,
+    roi: np.ndarray,
+    coords: tuple[np.ndarray, ...],
+    weight: np.ndarray,
+    centers: np.ndarray,
+    width: int,
+    iterations: int,
+    fill_value: float,
+    eps: float,
+    window: str | None,
+    volumetric: bool,
+) -> np.ndarray:
+    """``(n, 3)`` phase_corr, corr_coef, in_vs_out of a batch of ROIs (pixels sorted by ``roi``, 0..n-1).
+
+    ``coords`` is ``(z, y, x)`` of every pixel, ``centers`` the integer
+    ``(zc, yc, xc)`` of every ROI, ``pad``/``fpad`` the padded reference and
+    band-passed reference (:func:`prepare_reference`).
+    """
+    n = len(centers)
+    z, y, x = coords
+    k = 3 if volumetric else 2
+    masks = scatter_patches(roi, (y, x), weight, centers[:, 1:], n, width, fill_value,
+                            planes=pad.shape[0] if volumetric else None, z=z if volumetric else None)
+    refs = gather_patches(pad, centers, width, volumetric=volumetric)
+    frefs = refs if fpad is pad else gather_patches(fpad, centers, width, volumetric=volumetric)
+    center = masks > 0
+    surr = surround(center, iterations, k)
+    out = np.empty((n, 3))
+    inside, outside = in_out_sums(center, surr, refs, k)
+    total = inside + outside
+    total[total == 0] = np.inf
+    out[:, 2] = inside / total
+    out[:, 1] = masked_correlation(masks, frefs, surr, k)
+    if window is not None:
+        win = window_2d(masks.shape[-2:], window)
+        masks, refs = masks * win, refs * win
+    out[:, 0] = phase_correlation_zero(masks, refs, eps, tuple(range(-k, 0)))
+    return out
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve from the Mann-Whitney U statistic (ties count one half)."""
+    from scipy.stats import rankdata
+
+    s = np.asarray(scores, np.float64)
+    lab = np.asarray(labels, bool)
+    ranks = rankdata(s)
+    n1 = int(lab.sum())
+    n0 = lab.size - n1
+    u = ranks[lab].sum() - n1 * (n1 + 1) / 2
+    return float(u / (n1 * n0))
