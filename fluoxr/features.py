@@ -50,10 +50,13 @@ and named columns; ``broadcastable`` is ``numpy.broadcast_shapes``.
 Quirks of cellector and what fluoxr does about each:
 
 - Centroids are truncated with ``int()`` (not rounded) when ``asint``;
-  kept. A weighted mean that is an integer up to rounding error is that
-  integer here, where cellector's float sums may truncate it to the integer
-  below (fixed). With ``method="median"`` cellector truncates even when
-  ``asint=False``; fluoxr returns the exact (float) median then.
+  kept. cellector divides by ``np.sum(lam)`` taken in float32, so its
+  weighted mean is off by up to ~1e-5 px and a centroid that close above an
+  integer truncates to the integer below (9 of 10,000 ROIs in
+  ``benchmarks/roi_features.py``); fluoxr sums in float64, and a mean that is
+  an integer up to rounding error is that integer (fixed). With
+  ``method="median"`` cellector truncates even when ``asint=False``; fluoxr
+  returns the exact (float) median then.
 - ``eps`` of :func:`cross_power_spectrum` and :func:`phase_correlation_zero`
   defaults to ``1e6`` (cellector's behaviour, kept) although cellector's
   docstring says ``1e-8``. With ``1e6`` the normalisation ``R / (eps + |R|)``
@@ -281,10 +284,10 @@ def centroids(rois: ROISet, *, method: str = "weightedmean", asint: bool = True)
         Truncate to integers with ``int()`` as cellector does (not
         rounding: a weighted mean of 9.9 gives 9). A mean that is an integer
         up to floating-point rounding (within 1e-9 relative) is taken as
-        that integer; cellector's ``int(sum(lam * y) / sum(lam))`` can land one
-        below it (a ROI lying along row 15 gives 14 or 15 depending on the
-        rounding of its sums). With ``asint=False`` the float centre (also
-        for the median, which cellector truncates anyway).
+        that integer. cellector's ``int(sum(lam * y) / sum(lam))``, with
+        ``sum(lam)`` in float32, can land one below a centre that lies
+        within ~1e-5 px above an integer. With ``asint=False`` the float
+        centre (also for the median, which cellector truncates anyway).
 
     Returns
     -------

@@ -87,14 +87,18 @@ def _gather(padded: np.ndarray, centers: np.ndarray, p: int, volumetric: bool, o
     for i in range(centers.shape[0]):
         z0 = 0 if volumetric else centers[i, 0]
         nz = lz if volumetric else 1
+        x0 = centers[i, 2]
+        inside = x0 >= 0 and x0 + p <= hx
         for dz in range(nz):
             for r in range(p):
                 # an index outside the padded image is clipped into the
                 # padding, which holds the fill value
                 yy = min(max(centers[i, 1] + r, 0), hy - 1)
-                for c in range(p):
-                    xx = min(max(centers[i, 2] + c, 0), hx - 1)
-                    out[i, dz, r, c] = padded[z0 + dz, yy, xx]
+                if inside:
+                    out[i, dz, r, :] = padded[z0 + dz, yy, x0 : x0 + p]
+                else:
+                    for c in range(p):
+                        out[i, dz, r, c] = padded[z0 + dz, yy, min(max(x0 + c, 0), hx - 1)]
 
 
 def gather_patches(padded: np.ndarray, centers: np.ndarray, width: int, *, volumetric: bool) -> np.ndarray:
@@ -351,10 +355,16 @@ def weighted_dot(roi: np.ndarray, values: np.ndarray, weight: np.ndarray, n: int
         return num / norm
 
 
-def bandpass_gain(ny: int, nx: int, lowcut: float | None, highcut: float | None, order: float) -> np.ndarray:
-    """Butterworth gain on the unshifted ``(2 ny + 1, 2 nx + 1)`` DFT grid, frequencies in cycles per image."""
+def bandpass_gain(ny: int, nx: int, lowcut: float | None, highcut: float | None, order: float,
+                  half: bool = False) -> np.ndarray:
+    """Butterworth gain on the unshifted ``(2 ny + 1, 2 nx + 1)`` DFT grid, frequencies in cycles per image.
+
+    With ``half``, only the columns of a real FFT (``nx + 1``).
+    """
     fy = np.fft.fftfreq(2 * ny + 1, 1 / ny)
     fx = np.fft.fftfreq(2 * nx + 1, 1 / nx)
+    if half:
+        fx = fx[: nx + 1]
     freq = np.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
     gain = np.ones_like(freq)
     if lowcut is not None:
@@ -375,7 +385,7 @@ def butterworth_bandpass(image: np.ndarray, lowcut: float | None, highcut: float
     img = np.asarray(image, np.float64)
     ny, nx = img.shape[-2:]
     s = (2 * ny + 1, 2 * nx + 1)
-    gain = bandpass_gain(ny, nx, lowcut, highcut, order)[:, : s[1] // 2 + 1]
+    gain = bandpass_gain(ny, nx, lowcut, highcut, order, half=True)
     spec = scipy.fft.rfft2(img, s=s, axes=(-2, -1))
     spec *= gain
     return scipy.fft.irfft2(spec, s=s, axes=(-2, -1))[..., :ny, :nx]
