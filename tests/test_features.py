@@ -4,6 +4,7 @@ functions, laziness of the reference, ground truth on the synthetic red channel,
 import os
 import subprocess
 import sys
+import warnings
 from fractions import Fraction
 
 import dask.array as da
@@ -226,8 +227,12 @@ def test_stack_measures_against_numpy(rng, volumetric):
     axes = (-3, -2, -1) if volumetric else (-2, -1)
     for eps in (1e6, 1e-8):
         R = np.fft.fftn(cm.astype(np.float64), axes=axes) * np.conj(np.fft.fftn(cr.astype(np.float64), axes=axes))
-        np.testing.assert_allclose(F.phase_correlation_zero(cm, cr, eps=eps),
-                                   (R / (eps + np.abs(R))).mean(axes).real, rtol=1e-9, atol=1e-15)
+        exp = (R / (eps + np.abs(R))).mean(axes).real
+        np.testing.assert_allclose(F.phase_correlation_zero(cm, cr, eps=eps, precision="double"), exp,
+                                   rtol=1e-9, atol=1e-15)
+        # single-precision FFTs of the mean-free patches: within 1e-6 of the largest value
+        np.testing.assert_allclose(F.phase_correlation_zero(cm, cr, eps=eps), exp, rtol=0,
+                                   atol=1e-6 * np.abs(exp).max())
         np.testing.assert_allclose(F.cross_power_spectrum(cm, cr, eps=eps, volumetric=volumetric),
                                    R / (eps + np.abs(R)), rtol=1e-9, atol=1e-15)
     sur = _ref_surround(cm, 3, volumetric)
@@ -320,7 +325,8 @@ def test_roi_features_on_random_roi_sets(seed, n, width, iterations, lz, volumet
     ref = rng.random(shape) * 10 + 1
     vol = volumetric and lz > 1 and bool(np.any([np.ptp(z[roi == i]) for i in range(n)]))
     df = F.roi_features(rois, ref, width=width, iterations=iterations, volumetric=vol)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an empty surround: mean of nothing
         exp = _ref_features(rois, ref, width, iterations, vol)
     for k in F.FEATURES:
         np.testing.assert_allclose(df[k].to_numpy(), exp[k].to_numpy(), rtol=1e-5, atol=1e-9, equal_nan=True,
@@ -328,28 +334,41 @@ def test_roi_features_on_random_roi_sets(seed, n, width, iterations, lz, volumet
 
 
 @pytest.mark.parametrize("kind", ["2d", "volumetric"])
-def test_roi_features_equals_the_composed_functions_and_ignores_batching(rng, kind):
+@pytest.mark.parametrize("bandpass", [True, False])
+@pytest.mark.parametrize("fill,nan_pixel", [(0.0, False), (np.nan, False), (0.3, False), (0.0, True)])
+@pytest.mark.parametrize("precision", ["single", "double"])
+def test_roi_features_equals_the_composed_functions_and_ignores_batching(rng, kind, bandpass, fill, nan_pixel,
+                                                                         precision):
     rois = _tiny_rois(rng) if kind == "2d" else _planes_rois(rng, volumetric=True)
     ref = rng.random(rois.shape) * 3
-    kw = dict(width=5, iterations=2, centroid_method="median", fill_value=0.0, eps=1.0, window="hanning",
-              lowcut=1.0, highcut=8.0, order=2.0)
-    df = F.roi_features(rois, ref, **kw)
-    vol = kind == "volumetric"
-    cents = F.centroids(rois, method="median")
-    cm = F.centered_masks(rois, width=5, centroids=cents, volumetric=vol)
-    cr = F.centered_reference(ref, cents, width=5, volumetric=vol)
-    filt = F.bandpass_filter(ref, lowcut=1.0, highcut=8.0, order=2.0)
-    fcr = F.centered_reference(filt, cents, width=5, volumetric=vol)
-    win = np.outer(np.hanning(11), np.hanning(11))
-    exp = pd.DataFrame({
-        "phase_corr": F.phase_correlation_zero(cm * win, cr * win, eps=1.0),
-        "dot_product": F.dot_product(rois, filt),
-        "corr_coef": F.compute_correlation(*F.surround_filter(cm, fcr, iterations=2)),
-        "in_vs_out": F.in_vs_out(cm, cr, iterations=2),
-    })
-    _assert_frame_close(df, exp, rtol=1e-12, atol=0)
+    if nan_pixel:
+        ref[..., 9, 9] = np.nan  # inside ROIs 3 and 4, near others
+    band = dict(lowcut=1.0, highcut=8.0, order=2.0) if bandpass else {}
+    kw = dict(width=5, iterations=2, centroid_method="median", fill_value=fill, eps=1.0, window="hanning",
+              precision=precision, **band)
+    with np.errstate(all="ignore"):
+        df = F.roi_features(rois, ref, **kw)
+        vol = kind == "volumetric"
+        cents = F.centroids(rois, method="median")
+        cm = F.centered_masks(rois, width=5, centroids=cents, volumetric=vol, fill_value=fill)
+        cr = F.centered_reference(ref, cents, width=5, volumetric=vol, fill_value=fill)
+        filt = F.bandpass_filter(ref, **band) if bandpass else ref
+        fcr = F.centered_reference(filt, cents, width=5, volumetric=vol, fill_value=fill)
+        win = np.outer(np.hanning(11), np.hanning(11))
+        exp = pd.DataFrame({
+            "phase_corr": F.phase_correlation_zero(cm * win, cr * win, eps=1.0, precision=precision),
+            "dot_product": F.dot_product(rois, filt),
+            "corr_coef": F.compute_correlation(*F.surround_filter(cm, fcr, iterations=2)),
+            "in_vs_out": F.in_vs_out(cm, cr, iterations=2),
+        })
+    for k in F.FEATURES:
+        np.testing.assert_allclose(df[k].to_numpy(), exp[k].to_numpy(), rtol=1e-12, atol=0, equal_nan=True,
+                                   err_msg=k)
+    if fill == 0.0 and not nan_pixel:
+        assert np.isfinite(df.to_numpy()).all()
     for batch_size in (1, 3):
-        pd.testing.assert_frame_equal(F.roi_features(rois, ref, batch_size=batch_size, **kw), df)
+        with np.errstate(all="ignore"):
+            pd.testing.assert_frame_equal(F.roi_features(rois, ref, batch_size=batch_size, **kw), df)
 
 
 def test_roi_features_does_not_modify_its_inputs(rng):

@@ -119,10 +119,32 @@ def test_phase_correlation_zero_equals_mean_of_full_spectrum(rng, shape, axes, e
     r = np.fft.fftn(a, axes=axes) * np.conj(np.fft.fftn(b, axes=axes))
     exp = (r / (eps + np.abs(r))).mean(axis=axes).real
     np.testing.assert_allclose(K.phase_correlation_zero(a, b, eps, axes), exp, rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(K.phase_correlation_zero(a, b, eps, axes, single=True), exp, rtol=0,
+                               atol=1e-5 * np.abs(exp).max())
     np.testing.assert_allclose(K.cross_power_spectrum(a, b, eps, axes), r / (eps + np.abs(r)), rtol=1e-10, atol=1e-15)
     # broadcasting one reference against a stack
-    np.testing.assert_allclose(K.phase_correlation_zero(a, b[:1], eps, axes),
-                               K.phase_correlation_zero(a, np.broadcast_to(b[:1], a.shape), eps, axes), rtol=1e-12)
+    for single in (False, True):
+        np.testing.assert_allclose(K.phase_correlation_zero(a, b[:1], eps, axes, single),
+                                   K.phase_correlation_zero(a, np.broadcast_to(b[:1], a.shape), eps, axes, single),
+                                   rtol=1e-12)
+
+
+def test_single_precision_is_insensitive_to_a_bright_background(rng):
+    # a patch of small contrast on a large mean: plain float32 FFTs round its Fourier terms to the
+    # scale of the mean; without the mean they keep about 1e-7 of the contrast
+    m = (rng.random((50, 31, 31)) * (rng.random((50, 31, 31)) < 0.1)).astype(np.float32)
+    r = (1e5 + rng.random((50, 31, 31)) * 10).astype(np.float32)
+    for eps in (1e6, 1e-8):
+        exact = K.phase_correlation_zero(m, r, eps, (-2, -1))  # float64 FFTs of the same float32 patches
+        got = K.phase_correlation_zero(m, r, eps, (-2, -1), single=True)
+        fa = np.fft.rfft2(m).astype(np.complex128)
+        fb = np.fft.rfft2(r).astype(np.complex128)
+        rr = fa * np.conj(fb)
+        w = np.r_[1.0, np.full(15, 2.0)]
+        plain = ((rr.real / (eps + np.abs(rr))) * w).sum((1, 2)) / 961
+        scale = np.abs(exact).max()
+        assert np.abs(got - exact).max() < 1e-6 * scale
+        assert np.abs(got - exact).max() < 0.1 * np.abs(plain - exact).max()
 
 
 def _cellector_bpf(image, lowcut, highcut, order):

@@ -3,9 +3,14 @@
 Everything works on a batch of ROIs at once: a stack of patches has the
 batch first and the patch last (``(n, P, P)`` for planar ROIs, ``(n, Lz, P,
 P)`` for volumetric ones, ``P = 2 * width + 1``). No Python loop runs per
-ROI. The semantics are those of ``cellector.utils`` (see
-:mod:`fluoxr.features` for the list and the quirks kept); the tests compare
-every kernel with a slow NumPy statement (``tests/test_features_kernels.py``).
+ROI. The stack kernels (``scatter_patches``, ``gather_patches``,
+``surround``, ``in_out_sums``, ``masked_correlation``,
+``phase_correlation_zero``) serve the public functions one by one;
+``feature_batch`` does all of them for a batch in one compiled pass per ROI
+plus one batched FFT, and the tests check that it equals their composition.
+The semantics are those of ``cellector.utils`` (see :mod:`fluoxr.features`
+for the list and the quirks kept); the tests compare every kernel with a
+slow NumPy statement (``tests/test_features_kernels.py``).
 """
 
 from __future__ import annotations
@@ -95,7 +100,8 @@ def _gather(padded: np.ndarray, centers: np.ndarray, p: int, volumetric: bool, o
                 # padding, which holds the fill value
                 yy = min(max(centers[i, 1] + r, 0), hy - 1)
                 if inside:
-                    out[i, dz, r, :] = padded[z0 + dz, yy, x0 : x0 + p]
+                    for c in range(p):
+                        out[i, dz, r, c] = padded[z0 + dz, yy, x0 + c]
                 else:
                     for c in range(p):
                         out[i, dz, r, c] = padded[z0 + dz, yy, min(max(x0 + c, 0), hx - 1)]
@@ -128,48 +134,50 @@ def window_2d(shape: tuple[int, int], kind: str = "hanning") -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _surround_stack(center: np.ndarray, iterations: int, out: np.ndarray) -> None:  # pragma: no cover - numba
-    # City-block distance to the centre inside each patch, one axis at a time
-    # (L1 distance is separable: a forward and a backward sweep per axis is
-    # exact). ``iterations`` dilations with the cross structuring element reach
-    # exactly the pixels within L1 distance ``iterations``; the patch edge is
-    # a wall (scipy's border_value=0), which cannot shorten an L1 path in a box.
-    n, nz, ny, nx = center.shape
+def _dilate_patch(center: np.ndarray, iterations: int, d: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+    # City-block distance to the centre inside one (nz, ny, nx) patch, one
+    # axis at a time (L1 distance is separable: a forward and a backward sweep
+    # per axis is exact). ``iterations`` dilations with the cross structuring
+    # element reach exactly the pixels within L1 distance ``iterations``; the
+    # patch edge is a wall (scipy's border_value=0), which cannot shorten an
+    # L1 path in a box. ``d`` is int32 scratch of the patch's shape.
+    nz, ny, nx = center.shape
     big = nz + ny + nx + iterations + 1
-    d = np.empty((nz, ny, nx), np.int32)
-    for i in range(n):
-        for z in range(nz):
-            for y in range(ny):
-                for x in range(nx):
-                    d[z, y, x] = 0 if center[i, z, y, x] else big
-        for z in range(nz):
-            for y in range(ny):
-                for x in range(1, nx):
-                    if d[z, y, x - 1] + 1 < d[z, y, x]:
-                        d[z, y, x] = d[z, y, x - 1] + 1
-                for x in range(nx - 2, -1, -1):
-                    if d[z, y, x + 1] + 1 < d[z, y, x]:
-                        d[z, y, x] = d[z, y, x + 1] + 1
-        for z in range(nz):
-            for x in range(nx):
-                for y in range(1, ny):
-                    if d[z, y - 1, x] + 1 < d[z, y, x]:
-                        d[z, y, x] = d[z, y - 1, x] + 1
-                for y in range(ny - 2, -1, -1):
-                    if d[z, y + 1, x] + 1 < d[z, y, x]:
-                        d[z, y, x] = d[z, y + 1, x] + 1
+    for z in range(nz):
         for y in range(ny):
             for x in range(nx):
-                for z in range(1, nz):
-                    if d[z - 1, y, x] + 1 < d[z, y, x]:
-                        d[z, y, x] = d[z - 1, y, x] + 1
-                for z in range(nz - 2, -1, -1):
-                    if d[z + 1, y, x] + 1 < d[z, y, x]:
-                        d[z, y, x] = d[z + 1, y, x] + 1
-        for z in range(nz):
-            for y in range(ny):
-                for x in range(nx):
-                    out[i, z, y, x] = d[z, y, x] <= iterations
+                d[z, y, x] = 0 if center[z, y, x] else big
+            for x in range(1, nx):
+                d[z, y, x] = min(d[z, y, x], d[z, y, x - 1] + 1)
+            for x in range(nx - 2, -1, -1):
+                d[z, y, x] = min(d[z, y, x], d[z, y, x + 1] + 1)
+    # the other axes with x innermost, so that the sweeps vectorise
+    for z in range(nz):
+        for y in range(1, ny):
+            for x in range(nx):
+                d[z, y, x] = min(d[z, y, x], d[z, y - 1, x] + 1)
+        for y in range(ny - 2, -1, -1):
+            for x in range(nx):
+                d[z, y, x] = min(d[z, y, x], d[z, y + 1, x] + 1)
+    for z in range(1, nz):
+        for y in range(ny):
+            for x in range(nx):
+                d[z, y, x] = min(d[z, y, x], d[z - 1, y, x] + 1)
+    for z in range(nz - 2, -1, -1):
+        for y in range(ny):
+            for x in range(nx):
+                d[z, y, x] = min(d[z, y, x], d[z + 1, y, x] + 1)
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                out[z, y, x] = d[z, y, x] <= iterations
+
+
+@njit(cache=True, nogil=True)
+def _surround_stack(center: np.ndarray, iterations: int, out: np.ndarray) -> None:  # pragma: no cover - numba
+    d = np.empty(center.shape[1:], np.int32)
+    for i in range(center.shape[0]):
+        _dilate_patch(center[i], iterations, d, out[i])
 
 
 def surround(center: np.ndarray, iterations: int, ndim: int = 2) -> np.ndarray:
@@ -296,49 +304,118 @@ def cross_power_spectrum(static: np.ndarray, moving: np.ndarray, eps: float, axe
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _spectrum_sum(fa: np.ndarray, fb: np.ndarray, eps: float, w: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+def _spectrum_sum(fa: np.ndarray, fb: np.ndarray, dca: np.ndarray, dcb: np.ndarray, eps: float, w: np.ndarray,
+                  out: np.ndarray) -> None:  # pragma: no cover
     # sum over a half spectrum of w * Re(R) / (eps + |R|), R = fa * conj(fb),
-    # in one pass and without the temporaries of the NumPy expression
+    # in one pass and without the temporaries of the NumPy expression; the
+    # zero-frequency terms come from dca, dcb (exact sums in float64)
     m, r, c = fa.shape
     for i in range(m):
-        acc = 0.0
+        re = dca[i] * dcb[i]
+        acc = w[0] * re / (eps + abs(re))
         for j in range(r):
             for k in range(c):
+                if j == 0 and k == 0:
+                    continue
                 a = fa[i, j, k]
                 b = fb[i, j, k]
-                re = a.real * b.real + a.imag * b.imag
-                im = a.imag * b.real - a.real * b.imag
+                ar = np.float64(a.real)
+                ai = np.float64(a.imag)
+                br = np.float64(b.real)
+                bi = np.float64(b.imag)
+                re = ar * br + ai * bi
+                im = ai * br - ar * bi
                 acc += w[k] * re / (eps + np.sqrt(re * re + im * im))
         out[i] = acc
 
 
-def phase_correlation_zero(static: np.ndarray, moving: np.ndarray, eps: float, axes: tuple[int, ...]) -> np.ndarray:
+@njit(cache=True, nogil=True)
+def _centre_single(x: np.ndarray, win: np.ndarray, out: np.ndarray, sums: np.ndarray) -> None:  # pragma: no cover
+    # each row times the window (one weight per element of a row), minus its
+    # mean taken in float64, as float32; the row sums kept in float64
+    n, k = x.shape
+    for i in range(n):
+        s = 0.0
+        for j in range(k):
+            s += np.float64(x[i, j]) * win[j]
+        sums[i] = s
+        mean = s / k
+        for j in range(k):
+            out[i, j] = np.float32(np.float64(x[i, j]) * win[j] - mean)
+
+
+def _spectrum(x: np.ndarray, k: int, single: bool, window: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Half spectrum over the last ``k`` axes of ``x * window`` and its exact zero-frequency term (the sum).
+
+    ``window`` covers the last two axes (and repeats over a third).
+    """
+    axes = tuple(range(-k, 0))
+    if not single:
+        xw = np.asarray(x, np.float64) if window is None else x * window
+        f = scipy.fft.rfftn(xw, axes=axes)
+        return f, f[(...,) + (0,) * k].real
+    # Single precision loses the small Fourier terms of a patch with a large
+    # mean (its rounding scales with the patch's energy); without the mean
+    # it scales with the fluctuations only. The mean itself is the exact
+    # zero-frequency term, in float64.
+    patch = x.shape[x.ndim - k:]
+    size = int(np.prod(patch))
+    flat = np.ascontiguousarray(x).reshape(-1, size)
+    win = np.ascontiguousarray(np.broadcast_to(1.0 if window is None else window, patch),
+                               dtype=np.float64).reshape(-1)
+    centred = np.empty(flat.shape, np.float32)
+    sums = np.empty(flat.shape[0])
+    _centre_single(flat, win, centred, sums)
+    lead = x.shape[: x.ndim - k]
+    return scipy.fft.rfftn(centred.reshape(x.shape), axes=axes), sums.reshape(lead)
+
+
+def phase_correlation_zero(static: np.ndarray, moving: np.ndarray, eps: float, axes: tuple[int, ...],
+                           single: bool = False, window: np.ndarray | None = None) -> np.ndarray:
     """Zero-shift value of the phase correlation: ``Re(sum R / (eps + |R|)) / size`` over ``axes``.
 
     ``axes`` are the last ``len(axes)`` axes. Equal to
     ``mean(cross_power_spectrum(...)).real`` but from real FFTs: for real
     inputs ``R(-k) = conj(R(k))``, so the real part of the sum over the full
     spectrum is the sum over the half spectrum with the columns that have a
-    mirror image counted twice.
+    mirror image counted twice. The sum is accumulated in float64; with
+    ``single`` the FFTs are single precision, taken after removing each
+    patch's mean, whose exact float64 sum is the zero-frequency term
+    (relative error about 1e-7 of the largest value at ``eps=1e6``; see
+    ``tests/test_features_kernels.py``). ``window`` (over the last two
+    axes) multiplies both inputs first.
     """
-    a = np.asarray(static, np.float64)
-    b = np.asarray(moving, np.float64)
+    a = np.asarray(static)
+    b = np.asarray(moving)
     shape = np.broadcast_shapes(a.shape, b.shape)
     k = len(axes)
     patch = shape[len(shape) - k:]
-    fa = scipy.fft.rfftn(a, axes=axes)
-    fb = scipy.fft.rfftn(b, axes=axes)
+    lead = shape[: len(shape) - k]
+    fa, dca = _spectrum(a, k, single, window)
+    fb, dcb = _spectrum(b, k, single, window)
+    spec = fa.shape[fa.ndim - k:]
+    fa = np.broadcast_to(fa, lead + spec)
+    fb = np.broadcast_to(fb, lead + spec)
+    return _zero_shift(fa, fb, np.broadcast_to(dca, lead), np.broadcast_to(dcb, lead), eps, patch)
+
+
+def _zero_shift(fa: np.ndarray, fb: np.ndarray, dca: np.ndarray, dcb: np.ndarray, eps: float,
+                patch: tuple[int, ...]) -> np.ndarray:
+    """The spectrum sum of :func:`phase_correlation_zero` from half spectra (``(..., *spec)``) and exact DC terms."""
+    k = len(patch)
+    lead = dca.shape
     nlast = patch[-1]
     w = np.full(nlast // 2 + 1, 2.0)
     w[0] = 1.0
     if nlast % 2 == 0:
         w[-1] = 1.0
-    lead = shape[: len(shape) - k]
     spec = fa.shape[fa.ndim - k:]
-    fa3 = np.ascontiguousarray(np.broadcast_to(fa, lead + spec)).reshape(-1, int(np.prod(spec[:-1])), spec[-1])
-    fb3 = np.ascontiguousarray(np.broadcast_to(fb, lead + spec)).reshape(fa3.shape)
+    fa3 = np.ascontiguousarray(fa).reshape(-1, int(np.prod(spec[:-1])), spec[-1])
+    fb3 = np.ascontiguousarray(fb).reshape(fa3.shape)
+    dca = np.ascontiguousarray(dca, dtype=np.float64).reshape(-1)
+    dcb = np.ascontiguousarray(dcb, dtype=np.float64).reshape(-1)
     out = np.empty(fa3.shape[0])
-    _spectrum_sum(fa3, fb3, float(eps), w, out)
+    _spectrum_sum(fa3, fb3, dca, dcb, float(eps), w, out)
     return out.reshape(lead) / int(np.prod(patch))
 
 
@@ -406,6 +483,168 @@ def prepare_reference(
     return pad, pad_reference(filtered, width, fill_value), filtered
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _batch_pass(pad: np.ndarray, fpad: np.ndarray, filtered: bool, clean_filtered: bool, ptr: np.ndarray,
+                y: np.ndarray, x: np.ndarray,
+                z: np.ndarray, w: np.ndarray, centers: np.ndarray, width: int, iterations: int, fill: float,
+                volumetric: bool, win: np.ndarray, single: bool, fft_m: np.ndarray, fft_r: np.ndarray,
+                dc_m: np.ndarray, dc_r: np.ndarray, inout: np.ndarray, corr: np.ndarray) -> None:  # pragma: no cover
+    # One pass per ROI over its patch with the semantics of the stack
+    # functions (scatter_patches, gather_patches, surround, in_out_sums,
+    # masked_correlation); only the (windowed, and for single precision
+    # mean-free) FFT inputs are written out. The surround lies inside the
+    # centre's bounding box grown by ``iterations``, so the dilation and the
+    # sums run on that box, not on the whole patch.
+    lz, hy, hx = pad.shape
+    p = 2 * width + 1
+    nz = lz if volumetric else 1
+    k = nz * p * p
+    m = np.empty((nz, p, p), np.float32)
+    r = np.empty((nz, p, p), np.float32)
+    c = np.zeros((nz, p, p), np.bool_)
+    s = np.zeros((nz, p, p), np.bool_)
+    d = np.empty((nz, p, p), np.int32)
+    mf, rf = m.reshape(k), r.reshape(k)
+    whole = fill > 0  # a positive fill value makes every filled pixel centre
+    for i in range(centers.shape[0]):
+        yc, xc = centers[i, 1], centers[i, 2]
+        z0 = 0 if volumetric else centers[i, 0]
+        mf[:] = fill
+        za, ya, xa, zb, yb, xb = nz, p, p, -1, -1, -1
+        for e in range(ptr[i], ptr[i + 1]):
+            cy = y[e] - yc + width
+            cx = x[e] - xc + width
+            if cy >= 0 and cy < p and cx >= 0 and cx < p:
+                cz = z[e] if volumetric else 0
+                m[cz, cy, cx] = w[e]
+                if w[e] > 0:
+                    za, zb = min(za, cz), max(zb, cz)
+                    ya, yb = min(ya, cy), max(yb, cy)
+                    xa, xb = min(xa, cx), max(xb, cx)
+        if whole:
+            za, ya, xa, zb, yb, xb = 0, 0, 0, nz - 1, p - 1, p - 1
+        inside = xc >= 0 and xc + p <= hx
+        for dz in range(nz):
+            for a in range(p):
+                # outside the padded image: clipped into the padding (fill value)
+                row = pad[z0 + dz, min(max(yc + a, 0), hy - 1)]
+                if inside:
+                    for b in range(p):
+                        r[dz, a, b] = row[xc + b]
+                else:
+                    for b in range(p):
+                        r[dz, a, b] = row[min(max(xc + b, 0), hx - 1)]
+        # sums of the FFT inputs (windowed) and of the plain reference patch
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        for j in range(k):
+            s1 += np.float64(mf[j]) * win[j]
+            s2 += np.float64(rf[j]) * win[j]
+            s3 += np.float64(rf[j])
+        # no NaN anywhere: the statistics need no NaN tests
+        clean = fill == fill and np.isfinite(s3) and clean_filtered
+        ins = 0.0
+        tot = 0.0
+        nm = 0
+        nr = 0
+        sm = 0.0
+        sr = 0.0
+        vm = 0.0
+        vr = 0.0
+        cov = 0.0
+        if zb >= 0:
+            # the surround's box
+            za = max(za - iterations, 0) if volumetric else 0
+            zb = min(zb + iterations, nz - 1) if volumetric else 0
+            ya, yb = max(ya - iterations, 0), min(yb + iterations, p - 1)
+            xa, xb = max(xa - iterations, 0), min(xb + iterations, p - 1)
+            cb = c[za : zb + 1, ya : yb + 1, xa : xb + 1]
+            sb = s[za : zb + 1, ya : yb + 1, xa : xb + 1]
+            for dz in range(za, zb + 1):
+                for a in range(ya, yb + 1):
+                    for b in range(xa, xb + 1):
+                        c[dz, a, b] = m[dz, a, b] > 0
+            _dilate_patch(cb, iterations, d, sb)
+            for dz in range(za, zb + 1):
+                for a in range(ya, yb + 1):
+                    yy = min(max(yc + a, 0), hy - 1)
+                    for b in range(xa, xb + 1):
+                        if s[dz, a, b]:
+                            rv = np.float64(r[dz, a, b])
+                            tot += rv
+                            if c[dz, a, b]:
+                                ins += rv
+                            av = np.float64(m[dz, a, b])
+                            bv = np.float64(fpad[z0 + dz, yy, min(max(xc + b, 0), hx - 1)]) if filtered else rv
+                            if clean:
+                                nm += 1
+                                sm += av
+                                sr += bv
+                            else:
+                                if not np.isnan(av):
+                                    nm += 1
+                                    sm += av
+                                if not np.isnan(bv):
+                                    nr += 1
+                                    sr += bv
+            if clean:
+                nr = nm
+            if nm > 0 and nr > 0 and clean:
+                um = sm / nm
+                ur = sr / nr
+                for dz in range(za, zb + 1):
+                    for a in range(ya, yb + 1):
+                        yy = min(max(yc + a, 0), hy - 1)
+                        for b in range(xa, xb + 1):
+                            if s[dz, a, b]:
+                                av = np.float64(m[dz, a, b]) - um
+                                bv = (np.float64(fpad[z0 + dz, yy, min(max(xc + b, 0), hx - 1)]) if filtered
+                                      else np.float64(r[dz, a, b])) - ur
+                                vm += av * av
+                                vr += bv * bv
+                                cov += av * bv
+            elif nm > 0 and nr > 0:
+                um = sm / nm
+                ur = sr / nr
+                for dz in range(za, zb + 1):
+                    for a in range(ya, yb + 1):
+                        yy = min(max(yc + a, 0), hy - 1)
+                        for b in range(xa, xb + 1):
+                            if s[dz, a, b]:
+                                av = np.float64(m[dz, a, b]) - um
+                                bv = (np.float64(fpad[z0 + dz, yy, min(max(xc + b, 0), hx - 1)]) if filtered
+                                      else np.float64(r[dz, a, b])) - ur
+                                if not np.isnan(av):
+                                    vm += av * av
+                                if not np.isnan(bv):
+                                    vr += bv * bv
+                                if not (np.isnan(av) or np.isnan(bv)):
+                                    cov += av * bv
+            # leave the scratch clean for the next ROI
+            for dz in range(za, zb + 1):
+                for a in range(ya, yb + 1):
+                    for b in range(xa, xb + 1):
+                        c[dz, a, b] = False
+                        s[dz, a, b] = False
+        # in_vs_out from literal products (cellector's ``center * reference``):
+        # a NaN or inf anywhere in the reference patch (then s3 is not
+        # finite: float32 values cannot overflow a float64 sum) makes them NaN
+        tot += ins
+        if not np.isfinite(s3):
+            inout[i] = np.nan
+        else:
+            inout[i] = 0.0 if tot == 0 else ins / tot
+        corr[i] = np.nan if nm == 0 or nr == 0 else cov / nm / np.sqrt(vr / nr) / np.sqrt(vm / nm)
+        dc_m[i] = s1
+        dc_r[i] = s2
+        u1 = s1 / k if single else 0.0
+        u2 = s2 / k if single else 0.0
+        for j in range(k):
+            fft_m[i, j] = np.float64(mf[j]) * win[j] - u1
+            fft_r[i, j] = np.float64(rf[j]) * win[j] - u2
+
+
 def feature_batch(
     pad: np.ndarray,
     fpad: np.ndarray,
@@ -419,32 +658,45 @@ def feature_batch(
     eps: float,
     window: str | None,
     volumetric: bool,
+    single: bool = True,
 ) -> np.ndarray:
     """``(n, 3)`` phase_corr, corr_coef, in_vs_out of a batch of ROIs (pixels sorted by ``roi``, 0..n-1).
 
     ``coords`` is ``(z, y, x)`` of every pixel, ``centers`` the integer
     ``(zc, yc, xc)`` of every ROI, ``pad``/``fpad`` the padded reference and
-    band-passed reference (:func:`prepare_reference`).
+    band-passed reference (:func:`prepare_reference`). The same numbers as
+    the stack functions composed (``tests/test_features.py`` checks it), in
+    one compiled pass per ROI plus the batched FFTs.
     """
     n = len(centers)
     z, y, x = coords
-    k = 3 if volumetric else 2
-    masks = scatter_patches(roi, (y, x), weight, centers[:, 1:], n, width, fill_value,
-                            planes=pad.shape[0] if volumetric else None, z=z if volumetric else None)
-    refs = gather_patches(pad, centers, width, volumetric=volumetric)
-    frefs = refs if fpad is pad else gather_patches(fpad, centers, width, volumetric=volumetric)
-    center = masks > 0
-    surr = surround(center, iterations, k)
+    p = 2 * width + 1
+    nz = pad.shape[0] if volumetric else 1
+    k = nz * p * p
+    ptr = np.zeros(n + 1, np.int64)
+    np.cumsum(np.bincount(roi, minlength=n), out=ptr[1:])
+    win = np.ascontiguousarray(np.broadcast_to(1.0 if window is None else window_2d((p, p), window), (nz, p, p)),
+                               dtype=np.float64).reshape(k)
+    dtype = np.float32 if single else np.float64
+    fft_m = np.empty((n, k), dtype)
+    fft_r = np.empty((n, k), dtype)
+    dc_m = np.empty(n)
+    dc_r = np.empty(n)
+    inout = np.empty(n)
+    corr = np.empty(n)
     out = np.empty((n, 3))
-    inside, outside = in_out_sums(center, surr, refs, k)
-    total = inside + outside
-    total[total == 0] = np.inf
-    out[:, 2] = inside / total
-    out[:, 1] = masked_correlation(masks, frefs, surr, k)
-    if window is not None:
-        win = window_2d(masks.shape[-2:], window)
-        masks, refs = masks * win, refs * win
-    out[:, 0] = phase_correlation_zero(masks, refs, eps, tuple(range(-k, 0)))
+    filtered = fpad is not pad
+    # a NaN anywhere in the reference spreads over the whole band-passed image
+    clean_filtered = not filtered or bool(np.isfinite(fpad).all())
+    _batch_pass(pad, fpad, filtered, clean_filtered, ptr, y, x, z, weight, np.ascontiguousarray(centers, np.int64), width,
+                iterations, float(fill_value), bool(volumetric), win, bool(single), fft_m, fft_r, dc_m, dc_r,
+                inout, corr)
+    out[:, 1] = corr
+    out[:, 2] = inout
+    shape = (n, nz, p, p) if volumetric else (n, p, p)
+    axes = tuple(range(-(3 if volumetric else 2), 0))
+    out[:, 0] = _zero_shift(scipy.fft.rfftn(fft_m.reshape(shape), axes=axes),
+                            scipy.fft.rfftn(fft_r.reshape(shape), axes=axes), dc_m, dc_r, eps, shape[1:])
     return out
 
 
