@@ -845,11 +845,11 @@ def roi_features(
     eps = check_number(eps, "eps", ge=0)
     lowcut, highcut, order = _check_bandpass(lowcut, highcut, order)
     check_choice(precision, "precision", PRECISIONS)
+    if window is not None:
+        check_choice(window, "window", WINDOWS)
     vol = _check_volumetric(rois, volumetric)
     p = 2 * width + 1
     planes = rois.shape[0] if vol else 1
-    if window is not None:
-        check_choice(window, "window", WINDOWS)
     if batch_size is None:
         batch_size = max(1, _BATCH_ELEMENTS // (planes * p * p))
     batch_size = check_int(batch_size, "batch_size", min_value=1)
@@ -861,7 +861,7 @@ def roi_features(
     # One graph on the user's scheduler: the reference (lazy or not) is one
     # node that every batch shares, so it is computed once; batches run in
     # parallel (threads, or a distributed cluster when a client is active).
-    # explicit keys: dask's default naming costs more than a small batch
+    # Explicit keys: dask's default naming costs more than a small batch.
     name = f"roi-features-{uuid.uuid4().hex}"
     prep = dask.delayed(_prepare, pure=False)(data, rois.ndim, width, fill_value, lowcut, highcut, order,
                                               dask_key_name=f"{name}-reference")
