@@ -21,6 +21,7 @@ from ._options import get_options, set_options
 from ._video import as_video
 from .io import VideoFileNotFoundError, open_result, open_video, read_image, read_suite2p_stat, save
 from .rois import ROISet
+from .features import roi_features
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -36,6 +37,7 @@ __all__ = [
     "read_image",
     "read_suite2p_stat",
     "ROISet",
+    "roi_features",
     "save",
     "set_options",
     "VideoFileNotFoundError",

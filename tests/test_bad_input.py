@@ -105,6 +105,18 @@ CASES: list[Case] = [
     ("rois: bad shape", lambda i: ROISet.from_suite2p([{"ypix": [1], "xpix": [1]}], (4,)), ValueError, "shape"),
     ("rois: empty selection", lambda i: i.rois[np.zeros(2, bool)], ValueError, "selection"),
     ("options: unknown window", lambda i: fluoxr.set_options(trace_window="hex"), ValueError, "trace_window"),
+    # -- ROI features ---------------------------------------------------------------------
+    ("features: reference shape", lambda i: fluoxr.roi_features(i.rois, np.zeros((4, 4))), ValueError, "reference"),
+    ("features: reference is a video", lambda i: fluoxr.roi_features(i.rois, i.video), ValueError, "reference"),
+    ("features: width 0", lambda i: fluoxr.roi_features(i.rois, i.video.mean("time"), width=0), ValueError, "width"),
+    ("features: iterations 0", lambda i: fluoxr.roi_features(i.rois, i.video.mean("time"), iterations=0), ValueError,
+     "iterations"),
+    ("features: centroid method", lambda i: fluoxr.roi_features(i.rois, i.video.mean("time"), centroid_method="mean"),
+     ValueError, "centroid_method"),
+    ("features: rois as stat list", lambda i: fluoxr.roi_features([{"ypix": [1], "xpix": [1]}], i.video.mean("time")),
+     TypeError, "rois"),
+    ("features: channel without channel dim", lambda i: i.video.fluo.roi_features(i.rois, channel=1), ValueError,
+     "channel"),
     # -- synthetic data ---------------------------------------------------------------------
     ("datasets: n_frames 0", lambda i: datasets.calcium_neurons(n_frames=0), ValueError, "n_frames"),
     ("datasets: bad fps", lambda i: datasets.blinking_emitters(fps=-1), ValueError, "fps"),
