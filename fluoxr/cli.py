@@ -309,6 +309,9 @@ def _cmd_oscillations(args: argparse.Namespace) -> int:
             raise ValueError(f"{flag} {target!r} already exists; pass --overwrite to replace it")
     fps = None if args.interval is None or args.interval <= 0 else 1.0 / args.interval
     video = open_video(args.input if len(args.input) > 1 else args.input[0], fps=fps)
+    if args.interval is None and not video.attrs.get("fps"):
+        raise ValueError("--interval is required: the recording does not say its frame rate "
+                         "(give the seconds between frames, e.g. --interval 2)")
     mask = _read_mask(args.mask) if args.mask else None
     labels = detect(video, period_s=args.period, interval_s=args.interval, min_cluster_size=args.min_cluster_size,
                     mask=mask, start=args.start, lag=None if args.lag == "gradient" else args.lag,

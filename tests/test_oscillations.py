@@ -331,13 +331,14 @@ def test_cli_oscillations(tmp_path, capsys):
     assert cli_main(argv + ["--overwrite"]) == 0
 
 
-@pytest.mark.parametrize("extra, words", [(["--min-cluster-size", "0"], "min_cluster_size"),
-                                          (["--mask", "{bad}"], "mask"),
-                                          (["--interval", "0"], "interval_s")])
+@pytest.mark.parametrize("extra, words", [(["--interval", "1", "--min-cluster-size", "0"], "min_cluster_size"),
+                                          (["--interval", "1", "--mask", "{bad}"], "mask"),
+                                          (["--interval", "0"], "interval_s"),
+                                          ([], "--interval")])
 def test_cli_oscillations_bad_input(tmp_path, capsys, extra, words):
     tifffile.imwrite(tmp_path / "v.tif", np.ones((6, 8, 9), np.uint16))
     np.save(tmp_path / "bad.npy", np.ones((3, 3)))
-    argv = ["oscillations", str(tmp_path / "v.tif"), "--period", "10", "--interval", "1", "--min-cluster-size", "3",
+    argv = ["oscillations", str(tmp_path / "v.tif"), "--period", "10", "--min-cluster-size", "3",
             "-o", str(tmp_path / "o.zarr"), "--scheduler", "threads"]
     argv += [a.format(bad=tmp_path / "bad.npy") for a in extra]
     assert cli_main(argv) == 2
