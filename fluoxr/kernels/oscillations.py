@@ -379,29 +379,28 @@ def label_runs(img: np.ndarray, parent: np.ndarray, final: np.ndarray, rs: np.nd
     All other arguments are scratch of at least ``img.size + 2`` (see :class:`Runs`).
     """
     ny, nx = img.shape
-    # 1. runs of equal non-zero value, row by row, without data-dependent branches
-    #    (a run is always written and kept only when its value is not 0)
+    # 1. runs of equal non-zero value, row by row, without data-dependent branches:
+    #    the change points are compacted (always written, kept when the value
+    #    changes), then every stretch between them is written and kept when not 0
+    cp = np.empty(nx + 1, np.int64)
     nr = 0
     for i in range(ny):
         row = img[i]
         rowstart[i] = nr
-        prev = row[0]
-        start = 0
+        cp[0] = 0
+        m = 1
         for j in range(1, nx):
-            c = row[j]
-            rs[nr] = start
-            re[nr] = j - 1
-            rv[nr] = prev
+            cp[m] = j
+            m += row[j] != row[j - 1]
+        cp[m] = nx
+        for q in range(m):
+            a = cp[q]
+            v = row[a]
+            rs[nr] = a
+            re[nr] = cp[q + 1] - 1
+            rv[nr] = v
             rrow[nr] = i
-            changed = c != prev
-            nr += changed & (prev != 0)
-            start = j if changed else start
-            prev = c
-        rs[nr] = start
-        re[nr] = nx - 1
-        rv[nr] = prev
-        rrow[nr] = i
-        nr += prev != 0
+            nr += v != 0
     rowstart[ny] = nr
     # 2. join each run to the runs of the row above that touch [s - 1, e + 1] (8-connectivity)
     nxt = 1
