@@ -20,6 +20,11 @@ from ._options import get_options, set_options
 from ._video import as_video
 from .io import VideoFileNotFoundError, open_result, open_video, read_image, read_suite2p_stat, save
 from .rois import ROISet
+from .extraction import cell_masks, extract, neuropil_masks, traces
+from .positions import collage_positions, positions_between, random_positions
+from .spikes import oasis
+from .temporal import baseline, detrend, dff, normalize, subtract_neuropil
+from .io import read_positions
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -37,4 +42,19 @@ __all__ = [
     "save",
     "set_options",
     "VideoFileNotFoundError",
+    # traces
+    "baseline",
+    "cell_masks",
+    "collage_positions",
+    "detrend",
+    "dff",
+    "extract",
+    "neuropil_masks",
+    "normalize",
+    "oasis",
+    "positions_between",
+    "random_positions",
+    "read_positions",
+    "subtract_neuropil",
+    "traces",
 ]

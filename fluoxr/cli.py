@@ -215,6 +215,179 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# fluoxr extract (traces) and the calcium demo step
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    import xarray as xr
+
+    from . import io
+    from .extraction import extract, traces
+    from .rois import ROISet
+    from .spikes import oasis
+    from .temporal import baseline, subtract_neuropil
+
+    sources = [a for a in (args.stat, args.labels, args.positions) if a is not None]
+    if len(sources) != 1:
+        raise ValueError("give exactly one of --stat stat.npy, --labels LABELS.tif or --positions P.csv")
+    if args.positions is not None and args.neuropil:
+        raise ValueError("--neuropil needs cell ROIs (--stat or --labels), not --positions")
+    if args.tau is not None and not args.spikes:
+        raise ValueError("--tau is used with --spikes")
+    kwargs: dict[str, Any] = {}
+    if args.fps is not None:
+        kwargs["fps"] = args.fps
+    if args.shape is not None:
+        kwargs["shape"] = tuple(args.shape)
+    video = io.open_video(args.input if len(args.input) > 1 else args.input[0], **kwargs)
+    frame = (video.sizes["y"], video.sizes["x"])
+    out = xr.Dataset()
+    if args.positions is not None:
+        pos = io.read_positions(args.positions)
+        out["F"] = traces(video, pos, size=args.size, window=args.window)
+        what = f"{len(pos)} positions ({args.window or 'rect'} windows of {args.size} px)"
+    else:
+        if args.stat is not None:
+            rois = ROISet.from_suite2p(io.read_suite2p_stat(args.stat), frame)
+            what = f"{len(rois)} suite2p ROIs"
+        else:
+            rois = ROISet.from_labels(io.read_image(args.labels))
+            what = f"{len(rois)} labelled ROIs"
+        out = extract(video, rois, neuropil="auto" if args.neuropil else None)
+    F = out["F"]
+    if args.spikes:
+        if args.tau is None or args.tau <= 0:
+            raise ValueError(f"--tau must be a positive decay time in seconds, got {args.tau}")
+        f = F.isel(channel=args.channel) if "channel" in F.dims else F
+        if "Fneu" in out:
+            fneu = out["Fneu"].isel(channel=args.channel) if "channel" in F.dims else out["Fneu"]
+            f = subtract_neuropil(f, fneu, coeff=args.coeff)
+            out["Fc"] = f
+        fps = args.fps or video.attrs.get("fps")
+        if not fps:
+            raise ValueError("--spikes needs the frame rate: the recording has none; pass --fps")
+        b = baseline(f, window_s=args.window_s, sigma_frames=args.sigma, fps=fps)
+        out["spikes"] = oasis(f - b, tau_s=args.tau, fps=fps)
+    out.attrs.update({k: v for k, v in video.attrs.items() if k in ("fps", "source")})
+    if not args.no_progress:
+        print(f"fluoxr extract: {what} from {dict(video.sizes)} -> {args.output}", flush=True)
+    with scheduler(args.scheduler, workers=args.workers) as client:
+        runner = Runner(client=client, progress=not args.no_progress)
+        write = io.save(out, args.output, overwrite=args.overwrite, compute=False)
+        runner.compute(write, label="extracting traces", nbytes=video.nbytes)
+    print(f"wrote {', '.join(map(str, out.data_vars))} to {args.output} ({runner.throughput('extracting traces')})")
+    return 0
+
+
+def _add_extract_parser(sub: Any) -> None:
+    p = sub.add_parser("extract", help="cell/neuropil traces (suite2p) or position traces (optimap), optional spikes",
+                       description="Extract traces in one read of the recording and write them to zarr "
+                                   "(variables F, Fneu, Fc, spikes; dims roi, time).")
+    p.add_argument("input", nargs="+", help="recording: TIFF(s), zarr, .bin, .npy or file.h5::/dataset")
+    src = p.add_argument_group("ROIs (exactly one)")
+    src.add_argument("--stat", default=None, help="suite2p stat.npy (ypix, xpix, lam per ROI)")
+    src.add_argument("--labels", default=None, help="label image (TIFF/.npy/zarr; 0 = background)")
+    src.add_argument("--positions", default=None,
+                     help="CSV of positions with columns y,x (row, column; header optional, order y then x)")
+    p.add_argument("-o", "--output", required=True, help="output zarr store")
+    p.add_argument("--neuropil", action="store_true", help="also extract suite2p neuropil traces (Fneu)")
+    p.add_argument("--coeff", type=float, default=0.7, help="neuropil coefficient for Fc = F - coeff*Fneu (0.7)")
+    p.add_argument("--spikes", action="store_true", help="deconvolve spikes (maximin baseline, then OASIS)")
+    p.add_argument("--tau", type=float, default=None, help="indicator decay time in seconds (with --spikes)")
+    p.add_argument("--window-s", type=float, default=60.0, help="maximin baseline window in seconds (60)")
+    p.add_argument("--sigma", type=float, default=10.0, help="maximin Gaussian width in frames (10)")
+    p.add_argument("--channel", type=int, default=0, help="functional channel for spikes in multi-channel input")
+    p.add_argument("--size", type=int, default=5, help="window size for --positions (5)")
+    p.add_argument("--window", choices=("rect", "disc", "pixel"), default=None, help="window for --positions")
+    p.add_argument("--fps", type=float, default=None, help="frame rate, if the file does not say")
+    p.add_argument("--shape", type=int, nargs=2, default=None, metavar=("LY", "LX"), help="frame shape of a raw .bin")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output store")
+    _add_scheduler_args(p)
+    p.set_defaults(func=_cmd_extract)
+
+
+def _spike_scores(spikes: Any, truth: Any, *, sigma: float = 2.0, tolerance: int = 2) -> tuple[float, float]:
+    """(median correlation of Gaussian-smoothed spikes with the true spikes, detection F1).
+
+    Detections: frames whose deconvolved jump exceeds half the cell's typical
+    spike jump (median of its top 1 % of jumps); a detection is right when a
+    true spike lies within ``tolerance`` frames, a true spike is found when a
+    detection does.
+    """
+    import numpy as np
+    from scipy.ndimage import gaussian_filter1d, maximum_filter1d
+
+    s = np.asarray(spikes, np.float64)
+    t = np.asarray(truth, np.float64)
+    corr = [np.corrcoef(gaussian_filter1d(np.maximum(a, 0), sigma), gaussian_filter1d(b, sigma))[0, 1]
+            for a, b in zip(s, t) if b.any() and (a > 0).any()]
+    hits = n_det = found = n_true = 0
+    width = 2 * tolerance + 1
+    for a, b in zip(s, t):
+        jump = np.median(a[a >= np.percentile(a, 99)])
+        det = a > 0.5 * jump if jump > 0 else np.zeros(a.shape, bool)
+        hits += int((det & (maximum_filter1d((b > 0).astype(np.uint8), width) > 0)).sum())
+        found += int(((b > 0) & (maximum_filter1d(det.astype(np.uint8), width) > 0)).sum())
+        n_det += int(det.sum())
+        n_true += int((b > 0).sum())
+    precision, recall = hits / max(n_det, 1), found / max(n_true, 1)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return (float(np.median(corr)) if corr else float("nan")), f1
+
+
+def _demo_calcium(ctx: DemoContext) -> None:
+    """Calcium pipeline on the synthetic neurons: masks, one-pass extraction, neuropil, baseline, OASIS."""
+    import numpy as np
+    import xarray as xr
+
+    from .extraction import extract, neuropil_masks
+    from .io import save
+    from .plot import show_rois, show_traces
+    from .rois import ROISet
+    from .spikes import oasis
+    from .temporal import baseline, subtract_neuropil
+
+    video, truth = ctx.videos["calcium"], ctx.truths["calcium"]
+    frame = (video.sizes["y"], video.sizes["x"])
+    rois = ROISet.from_suite2p(truth.stat, frame)
+    ds = extract(video, rois, neuropil="auto")
+    F, Fneu = ds.F.sel(channel=0), ds.Fneu.sel(channel=0)
+    Fc = subtract_neuropil(F, Fneu)
+    window_s = min(60.0, max(2.0, video.sizes["time"] / truth.fps / 5))
+    spikes = oasis(Fc - baseline(Fc, window_s=window_s, sigma_frames=3), tau_s=truth.tau_s)
+    mean = video.sel(channel=0).mean("time")
+    out = xr.Dataset({"F": ds.F, "Fneu": ds.Fneu, "Fc": Fc, "spikes": spikes}, attrs={"fps": truth.fps})
+    write = save(out, ctx.path("calcium_traces.zarr"), overwrite=True, compute=False)
+    _, mean_img = ctx.runner.compute([write, mean], label="calcium traces", nbytes=video.nbytes)
+    from .io import open_result
+
+    res = open_result(ctx.path("calcium_traces.zarr")).compute()
+    fc, tf = res.Fc.values, truth.fluorescence.values
+    r = np.array([np.corrcoef(a, b)[0, 1] for a, b in zip(fc, tf)])
+    corr, f1 = _spike_scores(res.spikes.values, truth.spikes.values)
+    red = res.F.sel(channel=1).mean("time").values
+    fig = show_rois(rois, mean_img, neuropil=neuropil_masks(rois[[0]]), annotate=True)
+    fig.savefig(ctx.path("calcium_rois.png"), dpi=100)
+    best = np.argsort(-r)[:4]
+    fig = show_traces(res.Fc.isel(roi=best), offset=float(np.ptp(fc[best])) * 0.6,
+                      labels=[f"ROI {i}" for i in best])
+    fig.savefig(ctx.path("calcium_traces.png"), dpi=100)
+    ctx.report.append(
+        f"calcium: {len(rois)} ROIs, F/Fneu/Fc/spikes in one read ({ctx.runner.throughput('calcium traces')}) "
+        f"-> calcium_traces.zarr; F - 0.7 Fneu vs true fluorescence r = {np.median(r):.3f} median, "
+        f"{r.min():.3f} min")
+    ctx.report.append(f"calcium: OASIS spikes vs true spikes: r = {corr:.2f} (median over cells, 2-frame Gaussian), "
+                      f"detection F1 = {f1:.2f} (+-2 frames); red channel mean F: "
+                      f"{red[truth.red].mean():.0f} (red cells) vs {red[~truth.red].mean():.0f} (others)"
+                      if truth.red is not None else
+                      f"calcium: OASIS spikes vs true spikes: r = {corr:.2f}, detection F1 = {f1:.2f}")
+    ctx.report.append("figures calcium_rois.png (ROIs and one neuropil region), calcium_traces.png")
+
+
+DEMO_STEPS.append(_demo_calcium)
+
+
+# --------------------------------------------------------------------------------------------
 # entry point
 
 
@@ -234,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=None, help="frames per synthetic recording (default: per recording)")
     _add_scheduler_args(p)
     p.set_defaults(func=_cmd_demo)
+    _add_extract_parser(sub)
     return parser
 
 
