@@ -72,6 +72,9 @@ def _select_ranks(y: np.ndarray, ranks: np.ndarray, n_bins: int, cap: int) -> np
     # collect the few slopes left in range and sort them
     n = y.size
     m = ranks.size
+    for r in range(m):
+        if ranks[r] < 0 or ranks[r] >= n * (n - 1) // 2:
+            raise ValueError("ranks must index the pairwise slopes")
     lo = np.empty(m)
     hi = np.empty(m)
     below = np.zeros(m, np.int64)
@@ -145,6 +148,7 @@ def _select_ranks(y: np.ndarray, ranks: np.ndarray, n_bins: int, cap: int) -> np
             if done[r]:
                 continue
             acc = below[r]
+            # the rank always lies in one bin: the bins partition the slopes in range
             for b in range(n_bins):
                 if counts[r, b] and acc + counts[r, b] > ranks[r]:
                     lo[r] = bmin[r, b]
