@@ -154,6 +154,8 @@ def neuropil_masks(
                                bool(circular))
     counts = np.diff(ptr)
     roi = np.repeat(np.arange(len(rois)), counts)
+    if circular:
+        pix = pix[np.lexsort((pix, roi))]
     weight = np.ones(pix.size, np.float32)
     empty = np.flatnonzero(counts == 0)
     if empty.size:
@@ -166,7 +168,8 @@ def neuropil_masks(
     y, x = np.divmod(pix, lx)
     meta = pd.DataFrame({"inner_neuropil_radius": inner, "min_neuropil_pixels": min_px,
                          "circular": bool(circular)}, index=pd.RangeIndex(len(rois)))
-    return ROISet(roi=roi, y=y, x=x, weight=weight, shape=rois.shape, meta=meta)
+    # neuropil regions of neighbours overlap by design; the flag means nothing here
+    return ROISet(roi=roi, y=y, x=x, weight=weight, shape=rois.shape, meta=meta, overlap=np.zeros(roi.size, bool))
 
 
 # --------------------------------------------------------------------------------------------

@@ -109,9 +109,25 @@ def percentile_filter_at(image: np.ndarray, size: int, rank: int, rows: np.ndarr
     buf = np.empty(size * size, np.float64)
     ry = np.empty(size, np.int64)
     rx = np.empty(size, np.int64)
+    # summed-area table of positive pixels: a window away from the borders whose zeros
+    # outnumber the rank has the answer 0 without looking at its values
+    sat = np.zeros((ly + 1, lx + 1), np.int64)
+    for y in range(ly):
+        acc = 0
+        for x in range(lx):
+            if image[y, x] > 0.0:
+                acc += 1
+            sat[y + 1, x + 1] = sat[y, x + 1] + acc
     for p in range(rows.size):
         r = rows[p]
         c = cols[p]
+        y0 = r + lo
+        x0 = c + lo
+        if y0 >= 0 and x0 >= 0 and y0 + size <= ly and x0 + size <= lx:
+            n_pos = sat[y0 + size, x0 + size] - sat[y0, x0 + size] - sat[y0 + size, x0] + sat[y0, x0]
+            if rank < size * size - n_pos:
+                out[p] = 0.0
+                continue
         for a in range(size):
             ry[a] = _reflect(r + lo + a, ly)
             rx[a] = _reflect(c + lo + a, lx)
@@ -130,14 +146,66 @@ def percentile_filter_at(image: np.ndarray, size: int, rank: int, rows: np.ndarr
     return out
 
 
+@njit(cache=True, nogil=True)
+def at_or_above_percentile(image: np.ndarray, size: int, rank: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``image[rows, cols] >= rank_filter(image, rank, size)[rows, cols]`` for positive pixels, by counting.
+
+    A value is at least the window's ``rank``-th smallest (0-based) exactly
+    when at least ``rank + 1`` window values are <= it; counting needs no
+    selection. Zeros are <= every positive value; a window away from the
+    borders gets its count of zeros from a summed-area table.
+    """
+    ly, lx = image.shape
+    lo = -(size // 2)
+    out = np.empty(rows.size, np.bool_)
+    ry = np.empty(size, np.int64)
+    rx = np.empty(size, np.int64)
+    sat = np.zeros((ly + 1, lx + 1), np.int64)
+    for y in range(ly):
+        acc = 0
+        for x in range(lx):
+            if image[y, x] > 0.0:
+                acc += 1
+            sat[y + 1, x + 1] = sat[y, x + 1] + acc
+    for p in range(rows.size):
+        r = rows[p]
+        c = cols[p]
+        v = image[r, c]
+        y0 = r + lo
+        x0 = c + lo
+        if y0 >= 0 and x0 >= 0 and y0 + size <= ly and x0 + size <= lx:
+            n_pos = sat[y0 + size, x0 + size] - sat[y0, x0 + size] - sat[y0 + size, x0] + sat[y0, x0]
+            if size * size - n_pos > rank:
+                out[p] = True
+                continue
+            count = size * size - n_pos
+            for y in range(y0, y0 + size):
+                for x in range(x0, x0 + size):
+                    w = image[y, x]
+                    if w > 0.0 and w <= v:
+                        count += 1
+        else:
+            for a in range(size):
+                ry[a] = _reflect(r + lo + a, ly)
+                rx[a] = _reflect(c + lo + a, lx)
+            count = 0
+            for a in range(size):
+                for b in range(size):
+                    if image[ry[a], rx[b]] <= v:
+                        count += 1
+        out[p] = count >= rank + 1
+    return out
+
+
 def cell_pixels(flat: np.ndarray, weight: np.ndarray, shape: tuple[int, int], radius: float,
                 lam_percentile: float) -> np.ndarray:
     """suite2p's ``create_cell_pix``: bool image of the pixels that count as cell (excluded from neuropil).
 
     A pixel is a cell pixel when its largest ROI weight is positive and not
     below the ``lam_percentile`` percentile of the weight map in a
-    ``int(radius * 5)`` square around it (``radius``: median ROI radius).
-    With ``lam_percentile == 0`` every pixel with a positive weight counts.
+    ``int(radius * 5)`` square around it (``radius``: median ROI radius;
+    scipy's ``percentile_filter``, mode "reflect"). With
+    ``lam_percentile == 0`` every pixel with a positive weight counts.
     suite2p would fail on ``int(radius * 5) == 0``; the window is at least 1.
     """
     ly, lx = shape
@@ -147,11 +215,9 @@ def cell_pixels(flat: np.ndarray, weight: np.ndarray, shape: tuple[int, int], ra
     size = max(1, int(radius * 5))
     rank = percentile_rank(size * size, float(lam_percentile))
     idx = np.flatnonzero(lmap > 0.0)
-    img = lmap.reshape(shape)
-    filt = percentile_filter_at(img, size, rank, idx // lx, idx % lx)
     out = np.zeros(ly * lx, bool)
     # cell_pix = ~((lammap < filt) | (lammap == 0)); zero pixels are never cell pixels
-    out[idx] = ~(lmap[idx] < filt)
+    out[idx] = at_or_above_percentile(lmap.reshape(shape), size, rank, idx // lx, idx % lx)
     return out.reshape(shape)
 
 
@@ -160,6 +226,47 @@ def _grow(buf: np.ndarray, n: int) -> np.ndarray:
     new = np.empty(max(2 * buf.size, n), buf.dtype)
     new[: buf.size] = buf
     return new
+
+
+@njit(cache=True, nogil=True)
+def _expand(queue: np.ndarray, head: int, tail: int, dist: np.ndarray, stamp: np.ndarray, mark: int, limit: int,
+            ly: int, lx: int, valid: np.ndarray) -> tuple[int, int, int]:
+    """Breadth-first search on the 4-connected grid until every queued pixel is at distance ``limit``.
+
+    Returns the new (head, tail) and how many valid pixels were queued.
+    """
+    added = 0
+    while head < tail and dist[queue[head]] < limit:
+        p = queue[head]
+        head += 1
+        y = p // lx
+        x = p - y * lx
+        d = dist[p] + 1
+        for k in range(4):
+            if k == 0:
+                if y == 0:
+                    continue
+                q = p - lx
+            elif k == 1:
+                if y == ly - 1:
+                    continue
+                q = p + lx
+            elif k == 2:
+                if x == 0:
+                    continue
+                q = p - 1
+            else:
+                if x == lx - 1:
+                    continue
+                q = p + 1
+            if stamp[q] != mark:
+                stamp[q] = mark
+                dist[q] = d
+                queue[tail] = q
+                tail += 1
+                if valid[q]:
+                    added += 1
+    return head, tail, added
 
 
 @njit(cache=True, nogil=True)
@@ -185,8 +292,9 @@ def neuropil_pixels(indptr: np.ndarray, flat: np.ndarray, valid: np.ndarray, ly:
     Returns
     -------
     out_indptr, out_flat : int64 arrays
-        Neuropil pixels of ROI ``i`` in increasing raveled order (as
-        ``np.nonzero`` on suite2p's per-ROI mask gives them).
+        Neuropil pixels of ROI ``i``: in increasing raveled order for
+        rectangles (as ``np.nonzero`` on suite2p's per-ROI mask gives them),
+        in breadth-first order when ``circular`` (sort each ROI's segment).
 
     Notes
     -----
@@ -225,32 +333,7 @@ def neuropil_pixels(indptr: np.ndarray, flat: np.ndarray, valid: np.ndarray, ly:
                 queue[tail] = p
                 tail += 1
         # excluded ring: city-block distance <= inner_radius
-        while head < tail and dist[queue[head]] < inner_radius:
-            p = queue[head]
-            head += 1
-            y = p // lx
-            x = p - y * lx
-            d = dist[p] + 1
-            if y > 0 and stamp[p - lx] != i:
-                stamp[p - lx] = i
-                dist[p - lx] = d
-                queue[tail] = p - lx
-                tail += 1
-            if y < ly - 1 and stamp[p + lx] != i:
-                stamp[p + lx] = i
-                dist[p + lx] = d
-                queue[tail] = p + lx
-                tail += 1
-            if x > 0 and stamp[p - 1] != i:
-                stamp[p - 1] = i
-                dist[p - 1] = d
-                queue[tail] = p - 1
-                tail += 1
-            if x < lx - 1 and stamp[p + 1] != i:
-                stamp[p + 1] = i
-                dist[p + 1] = d
-                queue[tail] = p + 1
-                tail += 1
+        head, tail, _ = _expand(queue, head, tail, dist, stamp, i, inner_radius, ly, lx, valid)
         n_ring = tail
         nring_valid = 0
         y0 = ly
@@ -305,36 +388,8 @@ def neuropil_pixels(indptr: np.ndarray, flat: np.ndarray, valid: np.ndarray, ly:
                 for k in range(1, MAX_STEPS + 1):
                     steps = k
                     limit = inner_radius + EXTEND_BY * k
-                    while head < tail and dist[queue[head]] < limit:
-                        p = queue[head]
-                        head += 1
-                        y = p // lx
-                        x = p - y * lx
-                        d = dist[p] + 1
-                        for nb in range(4):
-                            if nb == 0:
-                                if y == 0:
-                                    continue
-                                r = p - lx
-                            elif nb == 1:
-                                if y == ly - 1:
-                                    continue
-                                r = p + lx
-                            elif nb == 2:
-                                if x == 0:
-                                    continue
-                                r = p - 1
-                            else:
-                                if x == lx - 1:
-                                    continue
-                                r = p + 1
-                            if stamp[r] != i:
-                                stamp[r] = i
-                                dist[r] = d
-                                queue[tail] = r
-                                tail += 1
-                                if valid[r]:
-                                    total_valid += 1
+                    head, tail, added = _expand(queue, head, tail, dist, stamp, i, limit, ly, lx, valid)
+                    total_valid += added
                     if total_valid - nring_valid > min_pixels:
                         break
                     if head == tail:
@@ -344,12 +399,11 @@ def neuropil_pixels(indptr: np.ndarray, flat: np.ndarray, valid: np.ndarray, ly:
                 need = n_out + m
                 if need > out.size:
                     out = _grow(out, need)
-                start = n_out
+                # in search order; sorted per ROI by the caller (numba's sort is slow to compile)
                 for q in range(n_ring, tail):
                     p = queue[q]
                     if valid[p]:
                         out[n_out] = p
                         n_out += 1
-                out[start:n_out] = np.sort(out[start:n_out])
         out_ptr[i + 1] = n_out
     return out_ptr, out[:n_out].copy()
