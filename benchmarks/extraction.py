@@ -45,8 +45,32 @@ SYNTH_DIR = os.environ.get("FLUOXR_SYNTH_DIR", "/work/shared/peers/oracle")
 PEER_PY = os.environ.get("FLUOXR_PEERS_PYTHON", os.path.expanduser("~/.cache/fluoxr-peers/venv/bin/python"))
 
 
+def _status_mb(key: str) -> float | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
 def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """Peak RSS of this process (VmHWM; ru_maxrss would include the parent's size at fork)."""
+    hwm = _status_mb("VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _setup_done() -> float:
+    """Current RSS, and reset the peak so that the final peak is that of the timed part."""
+    now = _status_mb("VmRSS")
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+    return now if now is not None else _rss_mb()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -128,7 +152,8 @@ def child_fluoxr_extract(a):
     stats = pickle.load(open(a["stats"], "rb"))
     tiny = fluoxr.as_video(np.zeros((4, 32, 32), np.uint16))  # load the cached numba kernels
     fluoxr.extract(tiny, fluoxr.ROISet.from_labels(np.eye(32, dtype=int)), neuropil={"min_neuropil_pixels": 10}).compute()
-    setup = _rss_mb()
+    fluoxr.open_video(a["tiff"])[:1].compute()  # and the TIFF reader's imports
+    setup = _setup_done()
     t0 = time.perf_counter()
     video = fluoxr.open_video(a["tiff"], chunks=a["chunks"])
     rois = fluoxr.ROISet.from_suite2p(stats, (video.sizes["y"], video.sizes["x"]))
@@ -148,7 +173,7 @@ def child_suite2p_extract(a):
     from suite2p.extraction.masks import create_masks
 
     stats = pickle.load(open(a["stats"], "rb"))
-    setup = _rss_mb()
+    setup = _setup_done()
     t0 = time.perf_counter()
     v = tifffile.memmap(a["tiff"], mode="r")
     cm, nm = create_masks(stats, v.shape[1], v.shape[2])
@@ -168,7 +193,8 @@ def child_fluoxr_traces(a):
 
     pos = np.load(a["positions"])
     fluoxr.traces(fluoxr.as_video(np.zeros((4, 16, 16), np.uint16)), [(3, 3)]).compute()
-    setup = _rss_mb()
+    fluoxr.open_video(a["tiff"])[:1].compute()
+    setup = _setup_done()
     t0 = time.perf_counter()
     video = fluoxr.open_video(a["tiff"], chunks=a["chunks"])
     tr = fluoxr.traces(video, pos, size=5, window="rect").values
@@ -183,7 +209,7 @@ def child_optimap_traces(a):
     import tifffile
 
     pos = np.load(a["positions"])
-    setup = _rss_mb()
+    setup = _setup_done()
     t0 = time.perf_counter()
     v = tifffile.imread(a["tiff"])
     tl = time.perf_counter() - t0
@@ -203,7 +229,7 @@ def child_fluoxr_masks(a):
     shape = tuple(a["shape"])
     small = fluoxr.ROISet.from_suite2p(stats[:3], shape)  # load the cached numba kernels
     fluoxr.neuropil_masks(small, min_neuropil_pixels=5)
-    setup = _rss_mb()
+    setup = _setup_done()
     t0 = time.perf_counter()
     rois = fluoxr.ROISet.from_suite2p(stats, shape)
     cm = fluoxr.cell_masks(rois)
@@ -218,7 +244,7 @@ def child_suite2p_masks(a):
     from suite2p.extraction.masks import create_masks
 
     stats = pickle.load(open(a["stats"], "rb"))
-    setup = _rss_mb()
+    setup = _setup_done()
     t0 = time.perf_counter()
     cm, nm = create_masks(stats, *a["shape"])
     dt = time.perf_counter() - t0
@@ -236,7 +262,7 @@ def child_fluoxr_oasis(a):
     F = np.load(a["traces"])
     tr = xr.DataArray(F, dims=("roi", "time"))
     oasis(tr[:2, :50], tau_s=1.0, fps=10.0).compute()  # load the cached kernel
-    setup = _rss_mb()
+    setup = _setup_done()
     best = float("inf")
     for _ in range(a["repeat"]):
         t0 = time.perf_counter()
@@ -253,7 +279,7 @@ def child_suite2p_oasis(a):
 
     F = np.load(a["traces"])
     dcnv.oasis(F[:2, :50].copy(), 100, 1.0, 10.0)
-    setup = _rss_mb()
+    setup = _setup_done()
     best = float("inf")
     for _ in range(a["repeat"]):
         t0 = time.perf_counter()
@@ -315,7 +341,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny sizes (seconds)")
     p.add_argument("--no-peers", action="store_true", help="skip suite2p/optimap even when installed")
     p.add_argument("--T", type=int, default=None, help="frames of the extraction video (default 2000)")
-    p.add_argument("--chunks", type=int, default=64, help="frames per chunk for fluoxr (default 64)")
+    p.add_argument("--chunks", type=int, default=32,
+                   help="frames per chunk for fluoxr (default 32, 4 MB: memory is a few chunks per thread)")
     p.add_argument("--workdir", default=None, help="where to write the data (default: a temporary folder)")
     p.add_argument("--child", nargs=2, metavar=("CASE", "JSON"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)

@@ -220,6 +220,9 @@ def _apply_weights(video: xr.DataArray, csr: tuple[np.ndarray, np.ndarray, np.nd
     data = video.data
     if not isinstance(data, da.Array):
         data = da.from_array(data, chunks=(-1,) * data.ndim)
+    if type(getattr(data, "_meta", None)).__module__.startswith("cupy"):
+        raise TypeError("video: trace extraction runs on NumPy blocks; move a CuPy-backed video to the host "
+                        "first, e.g. video.copy(data=video.data.map_blocks(cupy.asnumpy))")
     letters = {d: chr(ord("a") + i) for i, d in enumerate(video.dims)}
     in_ind = "".join(letters[d] for d in video.dims)
     has_channel = "channel" in video.dims
