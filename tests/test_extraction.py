@@ -193,3 +193,41 @@ def test_ground_truth_fluorescence():
     fc, tf = dask.compute(fluoxr.subtract_neuropil(ds), truth.fluorescence)
     r = [np.corrcoef(a, b)[0, 1] for a, b in zip(fc.values, tf.values)]
     assert min(r) >= 0.95, r
+
+
+@pytest.mark.peer
+def test_extract_equals_suite2p(rng):
+    torch = pytest.importorskip("torch")
+    s2p = pytest.importorskip("suite2p.extraction.extract")
+    masks = pytest.importorskip("suite2p.extraction.masks")
+    video = tiny_video((40, 30, 34), chunks=9)
+    rois = _rois(rng, (30, 34), n=8)
+    stat = rois.to_suite2p()
+    for s in stat:
+        s["radius"] = 2.5
+    cm, nm = masks.create_masks(stat, 30, 34, min_neuropil_pixels=80)
+    F, Fneu = s2p.extract_traces(video.values, cm, nm, batch_size=16, device=torch.device("cpu"))
+    ds = extract(video, rois, neuropil={"min_neuropil_pixels": 80}).compute()
+    np.testing.assert_allclose(ds.F.values, F, rtol=1e-5)
+    np.testing.assert_allclose(ds.Fneu.values, Fneu, rtol=1e-5)
+
+
+@pytest.mark.peer
+def test_traces_equal_optimap():
+    ot = pytest.importorskip("optimap.trace")
+    video = tiny_video((12, 20, 26))
+    pos = np.array([(0, 0), (19, 25), (7, 3), (10, 20)])
+    for window in ("rect", "disc", "pixel"):
+        for size in (1, 4, 5):
+            ref = ot.extract_traces(video.values, [(int(x), int(y)) for y, x in pos], size=size, window=window)
+            np.testing.assert_allclose(traces(video, pos, size=size, window=window).T.values, ref, rtol=1e-6)
+
+
+def test_pixel_indices_above_2_24_are_exact():
+    # suite2p builds its sparse indices through float32 and reads pixel 2**24 instead of 2**24 + 1
+    lx = 2**24 + 8
+    frame = np.zeros((1, 1, lx), np.uint16)
+    frame[0, 0, 2**24 + 1] = 1000
+    frame[0, 0, 2**24] = 7
+    rois = ROISet(roi=[0], y=[0], x=[2**24 + 1], weight=[1.0], shape=(1, lx))
+    assert extract(fluoxr.as_video(frame), rois, neuropil=None).F.values[0, 0] == 1000
