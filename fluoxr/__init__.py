@@ -25,6 +25,7 @@ from .positions import collage_positions, positions_between, random_positions
 from .spikes import oasis
 from .temporal import baseline, detrend, dff, normalize, subtract_neuropil
 from .io import read_positions
+from .features import roi_features
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -39,6 +40,7 @@ __all__ = [
     "read_image",
     "read_suite2p_stat",
     "ROISet",
+    "roi_features",
     "save",
     "set_options",
     "VideoFileNotFoundError",
