@@ -69,7 +69,7 @@ def cell_masks(rois: ROISet, *, allow_overlap: bool = False) -> ROISet:
     >>> from fluoxr import ROISet, cell_masks
     >>> rois = ROISet.from_labels(np.array([[1, 1, 2], [0, 2, 2]]))
     >>> cell_masks(rois).weight.tolist()
-    [0.5, 0.5, 0.3333333432674408, 0.3333333432674408, 0.3333333432674408]
+    [0.5, 0.5, 0.3333333333333333, 0.3333333333333333, 0.3333333333333333]
     """
     rois = as_roiset(rois)
     keep = np.ones(rois.roi.size, bool) if allow_overlap else ~rois.overlap
@@ -135,7 +135,7 @@ def neuropil_masks(
     >>> from fluoxr import ROISet, neuropil_masks
     >>> labels = np.zeros((40, 40), int); labels[18:22, 18:22] = 1
     >>> neuropil_masks(ROISet.from_labels(labels), min_neuropil_pixels=100).npix.tolist()
-    [291]
+    [272]
     """
     rois = as_roiset(rois)
     inner = check_int(inner_neuropil_radius, "inner_neuropil_radius", min_value=0)

@@ -66,7 +66,7 @@ def oasis(traces: xr.DataArray, *, tau_s: float, fps: float | None = None) -> xr
     >>> c = np.concatenate([np.zeros(5), 0.8 ** np.arange(20)]).astype(np.float32)
     >>> tr = xr.DataArray(c[None], dims=("roi", "time"), attrs={"fps": 10.0})
     >>> s = oasis(tr, tau_s=1 / (10 * np.log(1 / 0.8)))
-    >>> int(s[0].argmax()), round(float(s.max()), 4)
+    >>> int(s[0].argmax("time")), round(float(s.max()), 4)
     (5, 1.0)
     """
     traces = check_traces(traces)

@@ -175,8 +175,8 @@ def theil_sen(y: np.ndarray) -> tuple[float, float, float]:
     --------
     >>> import numpy as np
     >>> from fluoxr.kernels.detrend import theil_sen
-    >>> theil_sen(np.array([0.0, 2.0, 4.0, 7.0]))[0]
-    2.0
+    >>> theil_sen(np.array([0.0, 2.0, 4.0, 7.0]))[0]  # median of 2, 2, 2, 7/3, 5/2, 3
+    2.166666666666667
     """
     y = np.ascontiguousarray(y, np.float64)
     n = y.size
@@ -341,9 +341,9 @@ def fit_trend(data: np.ndarray, kind: str | None = "spline", period: float | Non
     --------
     >>> import numpy as np
     >>> from fluoxr.kernels.detrend import fit_trend
-    >>> x = np.arange(40.0) + np.tile([0.0, 1.0, 0.0, -1.0], 10)
-    >>> np.round(fit_trend(x, kind="mean", period=4)[4:8], 6).tolist()
-    [4.0, 5.0, 6.0, 7.0]
+    >>> x = 0.5 * np.arange(60.0) + np.tile([1.0, -1.0, 0.0], 20)
+    >>> np.round(fit_trend(x, kind="mean", period=3, ptimes=4 / 3)[1:6], 6).tolist()
+    [0.5, 1.0, 1.5, 2.0, 2.5]
     """
     data = np.asarray(data, np.float64)
     if kind is None:

@@ -77,7 +77,7 @@ def maximin(x: np.ndarray, sigma: float, win: int, *, pad_left: bool = True, pad
     >>> import numpy as np
     >>> from fluoxr.kernels.temporal import maximin
     >>> maximin(np.array([[3.0, 1.0, 2.0, 5.0, 4.0]]), 0.0, 3).tolist()
-    [[1.0, 1.0, 2.0, 2.0, 4.0]]
+    [[1.0, 1.0, 2.0, 4.0, 4.0]]
     """
     k = maximin_gaussian(sigma).astype(np.float64)
     g = k.size // 2
