@@ -403,10 +403,21 @@ def _demo_calcium(ctx: DemoContext) -> None:
     red = res.F.sel(channel=1).mean("time").values
     fig = show_rois(rois, mean_img, neuropil=neuropil_masks(rois[[0]]), annotate=True)
     fig.savefig(ctx.path("calcium_rois.png"), dpi=100)
+    import matplotlib.pyplot as plt
+
     best = np.argsort(-np.nanstd(fc, axis=1))[:4]
-    fig = show_traces(res.Fc.isel(roi=best), offset=float(np.ptp(fc[best])) * 0.6,
-                      labels=[f"ROI {i}" for i in best])
+    fig, axes = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
+    show_traces(res.Fc.isel(roi=best), offset=float(np.ptp(fc[best])) * 0.6, labels=[f"ROI {i}" for i in best],
+                ax=axes[0])
+    one = res.spikes.isel(roi=int(best[0]))
+    show_traces(one, ax=axes[1], label=f"OASIS, ROI {best[0]}")
+    true = truth.spikes.isel(roi=int(best[0])).values
+    times = res.time.values[true > 0]
+    axes[1].plot(times, np.full(times.size, -0.1 * float(one.max())), "r|", ms=8, label="true spikes")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
     fig.savefig(ctx.path("calcium_traces.png"), dpi=100)
+    plt.close("all")
     ctx.report.append(
         f"calcium: {len(rois)} ROIs, F/Fneu/Fc/spikes in one read ({ctx.runner.throughput('calcium traces')}) "
         f"-> calcium_traces.zarr; F - 0.7 Fneu vs true fluorescence r = {np.median(r):.3f} median, "

@@ -231,3 +231,14 @@ def test_pixel_indices_above_2_24_are_exact():
     frame[0, 0, 2**24] = 7
     rois = ROISet(roi=[0], y=[0], x=[2**24 + 1], weight=[1.0], shape=(1, lx))
     assert extract(fluoxr.as_video(frame), rois, neuropil=None).F.values[0, 0] == 1000
+
+
+def test_extract_volumetric_rois():
+    v = np.random.default_rng(0).random((6, 2, 5, 7)).astype(np.float32)
+    video = fluoxr.as_video(v, dims=("time", "z", "y", "x"), chunks=4)
+    rois = ROISet(roi=[0, 0, 1], z=[0, 1, 1], y=[1, 1, 4], x=[2, 2, 6], weight=[1, 3, 1.0], shape=(2, 5, 7))
+    ds = extract(video, rois, neuropil=None)
+    np.testing.assert_allclose(ds.F.values[0], (v[:, 0, 1, 2] + 3 * v[:, 1, 1, 2]) / 4, rtol=1e-6)
+    assert ds.z.values.tolist() == [0.75, 1.0]
+    with pytest.raises(ValueError, match="planar"):
+        extract(video, rois)
