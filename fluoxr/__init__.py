@@ -19,6 +19,27 @@ from . import datasets
 from ._options import get_options, set_options
 from ._video import as_video
 from .io import VideoFileNotFoundError, open_result, open_video, read_image, read_suite2p_stat, save
+from . import sofi
+from .sofi import (
+    bleach_blocks,
+    bleach_correct,
+    block_moments,
+    cross_cumulants,
+    cumulants,
+    deconvsk,
+    fourier_interpolate,
+    gauss1d_mask,
+    gauss2d_mask,
+    lag_cumulants,
+    lag_moments,
+    ldrc,
+    moments,
+    noise_filter,
+    reconstruct,
+    sofi_images,
+    total_signal,
+    xc_image,
+)
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -35,4 +56,24 @@ __all__ = [
     "save",
     "set_options",
     "VideoFileNotFoundError",
+    # SOFI
+    "sofi",
+    "bleach_blocks",
+    "bleach_correct",
+    "block_moments",
+    "cross_cumulants",
+    "cumulants",
+    "deconvsk",
+    "fourier_interpolate",
+    "gauss1d_mask",
+    "gauss2d_mask",
+    "lag_cumulants",
+    "lag_moments",
+    "ldrc",
+    "moments",
+    "noise_filter",
+    "reconstruct",
+    "sofi_images",
+    "total_signal",
+    "xc_image",
 ]
