@@ -10,7 +10,6 @@ import dask.array as da
 import numpy as np
 import pytest
 import xarray as xr
-from scipy.optimize import curve_fit
 
 import fluoxr
 from fluoxr import sofi
@@ -173,19 +172,6 @@ def test_reduction_states_do_not_grow_with_frames():
 # -------------------------------------------------------------------------------------------- ground truth
 
 
-def _gauss_width(img: np.ndarray, y0: float, x0: float, r: int = 5) -> float:
-    yi, xi = int(round(y0)), int(round(x0))
-    sub = img[yi - r : yi + r + 1, xi - r : xi + r + 1]
-    sub = sub * np.sign(sub[r, r])
-    yy, xx = np.mgrid[yi - r : yi + r + 1, xi - r : xi + r + 1]
-
-    def g(c, a, yc, xc, s, off):
-        return a * np.exp(-((c[0] - yc) ** 2 + (c[1] - xc) ** 2) / (2 * s**2)) + off
-
-    p, _ = curve_fit(g, (yy.ravel(), xx.ravel()), sub.ravel(), p0=[sub.max(), y0, x0, 1.0, 0.0], maxfev=5000)
-    return abs(p[3])
-
-
 @pytest.fixture(scope="module")
 def emitters():
     # on_fraction 0.15 keeps every Bernoulli cumulant of orders 2..6 well away from 0
@@ -197,9 +183,8 @@ def test_cumulant_psf_width_shrinks_as_sqrt_order(emitters):
     video, truth = emitters
     k = fluoxr.cumulants(video, 6).compute()
     for n in range(2, 7):
-        for y0, x0 in truth.positions:
-            w = _gauss_width(k.sel(order=n).values, y0, x0)
-            assert w == pytest.approx(truth.sigma_px / math.sqrt(n), rel=0.05), (n, y0, x0)
+        widths = fluoxr.psf_width(k.sel(order=n), truth.positions)
+        np.testing.assert_allclose(widths, truth.sigma_px / math.sqrt(n), rtol=0.05, err_msg=f"order {n}")
 
 
 def test_xc_image_width_and_sigma(emitters):
@@ -208,9 +193,8 @@ def test_xc_image_width_and_sigma(emitters):
     assert xc.shape == (95, 95) and xc.y.values[1] == 0.5
     assert float(xc.sigma_px) == pytest.approx(truth.sigma_px, rel=0.02)
     # on the fine grid (coordinates in original pixels) an emitter has width sigma / sqrt(2)
-    for y0, x0 in truth.positions:
-        w = _gauss_width(xc.values, 2 * y0, 2 * x0, r=8) / 2
-        assert w == pytest.approx(truth.sigma_px / math.sqrt(2), rel=0.05)
+    widths = fluoxr.psf_width(xc, truth.positions, radius_px=8)  # in pixels of the recording
+    np.testing.assert_allclose(widths, truth.sigma_px / math.sqrt(2), rtol=0.05)
     given = fluoxr.xc_image(video, sigma_px=2.0).compute()
     np.testing.assert_allclose(given, xc, rtol=0.05, atol=0.05 * float(xc.max()))
 

@@ -48,62 +48,165 @@ __all__ = [
 ]
 
 # pixels handled together by one inner loop: the accumulators of one tile
-# (max_order - 1 rows of TILE float64) stay in L1 while the tile's frames
+# (max_order - 1 rows of _TILE float64) stay in L1/L2 while the tile's frames
 # stream through twice (mean, then central powers)
 _TILE = 512
-# sample types the numba kernels are compiled for; others are converted first
-_NATIVE = {np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.uint32, np.int32, np.int64,
-                                 np.float32, np.float64)}
+# frames of one tile processed together: about 512 KB of samples, so that the
+# second pass over them reads from L2 (chunks of thousands of frames would
+# otherwise be read from memory twice); sub-block states are merged exactly
+_BLOCK_BYTES = 2**19
+# sample types the numba kernels are compiled for; others are converted (exactly) first
+_NATIVE = {np.dtype(np.uint16), np.dtype(np.float32), np.dtype(np.float64)}
+_TO_FLOAT32 = {np.dtype(t) for t in (np.bool_, np.uint8, np.int8, np.int16)}
+# binomial coefficients for the merges, up to the largest order (fluoxr.sofi.MAX_ORDER)
+_COMB = np.array([[math.comb(p, k) for k in range(21)] for p in range(21)], np.float64)
 
 
 @njit(cache=True, nogil=True)
-def _tile_central_sums(x, p0, p1, max_order, mean, out):  # pragma: no cover - numba
+def _accumulate(x, f0, f1, p0, p1, mean, acc, P):  # pragma: no cover - numba
+    # acc[k - 2, j] += sum_i (x[i, p0 + j] - mean[j]) ** k, k = 2..P; unrolled for P <= 8 so that the
+    # powers stay in registers and the loop over pixels vectorises (P is odd only above 8)
+    w = p1 - p0
+    a2 = acc[0]
+    if P == 2:
+        for i in range(f0, f1):
+            row = x[i, p0:p1]
+            for j in range(w):
+                d = row[j] - mean[j]
+                a2[j] += d * d
+    elif P == 4:
+        a3, a4 = acc[1], acc[2]
+        for i in range(f0, f1):
+            row = x[i, p0:p1]
+            for j in range(w):
+                d = row[j] - mean[j]
+                q = d * d
+                a2[j] += q
+                q *= d
+                a3[j] += q
+                a4[j] += q * d
+    elif P == 6:
+        a3, a4, a5, a6 = acc[1], acc[2], acc[3], acc[4]
+        for i in range(f0, f1):
+            row = x[i, p0:p1]
+            for j in range(w):
+                d = row[j] - mean[j]
+                q = d * d
+                a2[j] += q
+                q *= d
+                a3[j] += q
+                q *= d
+                a4[j] += q
+                q *= d
+                a5[j] += q
+                a6[j] += q * d
+    elif P == 8:
+        a3, a4, a5, a6, a7, a8 = acc[1], acc[2], acc[3], acc[4], acc[5], acc[6]
+        for i in range(f0, f1):
+            row = x[i, p0:p1]
+            for j in range(w):
+                d = row[j] - mean[j]
+                q = d * d
+                a2[j] += q
+                q *= d
+                a3[j] += q
+                q *= d
+                a4[j] += q
+                q *= d
+                a5[j] += q
+                q *= d
+                a6[j] += q
+                q *= d
+                a7[j] += q
+                a8[j] += q * d
+    else:
+        d = np.empty(w)
+        pw = np.empty(w)
+        for i in range(f0, f1):
+            row = x[i, p0:p1]
+            for j in range(w):
+                d[j] = row[j] - mean[j]
+                pw[j] = d[j] * d[j]
+                a2[j] += pw[j]
+            for k in range(1, P - 1):
+                a = acc[k]
+                for j in range(w):
+                    pw[j] *= d[j]
+                    a[j] += pw[j]
+
+
+@njit(cache=True, nogil=True)
+def _merge_tile(n_a, mean_a, M_a, n_b, mean_b, M_b, w, P, comb):  # pragma: no cover - numba
+    # Pebay's update of (n_a, mean_a, M_a) with (n_b, mean_b, M_b), pixel by pixel, in place
+    n = n_a + n_b
+    tmp = np.empty(P + 1)
+    pa = np.empty(P + 1)
+    pb = np.empty(P + 1)
+    for j in range(w):
+        delta = mean_b[j] - mean_a[j]
+        ca = -n_b / n * delta
+        cb = n_a / n * delta
+        pa[0] = 1.0
+        pb[0] = 1.0
+        for k in range(1, P + 1):
+            pa[k] = pa[k - 1] * ca
+            pb[k] = pb[k - 1] * cb
+        for p in range(2, P + 1):
+            s = M_a[p - 2, j] + M_b[p - 2, j] + pa[p] * n_a + pb[p] * n_b  # k = p: M_0 = n
+            for k in range(1, p - 1):  # p - k >= 2 (M_1 = 0)
+                s += comb[p, k] * (pa[k] * M_a[p - k - 2, j] + pb[k] * M_b[p - k - 2, j])
+            tmp[p] = s
+        for p in range(2, P + 1):
+            M_a[p - 2, j] = tmp[p]
+        mean_a[j] += delta * (n_b / n)
+
+
+@njit(cache=True, nogil=True)
+def _tile_sums(x, p0, p1, P, F, comb, mean_out, out):  # pragma: no cover - numba
     t = x.shape[0]
     w = p1 - p0
-    m = np.zeros(w)
-    for i in range(t):
-        row = x[i, p0:p1]
+    mean = np.zeros(w)
+    M = np.zeros((max(P - 1, 1), w))
+    mb = np.empty(w)
+    acc = np.empty((max(P - 1, 1), w))
+    n = 0
+    for f0 in range(0, t, F):
+        f1 = min(t, f0 + F)
         for j in range(w):
-            m[j] += row[j]
-    for j in range(w):
-        m[j] /= t
-        mean[p0 + j] = m[j]
-    if max_order < 2:
-        return
-    acc = np.zeros((max_order - 1, w))
-    d = np.empty(w)
-    pw = np.empty(w)
-    for i in range(t):
-        row = x[i, p0:p1]
-        a0 = acc[0]
-        for j in range(w):
-            d[j] = row[j] - m[j]
-            pw[j] = d[j] * d[j]
-            a0[j] += pw[j]
-        for k in range(1, max_order - 1):
-            a = acc[k]
+            mb[j] = 0.0
+        for i in range(f0, f1):
+            row = x[i, p0:p1]
             for j in range(w):
-                pw[j] *= d[j]
-                a[j] += pw[j]
-    for k in range(max_order - 1):
+                mb[j] += row[j]
         for j in range(w):
-            out[k, p0 + j] = acc[k, j]
+            mb[j] /= f1 - f0
+        acc[:, :] = 0.0
+        if P >= 2:
+            _accumulate(x, f0, f1, p0, p1, mb, acc, P)
+        if n == 0:
+            mean[:] = mb
+            M[:, :] = acc
+        else:
+            _merge_tile(n, mean, M, f1 - f0, mb, acc, w, P, comb)
+        n += f1 - f0
+    mean_out[p0:p1] = mean
+    for k in range(out.shape[0]):
+        out[k, p0:p1] = M[k]
 
 
 @njit(cache=True, nogil=True)
-def _central_sums_serial(x, max_order, mean, out):  # pragma: no cover - numba
-    P = x.shape[1]
-    for p0 in range(0, P, _TILE):
-        _tile_central_sums(x, p0, min(P, p0 + _TILE), max_order, mean, out)
+def _central_sums_serial(x, P, F, comb, mean, out):  # pragma: no cover - numba
+    n = x.shape[1]
+    for p0 in range(0, n, _TILE):
+        _tile_sums(x, p0, min(n, p0 + _TILE), P, F, comb, mean, out)
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _central_sums_parallel(x, max_order, mean, out):  # pragma: no cover - numba
-    P = x.shape[1]
-    ntiles = (P + _TILE - 1) // _TILE
-    for it in prange(ntiles):
+def _central_sums_parallel(x, P, F, comb, mean, out):  # pragma: no cover - numba
+    n = x.shape[1]
+    for it in prange((n + _TILE - 1) // _TILE):
         p0 = it * _TILE
-        _tile_central_sums(x, p0, min(P, p0 + _TILE), max_order, mean, out)
+        _tile_sums(x, p0, min(n, p0 + _TILE), P, F, comb, mean, out)
 
 
 @njit(parallel=True, cache=True)
@@ -129,12 +232,22 @@ def _parallel_is_safe() -> bool:
         return False
 
 
-def central_sums(x: np.ndarray, max_order: int) -> tuple[np.ndarray, np.ndarray]:
+def _native(x: np.ndarray) -> np.ndarray:
+    """``x`` as a C-contiguous array of a dtype the kernels are compiled for (exact conversion)."""
+    if x.dtype in _NATIVE:
+        return np.ascontiguousarray(x)
+    return x.astype(np.float32 if x.dtype in _TO_FLOAT32 else np.float64)
+
+
+def central_sums(x: np.ndarray, max_order: int, *, frames_per_block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-column mean and central power sums of a 2-D array ``(frames, pixels)``.
 
     Returns ``mean`` (pixels,) and ``M`` (max_order - 1, pixels) with
-    ``M[k - 2] = sum((x - mean) ** k, axis=0)``, all float64, computed in one
-    fused kernel (two passes over each tile of pixels).
+    ``M[k - 2] = sum((x - mean) ** k, axis=0)``, all float64, from one fused
+    kernel: pixels in tiles, frames in blocks of about 512 KB per tile (each
+    block's mean subtracted first, block states merged exactly), so that every
+    sample is read from memory once. ``frames_per_block`` overrides the block
+    length (for tests).
 
     Examples
     --------
@@ -144,19 +257,27 @@ def central_sums(x: np.ndarray, max_order: int) -> tuple[np.ndarray, np.ndarray]
     >>> mean.tolist(), M.ravel().tolist()
     ([2.0], [2.0, 0.0])
     """
-    x = np.ascontiguousarray(x)
+    x = np.asarray(x)
     if x.ndim != 2:
         raise ValueError(f"x must be 2-D (frames, pixels), got shape {x.shape}")
-    if x.dtype not in _NATIVE:
-        x = x.astype(np.float64)
+    x = _native(x)
     mean = np.zeros(x.shape[1])
     out = np.zeros((max(max_order - 1, 0), x.shape[1]))
     if x.shape[0] == 0 or x.shape[1] == 0:
         return mean, out
+    # the unrolled kernels exist for even orders up to 8; an odd order runs the next one and drops it
+    P = max_order + (max_order % 2 if 2 <= max_order < 8 else 0) if max_order >= 2 else 1
+    full = out if P == max_order else np.zeros((P - 1, x.shape[1]))
+    F = frames_per_block or max(16, _BLOCK_BYTES // (_TILE * x.dtype.itemsize))
     if _parallel_is_safe() and x.shape[1] > _TILE:
-        _central_sums_parallel(x, max_order, mean, out)
+        # tiles handed out one at a time: with dask's threads (or other processes) on the same cores,
+        # a static split would wait for the slowest thread
+        with numba.parallel_chunksize(1):
+            _central_sums_parallel(x, P, int(F), _COMB, mean, full)
     else:
-        _central_sums_serial(x, max_order, mean, out)
+        _central_sums_serial(x, P, int(F), _COMB, mean, full)
+    if full is not out:
+        out[:] = full[: out.shape[0]]
     return mean, out
 
 
@@ -390,9 +511,7 @@ def lag_product_sums(block: np.ndarray, mean: np.ndarray, lags: Sequence[int], n
     """
     block = np.asarray(block)
     rest = block.shape[1:]
-    x = np.ascontiguousarray(block.reshape(block.shape[0], -1))
-    if x.dtype not in _NATIVE:
-        x = x.astype(np.float64)
+    x = _native(block.reshape(block.shape[0], -1))
     out = np.zeros((len(subsets), x.shape[1]))
     if n_starts > 0 and len(subsets):
         if n_starts - 1 + max(lags) >= x.shape[0]:
@@ -489,9 +608,7 @@ def pair_comoment_state(block: np.ndarray, pairs: np.ndarray) -> State:
     t = block.shape[0]
     lead = block.shape[1:-2]
     H, W = block.shape[-2:]
-    x = np.ascontiguousarray(block.reshape((t, -1, H, W)))
-    if x.dtype not in _NATIVE:
-        x = x.astype(np.float64)
+    x = _native(block.reshape((t, -1, H, W)))
     mean, _ = central_sums(x.reshape(t, -1), 1)
     mean = mean.reshape(x.shape[1:])
     pairs = np.ascontiguousarray(pairs, dtype=np.int64).reshape(-1, 4)

@@ -21,7 +21,7 @@ def ref_central(x: np.ndarray, max_order: int) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.stack([np.sum(d**k, axis=0) for k in range(2, max_order + 1)])
 
 
-@pytest.mark.parametrize("dtype", [np.uint16, np.float64, np.float32, np.int16, np.uint8, np.int8])
+@pytest.mark.parametrize("dtype", [np.uint16, np.float64, np.float32, np.int16, np.uint8, np.int8, np.int32, bool])
 def test_central_sums_matches_two_pass(dtype):
     rng = np.random.default_rng(0)
     x = (rng.random((37, 1100)) * 100).astype(dtype)  # more pixels than one tile, odd sizes
@@ -30,6 +30,22 @@ def test_central_sums_matches_two_pass(dtype):
     np.testing.assert_allclose(mean, rmean, rtol=1e-12)
     for k in range(5):
         np.testing.assert_allclose(M[k], rM[k], rtol=1e-9, atol=1e-9 * np.abs(rM[k]).max())
+
+
+@pytest.mark.parametrize("max_order", [1, 2, 3, 4, 5, 6, 7, 8, 9, 12])
+@pytest.mark.parametrize("block", [None, 1, 7, 40])
+def test_central_sums_every_order_and_frame_block(max_order, block):
+    """Unrolled (even orders <= 8) and generic kernels; frames in blocks merged exactly inside the kernel."""
+    rng = np.random.default_rng(max_order)
+    x = (rng.exponential(50.0, (45, 530)) + 1e4).astype(np.float64)
+    mean, M = km.central_sums(x, max_order, frames_per_block=block)
+    rmean, rM = ref_central(x, max(max_order, 2))
+    np.testing.assert_allclose(mean, rmean, rtol=1e-13)
+    assert M.shape == (max(max_order - 1, 0), 530)
+    var = rM[0] / 45
+    for k in range(2, max_order + 1):
+        scale = 45 * var ** (k / 2)
+        np.testing.assert_allclose(M[k - 2] / scale, rM[k - 2] / scale, atol=1e-9)
 
 
 def test_central_sums_order_one_and_empty():
