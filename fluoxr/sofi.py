@@ -884,6 +884,11 @@ def xc_image(video: Any, *, sigma_px: float | None = None) -> xr.DataArray:
 def total_signal(video: Any) -> xr.DataArray:
     """Sum of every frame, float64 (pysofi ``calc_total_signal``), lazily.
 
+    Differs from pysofi for integer data: pysofi adds a uint16 frame with
+    Python's ``sum`` over its rows, in uint16 arithmetic, so its total wraps
+    around modulo 65536 (for nearly every real recording, and so do the
+    bleaching blocks cut from it); here the sum is exact.
+
     Examples
     --------
     >>> import numpy as np, fluoxr
@@ -1048,6 +1053,11 @@ def bleach_correct(video: Any, *, fbc: float = 0.04, smooth_kernel: int = 251) -
     writes temporary TIFFs next to the input and re-reads them; here nothing
     is written: the result is a lazy video that reads the data a third time
     when computed (total signal, block statistics, frames).
+
+    Differences from pysofi: ``smooth_kernel`` is used (pysofi's
+    ``correct_bleaching`` always smooths with 251 frames, whatever it is
+    given), and the total signal is exact (see :func:`total_signal`). Given
+    the same blocks, the frames are identical to pysofi's.
 
     Returns
     -------

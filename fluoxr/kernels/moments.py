@@ -8,16 +8,19 @@ robust, one-pass parallel computation of covariances and arbitrary-order
 statistical moments", eq. 3.1 generalised to any order), so moments of every
 order come from one pass over the data in any order of chunks.
 
-Numerical choices (guarded by ``tests/kernels/test_moments.py``):
+Numerical and speed choices (guarded by ``tests/kernels/test_sofi_moments.py``):
 
-- inside a chunk the mean is subtracted first (two passes over the chunk,
-  which stays in cache tile by tile), so a large offset (``1e6 + uint16``)
-  costs no precision (``test_offset_stability``);
-- merges shift each side's power sums to the common mean with the binomial
-  expansion, which only ever multiplies by the (small) difference of the two
-  means.
+- the kernel works on tiles of 512 pixels and blocks of frames of about
+  512 KB; within a block the block's mean is subtracted first (two passes,
+  the second from cache), so a large offset (``1e6 + uint16``) costs no
+  precision (``test_offset_stability``); blocks and chunks are merged with
+  Pébay's update, which only multiplies by differences of means;
+- the powers are accumulated in one fused loop into arrays allocated inside
+  the kernel, which LLVM vectorises (see ``_tile_sums``).
 
-No dask, no xarray: arrays in, arrays out.
+Also here: time-lagged frame products (pysofi ``calc_moments_with_lag``) and
+pixel-pair co-moments (XC-SOFI), merged the same way. No dask, no xarray:
+arrays in, arrays out.
 """
 
 from __future__ import annotations
@@ -47,9 +50,8 @@ __all__ = [
     "merge_pair_states",
 ]
 
-# pixels handled together by one inner loop: the accumulators of one tile
-# (max_order - 1 rows of _TILE float64) stay in L1/L2 while the tile's frames
-# stream through twice (mean, then central powers)
+# pixels handled together by one inner loop (measured best of 256..4096 on a
+# 256 x 256 recording); the tile's accumulators stay in L1/L2
 _TILE = 512
 # frames of one tile processed together: about 512 KB of samples, so that the
 # second pass over them reads from L2 (chunks of thousands of frames would
@@ -60,79 +62,6 @@ _NATIVE = {np.dtype(np.uint16), np.dtype(np.float32), np.dtype(np.float64)}
 _TO_FLOAT32 = {np.dtype(t) for t in (np.bool_, np.uint8, np.int8, np.int16)}
 # binomial coefficients for the merges, up to the largest order (fluoxr.sofi.MAX_ORDER)
 _COMB = np.array([[math.comb(p, k) for k in range(21)] for p in range(21)], np.float64)
-
-
-@njit(cache=True, nogil=True)
-def _accumulate(x, f0, f1, p0, p1, mean, acc, P):  # pragma: no cover - numba
-    # acc[k - 2, j] += sum_i (x[i, p0 + j] - mean[j]) ** k, k = 2..P; unrolled for P <= 8 so that the
-    # powers stay in registers and the loop over pixels vectorises (P is odd only above 8)
-    w = p1 - p0
-    a2 = acc[0]
-    if P == 2:
-        for i in range(f0, f1):
-            row = x[i, p0:p1]
-            for j in range(w):
-                d = row[j] - mean[j]
-                a2[j] += d * d
-    elif P == 4:
-        a3, a4 = acc[1], acc[2]
-        for i in range(f0, f1):
-            row = x[i, p0:p1]
-            for j in range(w):
-                d = row[j] - mean[j]
-                q = d * d
-                a2[j] += q
-                q *= d
-                a3[j] += q
-                a4[j] += q * d
-    elif P == 6:
-        a3, a4, a5, a6 = acc[1], acc[2], acc[3], acc[4]
-        for i in range(f0, f1):
-            row = x[i, p0:p1]
-            for j in range(w):
-                d = row[j] - mean[j]
-                q = d * d
-                a2[j] += q
-                q *= d
-                a3[j] += q
-                q *= d
-                a4[j] += q
-                q *= d
-                a5[j] += q
-                a6[j] += q * d
-    elif P == 8:
-        a3, a4, a5, a6, a7, a8 = acc[1], acc[2], acc[3], acc[4], acc[5], acc[6]
-        for i in range(f0, f1):
-            row = x[i, p0:p1]
-            for j in range(w):
-                d = row[j] - mean[j]
-                q = d * d
-                a2[j] += q
-                q *= d
-                a3[j] += q
-                q *= d
-                a4[j] += q
-                q *= d
-                a5[j] += q
-                q *= d
-                a6[j] += q
-                q *= d
-                a7[j] += q
-                a8[j] += q * d
-    else:
-        d = np.empty(w)
-        pw = np.empty(w)
-        for i in range(f0, f1):
-            row = x[i, p0:p1]
-            for j in range(w):
-                d[j] = row[j] - mean[j]
-                pw[j] = d[j] * d[j]
-                a2[j] += pw[j]
-            for k in range(1, P - 1):
-                a = acc[k]
-                for j in range(w):
-                    pw[j] *= d[j]
-                    a[j] += pw[j]
 
 
 @njit(cache=True, nogil=True)
@@ -163,26 +92,124 @@ def _merge_tile(n_a, mean_a, M_a, n_b, mean_b, M_b, w, P, comb):  # pragma: no c
 
 @njit(cache=True, nogil=True)
 def _tile_sums(x, p0, p1, P, F, comb, mean_out, out):  # pragma: no cover - numba
+    # Mean and central power sums of orders 2..P of pixels p0..p1 over all frames of x, frames in
+    # blocks of F: per block, the block mean, then sum((x - block mean) ** k) in one fused loop, then
+    # Pebay's merge into the running state.
+    #
+    # The accumulators are arrays allocated here, not arguments: LLVM then knows that they alias
+    # neither x nor each other and vectorises the fused loop; with argument arrays it needs a runtime
+    # alias check per pair, gives up beyond a few, and the loop runs scalar (2-3x slower).
     t = x.shape[0]
     w = p1 - p0
+    rows = max(P - 1, 1)
     mean = np.zeros(w)
-    M = np.zeros((max(P - 1, 1), w))
-    mb = np.empty(w)
-    acc = np.empty((max(P - 1, 1), w))
+    M = np.zeros((rows, w))
+    mb = np.zeros(w)
+    acc = np.zeros((rows, w))
+    a2 = np.zeros(w)
+    a3 = np.zeros(w)
+    a4 = np.zeros(w)
+    a5 = np.zeros(w)
+    a6 = np.zeros(w)
+    a7 = np.zeros(w)
+    a8 = np.zeros(w)
+    d = np.zeros(w)
+    pw = np.zeros(w)
     n = 0
     for f0 in range(0, t, F):
         f1 = min(t, f0 + F)
-        for j in range(w):
-            mb[j] = 0.0
+        mb[:] = 0.0
         for i in range(f0, f1):
             row = x[i, p0:p1]
             for j in range(w):
                 mb[j] += row[j]
         for j in range(w):
             mb[j] /= f1 - f0
-        acc[:, :] = 0.0
+        a2[:] = 0.0
+        a3[:] = 0.0
+        a4[:] = 0.0
+        a5[:] = 0.0
+        a6[:] = 0.0
+        a7[:] = 0.0
+        a8[:] = 0.0
+        # one loop per order range (the branch is outside the loops); an odd order computes the next one too
+        if P == 2:
+            for i in range(f0, f1):
+                row = x[i, p0:p1]
+                for j in range(w):
+                    e = row[j] - mb[j]
+                    a2[j] += e * e
+        elif P <= 4:
+            for i in range(f0, f1):
+                row = x[i, p0:p1]
+                for j in range(w):
+                    e = row[j] - mb[j]
+                    q = e * e
+                    a2[j] += q
+                    q *= e
+                    a3[j] += q
+                    a4[j] += q * e
+        elif P <= 6:
+            for i in range(f0, f1):
+                row = x[i, p0:p1]
+                for j in range(w):
+                    e = row[j] - mb[j]
+                    q = e * e
+                    a2[j] += q
+                    q *= e
+                    a3[j] += q
+                    q *= e
+                    a4[j] += q
+                    q *= e
+                    a5[j] += q
+                    a6[j] += q * e
+        elif P >= 7:
+            for i in range(f0, f1):
+                row = x[i, p0:p1]
+                for j in range(w):
+                    e = row[j] - mb[j]
+                    q = e * e
+                    a2[j] += q
+                    q *= e
+                    a3[j] += q
+                    q *= e
+                    a4[j] += q
+                    q *= e
+                    a5[j] += q
+                    q *= e
+                    a6[j] += q
+                    q *= e
+                    a7[j] += q
+                    a8[j] += q * e
         if P >= 2:
-            _accumulate(x, f0, f1, p0, p1, mb, acc, P)
+            acc[0] = a2
+        if P >= 3:
+            acc[1] = a3
+        if P >= 4:
+            acc[2] = a4
+        if P >= 5:
+            acc[3] = a5
+        if P >= 6:
+            acc[4] = a6
+        if P >= 7:
+            acc[5] = a7
+        if P >= 8:
+            acc[6] = a8
+        if P > 8:  # orders above 8: one pass per order over the block (rare)
+            for k in range(7, P - 1):
+                acc[k] = 0.0
+            for i in range(f0, f1):
+                row = x[i, p0:p1]
+                for j in range(w):
+                    d[j] = row[j] - mb[j]
+                    e2 = d[j] * d[j]
+                    e4 = e2 * e2
+                    pw[j] = e4 * e4
+                for k in range(7, P - 1):
+                    a = acc[k]
+                    for j in range(w):
+                        pw[j] *= d[j]
+                        a[j] += pw[j]
         if n == 0:
             mean[:] = mb
             M[:, :] = acc
@@ -265,19 +292,15 @@ def central_sums(x: np.ndarray, max_order: int, *, frames_per_block: int | None 
     out = np.zeros((max(max_order - 1, 0), x.shape[1]))
     if x.shape[0] == 0 or x.shape[1] == 0:
         return mean, out
-    # the unrolled kernels exist for even orders up to 8; an odd order runs the next one and drops it
-    P = max_order + (max_order % 2 if 2 <= max_order < 8 else 0) if max_order >= 2 else 1
-    full = out if P == max_order else np.zeros((P - 1, x.shape[1]))
+    P = max(int(max_order), 1)
     F = frames_per_block or max(16, _BLOCK_BYTES // (_TILE * x.dtype.itemsize))
     if _parallel_is_safe() and x.shape[1] > _TILE:
         # tiles handed out one at a time: with dask's threads (or other processes) on the same cores,
         # a static split would wait for the slowest thread
         with numba.parallel_chunksize(1):
-            _central_sums_parallel(x, P, int(F), _COMB, mean, full)
+            _central_sums_parallel(x, P, int(F), _COMB, mean, out)
     else:
-        _central_sums_serial(x, P, int(F), _COMB, mean, full)
-    if full is not out:
-        out[:] = full[: out.shape[0]]
+        _central_sums_serial(x, P, int(F), _COMB, mean, out)
     return mean, out
 
 
@@ -313,7 +336,7 @@ def merge_states(a: State, b: State) -> State:
 
         M_p = sum_{k=0}^{p} C(p, k) delta^k [(-n_b/n)^k M_{p-k,a} + (n_a/n)^k M_{p-k,b}]
 
-    where ``M_0 = n`` and ``M_1 = 0`` for each side.
+    where ``M_0 = n`` and ``M_1 = 0`` for each side. The inputs are not modified.
     """
     na, ma, Ma = a
     nb, mb, Mb = b
@@ -321,34 +344,16 @@ def merge_states(a: State, b: State) -> State:
         return a
     if na == 0:
         return b
-    n = na + nb
-    delta = mb - ma
-    mean = ma + delta * (nb / n)
+    shape = ma.shape
     P = Ma.shape[0] + 1
-    if P < 2:
-        return (n, mean, Ma.copy())
-    ca, cb = -nb / n, na / n
-    dpow = [None, delta]
-    for k in range(2, P + 1):
-        dpow.append(dpow[-1] * delta)
-
-    def msum(M, cnt, q):  # central power sum of order q of one side
-        if q == 0:
-            return cnt
-        if q == 1:
-            return 0.0
-        return M[q - 2]
-
-    out = np.empty_like(Ma)
-    for p in range(2, P + 1):
-        acc = Ma[p - 2] + Mb[p - 2]
-        for k in range(1, p + 1):
-            if p - k == 1:
-                continue
-            term = ca**k * msum(Ma, na, p - k) + cb**k * msum(Mb, nb, p - k)
-            acc = acc + math.comb(p, k) * dpow[k] * term
-        out[p - 2] = acc
-    return (n, mean, out)
+    mean = np.array(ma, dtype=np.float64).reshape(-1)
+    M = np.array(Ma, dtype=np.float64).reshape((max(P - 1, 0), mean.size))
+    if P >= 2:
+        _merge_tile(na, mean, M, nb, np.ascontiguousarray(mb, dtype=np.float64).reshape(-1),
+                    np.ascontiguousarray(Mb, dtype=np.float64).reshape(P - 1, -1), mean.size, P, _COMB)
+    else:
+        mean += (np.asarray(mb).reshape(-1) - mean) * (nb / (na + nb))
+    return (na + nb, mean.reshape(shape), M.reshape(Ma.shape))
 
 
 def merge_all(states: Sequence[State]) -> State:
