@@ -41,6 +41,8 @@ from .sofi import (
     total_signal,
     xc_image,
 )
+from .rois import ROISet
+from .features import roi_features
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -54,6 +56,8 @@ __all__ = [
     "open_video",
     "read_image",
     "read_suite2p_stat",
+    "ROISet",
+    "roi_features",
     "save",
     "set_options",
     "VideoFileNotFoundError",

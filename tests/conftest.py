@@ -44,3 +44,12 @@ def unchanged() -> Iterator:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="module")
+def cli_cluster(tmp_path_factory):
+    """A scheduler and two worker processes started with the ``dask`` command line (stopped afterwards)."""
+    from cluster import command_line_cluster
+
+    with command_line_cluster(2, tmpdir=str(tmp_path_factory.mktemp("cluster"))) as cluster:
+        yield cluster

@@ -82,3 +82,25 @@ def test_benchmark_quick(tmp_path):
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "fluoxr" in r.stdout and "MB/s" in r.stdout and "plain read" in r.stdout
+
+
+@pytest.mark.slow
+def test_sofi_on_a_command_line_cluster(cli_cluster, movie, tmp_path):
+    """States (tuples, dicts), partial kernels and the second reads pickle and run on process workers."""
+    from distributed import Client
+
+    video = fluoxr.open_video(movie, chunks=17)
+    lazy = [fluoxr.sofi_images(video, 6), fluoxr.sofi_images(video, 4, bleach_correction=True, fbc=0.25,
+                                                             smooth_kernel=21),
+            fluoxr.lag_cumulants(video, [0, 1, 3]), fluoxr.xc_image(video, sigma_px=1.5)]
+    expected = [obj.compute(scheduler="threads") for obj in lazy]
+    with Client(cli_cluster.address) as client:
+        got = client.gather(client.compute(lazy))
+    for g, e in zip(got, expected):
+        xr.testing.assert_allclose(g, e)
+    out = tmp_path / "c.zarr"
+    r = subprocess.run([sys.executable, "-m", "fluoxr.cli", "sofi", str(movie), "-o", str(out), "--order", "4",
+                        "--scheduler", cli_cluster.address, "--no-progress"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    xr.testing.assert_allclose(fluoxr.open_result(out).moments.compute(), expected[0].moments.sel(order=[1, 2, 3, 4]))

@@ -1,0 +1,187 @@
+"""Bad-input catalogue: every public entry point rejects bad input with a clear error that names the argument.
+
+Each case gives the call, the exception type, and the argument name the
+message must contain; every case runs with real input files in a temp folder
+whose contents are hashed before and after, so no case may change an input.
+CLI cases must exit with code 2 and a one-line message, not a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import tifffile
+import xarray as xr
+
+import fluoxr
+from fluoxr import ROISet, datasets
+from fluoxr.cli import main as cli_main
+
+
+@dataclass(frozen=True)
+class Inputs:
+    dir: str
+    tif: str
+    zarr: str
+    npy: str
+    video: xr.DataArray
+    rois: ROISet
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Inputs:
+    d = tmp_path_factory.mktemp("inputs")
+    rng = np.random.default_rng(0)
+    stack = rng.integers(100, 200, (12, 16, 18)).astype(np.uint16)
+    tif = str(d / "movie.tif")
+    tifffile.imwrite(tif, stack)
+    npy = str(d / "movie.npy")
+    np.save(npy, stack)
+    zarr_path = str(d / "movie.zarr")
+    fluoxr.save(fluoxr.as_video(stack, fps=10), zarr_path)
+    (d / "notes.txt").write_text("not a recording")
+    tifffile.imwrite(str(d / "image.tif"), stack[0])
+    (d / "raw").mkdir()
+    np.zeros((6, 5, 4), np.int16).tofile(d / "raw" / "data.bin")
+    try:
+        import h5py
+
+        with h5py.File(d / "rec.h5", "w") as f:
+            f.create_dataset("frames", data=np.zeros((4, 5, 6)))
+    except ImportError:
+        pass
+    video = fluoxr.open_video(tif, fps=10, chunks=4)
+    rois = ROISet.from_positions([(3, 3), (10, 12)], (16, 18), size=3)
+    return Inputs(str(d), tif, zarr_path, npy, video, rois)
+
+
+# (id, call(inputs), exception type, words the message must contain)
+Case = tuple[str, Callable[[Inputs], object], type, str]
+
+CASES: list[Case] = [
+    # -- opening -----------------------------------------------------------------------------
+    ("open: missing file", lambda i: fluoxr.open_video(os.path.join(i.dir, "missing.tif")), ValueError, "path"),
+    ("open: unknown extension", lambda i: fluoxr.open_video(os.path.join(i.dir, "notes.txt")), ValueError, "path"),
+    ("open: 2-D image", lambda i: fluoxr.open_video(os.path.join(i.dir, "image.tif")), ValueError, "path"),
+    ("open: fps <= 0", lambda i: fluoxr.open_video(i.tif, fps=0), ValueError, "fps"),
+    ("open: fps not a number", lambda i: fluoxr.open_video(i.tif, fps="30"), TypeError, "fps"),
+    ("open: negative pixel size", lambda i: fluoxr.open_video(i.tif, pixel_size=-2), ValueError, "pixel_size"),
+    ("open: chunks=0", lambda i: fluoxr.open_video(i.tif, chunks=0), ValueError, "chunks"),
+    ("open: chunks unknown dim", lambda i: fluoxr.open_video(i.tif, chunks={"frame": 3}), ValueError, "chunks"),
+    ("open: path of wrong type", lambda i: fluoxr.open_video(3.5), TypeError, "path"),
+    ("open: empty list", lambda i: fluoxr.open_video([]), ValueError, "path"),
+    ("open: mixed formats", lambda i: fluoxr.open_video([i.tif, i.npy]), ValueError, "path"),
+    ("open: unmatched glob", lambda i: fluoxr.open_video(os.path.join(i.dir, "*.nothing.tif")), ValueError, "path"),
+    ("open: bin without shape", lambda i: fluoxr.open_video(_bin(i)), ValueError, "shape"),
+    ("open: bin shape not dividing", lambda i: fluoxr.open_video(_bin(i), shape=(7, 7)), ValueError, "shape"),
+    ("open: h5 missing dataset", lambda i: fluoxr.open_video(_h5(i) + "::/nothing"), ValueError, "path"),
+    # -- wrapping ------------------------------------------------------------------------------
+    ("as_video: 2-D image", lambda i: fluoxr.as_video(np.zeros((5, 5))), ValueError, "array"),
+    ("as_video: 6-D", lambda i: fluoxr.as_video(np.zeros((1,) * 6)), ValueError, "array"),
+    ("as_video: strings", lambda i: fluoxr.as_video(np.array([[["a"]]])), TypeError, "array"),
+    ("as_video: not an array", lambda i: fluoxr.as_video({"a": 1}), TypeError, "array"),
+    ("as_video: dims mismatch", lambda i: fluoxr.as_video(np.zeros((2, 3, 4)), dims=("time", "y")), ValueError, "dims"),
+    ("as_video: no frames", lambda i: fluoxr.as_video(np.zeros((0, 3, 4))), ValueError, "array"),
+    # -- saving --------------------------------------------------------------------------------
+    ("save: onto existing store", lambda i: fluoxr.save(i.video, i.zarr), ValueError, "path"),
+    ("save: onto its own input", lambda i: fluoxr.save(i.video.mean("time"), i.tif, overwrite=True), ValueError, "path"),
+    ("save: into its zarr input", lambda i: fluoxr.save(fluoxr.open_video(i.zarr) + 1, i.zarr, overwrite=True),
+     ValueError, "path"),
+    ("save: non-zarr folder", lambda i: fluoxr.save(i.video, i.dir, overwrite=True), ValueError, "path"),
+    ("save: not xarray", lambda i: fluoxr.save(np.zeros(3), os.path.join(i.dir, "x.zarr")), TypeError, "obj"),
+    ("save: bad path type", lambda i: fluoxr.save(i.video, 12), TypeError, "path"),
+    ("open_result: interrupted/missing", lambda i: fluoxr.open_result(os.path.join(i.dir, "none.zarr")), ValueError, "path"),
+    # -- ROIs ----------------------------------------------------------------------------------
+    ("rois: position outside frame", lambda i: ROISet.from_positions([(40, 2)], (16, 18)), ValueError, "positions"),
+    ("rois: window not in list", lambda i: ROISet.from_positions([(4, 2)], (16, 18), window="oval"), ValueError, "window"),
+    ("rois: empty ROI", lambda i: ROISet.from_suite2p([{"ypix": [], "xpix": []}], (16, 18)), ValueError, "stat"),
+    ("rois: zero ROIs", lambda i: ROISet.from_suite2p([], (16, 18)), ValueError, "stat"),
+    ("rois: label image all zero", lambda i: ROISet.from_labels(np.zeros((4, 4), int)), ValueError, "labels"),
+    ("rois: empty mask", lambda i: ROISet.from_masks(np.zeros((1, 4, 4), bool)), ValueError, "masks"),
+    ("rois: bad shape", lambda i: ROISet.from_suite2p([{"ypix": [1], "xpix": [1]}], (4,)), ValueError, "shape"),
+    ("rois: empty selection", lambda i: i.rois[np.zeros(2, bool)], ValueError, "selection"),
+    ("options: unknown window", lambda i: fluoxr.set_options(trace_window="hex"), ValueError, "trace_window"),
+    # -- ROI features ---------------------------------------------------------------------
+    ("features: reference shape", lambda i: fluoxr.roi_features(i.rois, np.zeros((4, 4))), ValueError, "reference"),
+    ("features: reference is a video", lambda i: fluoxr.roi_features(i.rois, i.video), ValueError, "reference"),
+    ("features: width 0", lambda i: fluoxr.roi_features(i.rois, i.video.mean("time"), width=0), ValueError, "width"),
+    ("features: iterations 0", lambda i: fluoxr.roi_features(i.rois, i.video.mean("time"), iterations=0), ValueError,
+     "iterations"),
+    ("features: centroid method", lambda i: fluoxr.roi_features(i.rois, i.video.mean("time"), centroid_method="mean"),
+     ValueError, "centroid_method"),
+    ("features: rois as stat list", lambda i: fluoxr.roi_features([{"ypix": [1], "xpix": [1]}], i.video.mean("time")),
+     TypeError, "rois"),
+    ("features: channel without channel dim", lambda i: i.video.fluo.roi_features(i.rois, channel=1), ValueError,
+     "channel"),
+    # -- SOFI ----------------------------------------------------------------------------------
+    ("sofi: order 0", lambda i: fluoxr.moments(i.video, 0), ValueError, "orders"),
+    ("sofi: non-integer order", lambda i: fluoxr.cumulants(i.video, 2.5), ValueError, "orders"),
+    ("sofi: order as text", lambda i: fluoxr.moments(i.video, "6"), TypeError, "orders"),
+    ("sofi: lags longer than the recording", lambda i: fluoxr.lag_moments(i.video, [0, 1, 12]), ValueError, "lags"),
+    ("sofi: lags not from 0", lambda i: fluoxr.lag_cumulants(i.video, [1, 2, 3]), ValueError, "lags"),
+    ("sofi: fbc 0", lambda i: fluoxr.moments(i.video, 4, bleach_correction=True, fbc=0), ValueError, "fbc"),
+    ("sofi: fbc 1", lambda i: fluoxr.bleach_correct(i.video, fbc=1.0), ValueError, "fbc"),
+    ("sofi: even smooth kernel", lambda i: fluoxr.bleach_blocks(i.video, smooth_kernel=250), ValueError, "smooth_kernel"),
+    ("sofi: interpolation factor 0", lambda i: fluoxr.fourier_interpolate(i.video, 0), ValueError, "factor"),
+    ("sofi: 2-D image for moments", lambda i: fluoxr.moments(np.zeros((16, 18))), ValueError, "video"),
+    ("sofi: 2-D image for sofi_images", lambda i: fluoxr.sofi_images(i.video.mean("time")), ValueError, "video"),
+    ("sofi: ri_range too large", lambda i: fluoxr.cross_cumulants(i.video, 9), ValueError, "ri_range"),
+    ("sofi: block edges not rising", lambda i: fluoxr.block_moments(i.video, 2, edges=[0, 8, 4, 12]), ValueError,
+     "edges"),
+    ("sofi: ldrc window too large", lambda i: fluoxr.ldrc(np.zeros((5, 5)), np.zeros((5, 5)), window_size=(9, 9)),
+     ValueError, "window_size"),
+    ("sofi: deconv_iter 0", lambda i: fluoxr.deconvsk(np.zeros((30, 30)), deconv_iter=0), ValueError, "deconv_iter"),
+    ("sofi: noise filter dim", lambda i: fluoxr.noise_filter(i.video, dim="order"), ValueError, "dim"),
+    # -- synthetic data ---------------------------------------------------------------------
+    ("datasets: n_frames 0", lambda i: datasets.calcium_neurons(n_frames=0), ValueError, "n_frames"),
+    ("datasets: bad fps", lambda i: datasets.blinking_emitters(fps=-1), ValueError, "fps"),
+    ("datasets: shape of 3", lambda i: datasets.oscillating_sheet(shape=(4, 4, 4)), ValueError, "shape"),
+]
+
+
+def _bin(i: Inputs) -> str:
+    return os.path.join(i.dir, "raw", "data.bin")
+
+
+def _h5(i: Inputs) -> str:
+    pytest.importorskip("h5py")
+    return os.path.join(i.dir, "rec.h5")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(case, inputs, unchanged):
+    _, call, exc, words = case
+    unchanged(inputs.dir)
+    with pytest.raises(exc) as info:
+        call(inputs)
+    assert words in str(info.value), f"message {str(info.value)!r} does not name {words!r}"
+
+
+CLI_CASES = [
+    ("info: missing file", ["info", "/nonexistent/x.tif"], "path"),
+    ("info: unknown extension", ["info", "{dir}/notes.txt"], "path"),
+    ("demo: too few frames", ["demo", "--frames", "2", "--scheduler", "threads", "--out", "{dir}/demo"], "--frames"),
+    ("demo: out is a file", ["demo", "--out", "{dir}/notes.txt", "--scheduler", "threads"], "--out"),
+    ("sofi: order 0", ["sofi", "{dir}/movie.tif", "-o", "{dir}/sofi.zarr", "--order", "0"], "--order"),
+    ("sofi: fbc 2", ["sofi", "{dir}/movie.tif", "-o", "{dir}/sofi.zarr", "--fbc", "2"], "--fbc"),
+    ("sofi: 2-D image", ["sofi", "{dir}/image.tif", "-o", "{dir}/sofi.zarr", "--scheduler", "threads"], "path"),
+    ("sofi: output exists", ["sofi", "{dir}/movie.tif", "-o", "{dir}/movie.zarr", "--scheduler", "threads"], "-o"),
+]
+
+
+@pytest.mark.parametrize("case", CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_cli_bad_input(case, inputs, unchanged, capsys):
+    _, argv, words = case
+    unchanged(inputs.dir)
+    argv = [a.format(dir=inputs.dir) for a in argv]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and "Traceback" not in err and len(err.splitlines()) == 1, err
+
+
+def test_catalogue_is_large_enough():
+    assert len(CASES) + len(CLI_CASES) >= 40
