@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import shutil
@@ -285,19 +284,17 @@ def agreement(args: argparse.Namespace) -> int:
     from fluoxr.sofi import _corrected_block
 
     work = tempfile.mkdtemp(prefix="fluoxr-agree-sofi-", dir=args.tmp)
-    try:
-        path = os.path.join(work, "movie.tif")
-        write_tiff(path, 300, (48, 40), seed=3, n_emitters=6)
-        out = os.path.join(work, "pysofi.npz")
-        r = subprocess.run([args.peer_python, "-c", f"P, OUT = {path!r}, {out!r}\n" + PEER_SIDE],
-                           capture_output=True, text=True)
-        if r.returncode:
-            raise SystemExit(f"pysofi side failed (is {args.peer_python} a venv with pysofi?):\n{r.stderr[-2000:]}")
-        P = dict(np.load(out))
-        raw = tifffile.imread(path)
-        video = fluoxr.open_video(path, chunks=37)  # chunks not aligned with anything
-    finally:
-        pass
+    path = os.path.join(work, "movie.tif")
+    write_tiff(path, 300, (48, 40), seed=3, n_emitters=6)
+    out = os.path.join(work, "pysofi.npz")
+    r = subprocess.run([args.peer_python, "-c", f"P, OUT = {path!r}, {out!r}\n" + PEER_SIDE],
+                       capture_output=True, text=True)
+    if r.returncode:
+        shutil.rmtree(work, ignore_errors=True)
+        raise SystemExit(f"pysofi side failed (is {args.peer_python} a venv with pysofi?):\n{r.stderr[-2000:]}")
+    P = dict(np.load(out))
+    raw = tifffile.imread(path)
+    video = fluoxr.open_video(path, chunks=37)  # chunks not aligned with anything
     rows: list[tuple[str, float, str]] = []
 
     def rel(a, b) -> float:

@@ -99,7 +99,6 @@ __all__ = [
 ]
 
 MAX_ORDER = 20  # beyond this float64 power sums of typical data over/underflow
-_STAT_DIMS = ("time",)
 
 
 # --------------------------------------------------------------------------------------------

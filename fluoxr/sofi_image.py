@@ -81,6 +81,12 @@ def fourier_interpolate(obj: Any, factor: int = 2) -> xr.DataArray:
     size option); the interpolation operators are computed once per graph.
     Coordinates ``y``, ``x`` become fractional (``0, 1/f, ...``).
 
+    ``moments(fourier_interpolate(video, f), n)`` is pysofi's
+    ``moment_im_with_finterp``, except that pysofi subtracts the interpolated
+    mean image (which, because of the modulus, is not exactly the mean of
+    the interpolated frames) and truncates the moments to int64; fluoxr gives
+    the exact central moments of the interpolated frames.
+
     Parameters
     ----------
     obj : xarray.DataArray or 2-D array

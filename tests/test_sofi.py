@@ -13,7 +13,6 @@ import xarray as xr
 
 import fluoxr
 from fluoxr import sofi
-from fluoxr.kernels import moments as km
 from fluoxr.kernels import sofi as ks
 from fluoxr.testing import assert_chunk_invariant, default_chunkings, raise_if_dask_computes, tiny_video
 
@@ -524,3 +523,33 @@ def test_against_pysofi(tmp_path):
     oxc = fluoxr.cross_cumulants(fluoxr.open_video(tmp_path / "m.tif"), 1).compute()
     for i in range(oxc.sizes["shift"]):
         np.testing.assert_allclose(oxc.isel(shift=i), xc[(int(oxc.dy[i]), int(oxc.dx[i]))], rtol=1e-9)
+
+
+def test_every_lazy_function_builds_without_computing():
+    video = tiny_video((40, 12, 12), chunks=7)
+    stack = fluoxr.moments(video, 3)
+    with raise_if_dask_computes():
+        built = [
+            fluoxr.moments(video, 6), fluoxr.cumulants(video, 6), fluoxr.sofi_images(video, 4),
+            fluoxr.moments(video, 4, bleach_correction=True, fbc=0.3, smooth_kernel=5),
+            fluoxr.cumulants(video, 4, bleach_correction=True, fbc=0.3, smooth_kernel=5),
+            fluoxr.lag_moments(video, [0, 1, 3]), fluoxr.lag_cumulants(video, [0, 1, 3, 4]),
+            fluoxr.cross_cumulants(video, 2), fluoxr.xc_image(video), fluoxr.total_signal(video),
+            fluoxr.bleach_blocks(video, fbc=0.3, smooth_kernel=5), fluoxr.block_moments(video, 3, fbc=0.3, smooth_kernel=5),
+            fluoxr.bleach_correct(video, fbc=0.3, smooth_kernel=5), fluoxr.fourier_interpolate(video, 2),
+            fluoxr.noise_filter(video), fluoxr.deconvsk(stack.sel(order=2), fluoxr.gauss2d_mask((9, 9), 1)),
+            fluoxr.ldrc(stack, stack.mean_image, window_size=(5, 5)), sofi.mean_image(video), sofi.min_image(video),
+            fluoxr.reconstruct(video, 3, window=10, psf=fluoxr.gauss2d_mask((9, 9), 1), deconv_iter=2,
+                               ldrc_window=(5, 5)),
+        ]
+    assert all(isinstance(b, (xr.DataArray, xr.Dataset)) for b in built)
+
+
+def test_spatially_chunked_blocks_lags_and_bleach_correction():
+    video = tiny_video((30, 8, 8), chunks=7)
+    split = video.chunk({"y": 3, "x": 5})
+    for fn in (lambda v: fluoxr.block_moments(v, 3, edges=[0, 11, 30]),
+               lambda v: fluoxr.lag_moments(v, [0, 2, 5]),
+               lambda v: fluoxr.bleach_correct(v, fbc=0.3, smooth_kernel=5),
+               lambda v: fluoxr.moments(v, 4, bleach_correction=True, fbc=0.3, smooth_kernel=5)):
+        xr.testing.assert_allclose(fn(split).compute(), fn(video).compute())
