@@ -336,3 +336,54 @@ def show_rois(
             ax.text(x, y, str(i), color="white", fontsize=7, ha="center", va="center")
     ax.set_axis_off()
     return fig
+
+
+def show_orders(
+    stack: xr.DataArray,
+    *,
+    mean_image: Any = None,
+    root: bool = True,
+    label: str | None = None,
+    **kwargs: Any,
+) -> Any:
+    """SOFI images of several orders side by side (one panel per ``order``).
+
+    Each image is flipped in sign when its largest magnitude is negative
+    (cumulants of some orders are negative at the emitters). With ``root``,
+    order ``n`` is then shown as ``max(x, 0)^(1/n)`` (the usual SOFI display:
+    brightness linear in the emitters' brightness). Order 1
+    (zero by definition for central moments and cumulants) is replaced by
+    ``mean_image`` when given, else left out. Other keywords go to
+    :func:`show_images`.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from fluoxr.plot import show_orders
+    >>> stack = xr.DataArray(np.random.default_rng(0).random((3, 5, 5)), dims=("order", "y", "x"),
+    ...                      coords={"order": [2, 3, 4]})
+    >>> len(show_orders(stack).axes)
+    3
+    """
+    if not isinstance(stack, xr.DataArray) or "order" not in stack.dims:
+        raise ValueError("stack must be a DataArray with an 'order' dim (e.g. fluoxr.cumulants(...))")
+    stack = stack.compute()
+    name = label or str(stack.name or "order")
+    images, titles = [], []
+    if mean_image is None and "mean_image" in stack.coords:
+        mean_image = stack.coords["mean_image"]
+    for order in stack.order.values.tolist():
+        if order == 1:
+            if mean_image is not None:
+                images.append(np.asarray(mean_image))
+                titles.append("mean image")
+            continue
+        img = np.asarray(stack.sel(order=order).values, dtype=np.float64)
+        finite = img[np.isfinite(img)]
+        if finite.size and finite.flat[np.argmax(np.abs(finite))] < 0:
+            img = -img
+        if root:
+            img = np.clip(img, 0, None) ** (1.0 / order)
+        images.append(img)
+        titles.append(f"{name} {order}" + (f" (^1/{order})" if root else ""))
+    return show_images(images, titles=titles, **kwargs)

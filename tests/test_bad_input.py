@@ -137,6 +137,25 @@ CASES: list[Case] = [
     ("detrend: unknown kind", lambda i: fluoxr.detrend(fluoxr.traces(i.video, [(3, 3)]), kind="poly"), ValueError,
      "kind"),
     ("positions: too many", lambda i: fluoxr.random_positions((2, 2), 5), ValueError, "n must be at most"),
+    # -- SOFI ----------------------------------------------------------------------------------
+    ("sofi: order 0", lambda i: fluoxr.moments(i.video, 0), ValueError, "orders"),
+    ("sofi: non-integer order", lambda i: fluoxr.cumulants(i.video, 2.5), ValueError, "orders"),
+    ("sofi: order as text", lambda i: fluoxr.moments(i.video, "6"), TypeError, "orders"),
+    ("sofi: lags longer than the recording", lambda i: fluoxr.lag_moments(i.video, [0, 1, 12]), ValueError, "lags"),
+    ("sofi: lags not from 0", lambda i: fluoxr.lag_cumulants(i.video, [1, 2, 3]), ValueError, "lags"),
+    ("sofi: fbc 0", lambda i: fluoxr.moments(i.video, 4, bleach_correction=True, fbc=0), ValueError, "fbc"),
+    ("sofi: fbc 1", lambda i: fluoxr.bleach_correct(i.video, fbc=1.0), ValueError, "fbc"),
+    ("sofi: even smooth kernel", lambda i: fluoxr.bleach_blocks(i.video, smooth_kernel=250), ValueError, "smooth_kernel"),
+    ("sofi: interpolation factor 0", lambda i: fluoxr.fourier_interpolate(i.video, 0), ValueError, "factor"),
+    ("sofi: 2-D image for moments", lambda i: fluoxr.moments(np.zeros((16, 18))), ValueError, "video"),
+    ("sofi: 2-D image for sofi_images", lambda i: fluoxr.sofi_images(i.video.mean("time")), ValueError, "video"),
+    ("sofi: ri_range too large", lambda i: fluoxr.cross_cumulants(i.video, 9), ValueError, "ri_range"),
+    ("sofi: block edges not rising", lambda i: fluoxr.block_moments(i.video, 2, edges=[0, 8, 4, 12]), ValueError,
+     "edges"),
+    ("sofi: ldrc window too large", lambda i: fluoxr.ldrc(np.zeros((5, 5)), np.zeros((5, 5)), window_size=(9, 9)),
+     ValueError, "window_size"),
+    ("sofi: deconv_iter 0", lambda i: fluoxr.deconvsk(np.zeros((30, 30)), deconv_iter=0), ValueError, "deconv_iter"),
+    ("sofi: noise filter dim", lambda i: fluoxr.noise_filter(i.video, dim="order"), ValueError, "dim"),
     # -- synthetic data ---------------------------------------------------------------------
     ("datasets: n_frames 0", lambda i: datasets.calcium_neurons(n_frames=0), ValueError, "n_frames"),
     ("datasets: bad fps", lambda i: datasets.blinking_emitters(fps=-1), ValueError, "fps"),
@@ -170,6 +189,10 @@ CLI_CASES = [
     ("extract: no ROI source", ["extract", "{dir}/movie.tif", "-o", "{dir}/t.zarr", "--scheduler", "threads"], "--stat"),
     ("extract: spikes without tau", ["extract", "{dir}/movie.tif", "--labels", "{dir}/image.tif", "-o", "{dir}/t.zarr",
                                      "--spikes", "--scheduler", "threads", "--no-progress"], "--tau"),
+    ("sofi: order 0", ["sofi", "{dir}/movie.tif", "-o", "{dir}/sofi.zarr", "--order", "0"], "--order"),
+    ("sofi: fbc 2", ["sofi", "{dir}/movie.tif", "-o", "{dir}/sofi.zarr", "--fbc", "2"], "--fbc"),
+    ("sofi: 2-D image", ["sofi", "{dir}/image.tif", "-o", "{dir}/sofi.zarr", "--scheduler", "threads"], "path"),
+    ("sofi: output exists", ["sofi", "{dir}/movie.tif", "-o", "{dir}/movie.zarr", "--scheduler", "threads"], "-o"),
 ]
 
 
