@@ -20,7 +20,34 @@ from . import oscillations
 from ._options import get_options, set_options
 from ._video import as_video
 from .io import VideoFileNotFoundError, open_result, open_video, read_image, read_suite2p_stat, save
+from . import sofi
+from .sofi import (
+    bleach_blocks,
+    bleach_correct,
+    block_moments,
+    cross_cumulants,
+    cumulants,
+    deconvsk,
+    fourier_interpolate,
+    gauss1d_mask,
+    gauss2d_mask,
+    lag_cumulants,
+    lag_moments,
+    ldrc,
+    moments,
+    noise_filter,
+    psf_width,
+    reconstruct,
+    sofi_images,
+    total_signal,
+    xc_image,
+)
 from .rois import ROISet
+from .extraction import cell_masks, extract, neuropil_masks, traces
+from .positions import collage_positions, positions_between, random_positions
+from .spikes import oasis
+from .temporal import baseline, detrend, dff, normalize, subtract_neuropil
+from .io import read_positions
 from .features import roi_features
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
@@ -41,4 +68,40 @@ __all__ = [
     "save",
     "set_options",
     "VideoFileNotFoundError",
+    # traces
+    "baseline",
+    "cell_masks",
+    "collage_positions",
+    "detrend",
+    "dff",
+    "extract",
+    "neuropil_masks",
+    "normalize",
+    "oasis",
+    "positions_between",
+    "random_positions",
+    "read_positions",
+    "subtract_neuropil",
+    "traces",
+    # SOFI
+    "sofi",
+    "bleach_blocks",
+    "bleach_correct",
+    "block_moments",
+    "cross_cumulants",
+    "cumulants",
+    "deconvsk",
+    "fourier_interpolate",
+    "gauss1d_mask",
+    "gauss2d_mask",
+    "lag_cumulants",
+    "lag_moments",
+    "ldrc",
+    "moments",
+    "noise_filter",
+    "psf_width",
+    "reconstruct",
+    "sofi_images",
+    "total_signal",
+    "xc_image",
 ]

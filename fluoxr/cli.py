@@ -187,6 +187,110 @@ def _demo_overview(ctx: DemoContext) -> None:
 DEMO_STEPS: list[Callable[[DemoContext], None]] = [_demo_recordings, _demo_overview]
 
 
+# -- SOFI ---------------------------------------------------------------------------------------
+
+
+def _sofi_png_path(out: str) -> str:
+    base = out.rstrip("/\\")
+    return (base[: -len(".zarr")] if base.endswith(".zarr") else base) + ".png"
+
+
+def _cmd_sofi(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .io import open_video, save
+    from .plot import show_orders
+    from .sofi import fourier_interpolate, sofi_images
+
+    if args.order < 1:
+        raise ValueError(f"--order must be at least 1, got {args.order}")
+    if args.finterp < 1:
+        raise ValueError(f"--finterp must be at least 1, got {args.finterp}")
+    if not 0 < args.fbc < 1:
+        raise ValueError(f"--fbc must be in (0, 1), got {args.fbc}")
+    out = args.output
+    png = args.png or _sofi_png_path(out)
+    if os.path.exists(out) and not args.overwrite:
+        raise ValueError(f"-o {out!r} already exists; pass --overwrite to replace it")
+    video = open_video(args.input if len(args.input) > 1 else args.input[0], fps=args.fps)
+    nbytes = video.nbytes
+    if args.finterp > 1:
+        video = fourier_interpolate(video, args.finterp)
+    ds = sofi_images(video, args.order, bleach_correction=args.bleach_correction, fbc=args.fbc,
+                     smooth_kernel=args.smooth_kernel)
+    if not args.cumulants:
+        ds = ds.drop_vars("cumulants")
+    what = "moments" + (" and cumulants" if args.cumulants else "")
+    label = f"SOFI {what} to order {args.order}" + (" (bleach-corrected)" if args.bleach_correction else "")
+    with scheduler(args.scheduler, workers=args.workers) as client:
+        runner = Runner(client=client, progress=not args.no_progress)
+        result = runner.compute(ds, label=label, nbytes=nbytes)
+    save(result, out, overwrite=args.overwrite)
+    fig = show_orders(result["cumulants" if args.cumulants else "moments"], mean_image=result["mean_image"])
+    fig.savefig(png, dpi=100)
+    print(f"fluoxr sofi: {label} of {dict(video.sizes)} in {runner.throughput(label)}")
+    print(f"  results: {out}  (open with fluoxr.open_result)")
+    print(f"  figure:  {png}")
+    return 0
+
+
+def _add_sofi(sub: Any) -> None:
+    p = sub.add_parser("sofi", help="SOFI moment and cumulant images of every order, from one pass over a recording")
+    p.add_argument("input", nargs="+", help="recording: TIFF(s), zarr, .bin, .npy or file.h5::/dataset")
+    p.add_argument("-o", "--output", required=True, help="output zarr store (mean image, moments, cumulants)")
+    p.add_argument("--order", type=int, default=6, help="highest order (default 6)")
+    p.add_argument("--cumulants", action="store_true", help="also write cumulants (and plot them)")
+    p.add_argument("--bleach-correction", action="store_true",
+                   help="average the moments of blocks of equal bleaching (reads the data twice)")
+    p.add_argument("--fbc", type=float, default=0.04, help="bleaching fraction per block (default 0.04)")
+    p.add_argument("--smooth-kernel", type=int, default=251, help="median window of the total signal (default 251)")
+    p.add_argument("--finterp", type=int, default=1, help="Fourier interpolation factor (default 1: none)")
+    p.add_argument("--fps", type=float, default=None, help="frame rate, if the file does not say")
+    p.add_argument("--png", default=None, help="figure of the orders side by side (default: OUTPUT with .png)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    _add_scheduler_args(p)
+    p.set_defaults(func=_cmd_sofi)
+
+
+def _demo_sofi(ctx: DemoContext) -> None:
+    """SOFI cumulants of the blinking recording, plain and bleach-corrected, one pass each; PSF widths vs truth."""
+    import numpy as np
+
+    from .io import save
+    from .plot import show_orders
+    from .sofi import psf_width, sofi_images, xc_image
+
+    video, truth = ctx.videos["blinking"], ctx.truths["blinking"]
+    order = 6
+    plain = sofi_images(video, order)
+    corrected = sofi_images(video, order, bleach_correction=True, fbc=0.1,
+                            smooth_kernel=min(251, 2 * (video.sizes["time"] // 4) + 1))
+    xc = xc_image(video, sigma_px=truth.sigma_px)
+    label = f"SOFI: cumulants to order {order}, bleach-corrected cumulants, XC2 image"
+    plain, corrected, xc = ctx.runner.compute([plain, corrected, xc], label=label, nbytes=video.nbytes)
+    save(plain, ctx.path("sofi.zarr"), overwrite=True)
+    fig = show_orders(plain.cumulants, mean_image=plain.mean_image, ncols=order)
+    fig.savefig(ctx.path("sofi.png"), dpi=100)
+    import warnings
+
+    ratios = []
+    with warnings.catch_warnings():  # a very short recording can leave every fit undefined (NaN)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for n in range(2, order + 1):
+            w = psf_width(plain.cumulants.sel(order=n), truth.positions)
+            ratios.append(float(np.nanmedian(w)) / (truth.sigma_px / np.sqrt(n)))
+        xw = float(np.nanmedian(psf_width(xc, truth.positions, radius_px=8))) / (truth.sigma_px / np.sqrt(2))
+    ctx.report.append(
+        f"sofi.zarr, sofi.png: mean, moments and cumulants to order {order} (one read), bleach-corrected "
+        f"cumulants (two reads) and the XC2 image (one read) in {ctx.runner.throughput(label)}; PSF width / "
+        f"(sigma/sqrt n) for n=2..{order}: " + " ".join(f"{r:.2f}" for r in ratios) + f", XC2: {xw:.2f} (truth: 1)"
+    )
+
+
+DEMO_STEPS.append(_demo_sofi)
+
+
 def _demo_features(ctx: DemoContext) -> None:
     """cellector's ROI features of the synthetic neurons against the anatomical channel, and how well each
     separates the cells that are bright in it (ROC AUC)."""
@@ -237,6 +341,200 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(f"  - {line}")
     print(f"Results (zarr) and figures (PNG) are in {out}")
     return 0
+
+
+# --------------------------------------------------------------------------------------------
+# fluoxr extract (traces) and the calcium demo step
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    import xarray as xr
+
+    from . import io
+    from .extraction import extract, traces
+    from .rois import ROISet
+    from .spikes import oasis
+    from .temporal import baseline, subtract_neuropil
+
+    sources = [a for a in (args.stat, args.labels, args.positions) if a is not None]
+    if len(sources) != 1:
+        raise ValueError("give exactly one of --stat stat.npy, --labels LABELS.tif or --positions P.csv")
+    if args.positions is not None and args.neuropil:
+        raise ValueError("--neuropil needs cell ROIs (--stat or --labels), not --positions")
+    if args.tau is not None and not args.spikes:
+        raise ValueError("--tau is used with --spikes")
+    kwargs: dict[str, Any] = {}
+    if args.fps is not None:
+        kwargs["fps"] = args.fps
+    if args.shape is not None:
+        kwargs["shape"] = tuple(args.shape)
+    video = io.open_video(args.input if len(args.input) > 1 else args.input[0], **kwargs)
+    frame = (video.sizes["y"], video.sizes["x"])
+    out = xr.Dataset()
+    if args.positions is not None:
+        pos = io.read_positions(args.positions)
+        out["F"] = traces(video, pos, size=args.size, window=args.window)
+        what = f"{len(pos)} positions ({args.window or 'rect'} windows of {args.size} px)"
+    else:
+        if args.stat is not None:
+            rois = ROISet.from_suite2p(io.read_suite2p_stat(args.stat), frame)
+            what = f"{len(rois)} suite2p ROIs"
+        else:
+            rois = ROISet.from_labels(io.read_image(args.labels))
+            what = f"{len(rois)} labelled ROIs"
+        out = extract(video, rois, neuropil="auto" if args.neuropil else None)
+    F = out["F"]
+    if args.spikes:
+        if args.tau is None or args.tau <= 0:
+            raise ValueError(f"--tau must be a positive decay time in seconds, got {args.tau}")
+        f = F.isel(channel=args.channel) if "channel" in F.dims else F
+        if "Fneu" in out:
+            fneu = out["Fneu"].isel(channel=args.channel) if "channel" in F.dims else out["Fneu"]
+            f = subtract_neuropil(f, fneu, coeff=args.coeff)
+            out["Fc"] = f
+        fps = args.fps or video.attrs.get("fps")
+        if not fps:
+            raise ValueError("--spikes needs the frame rate: the recording has none; pass --fps")
+        b = baseline(f, window_s=args.window_s, sigma_frames=args.sigma, fps=fps)
+        out["spikes"] = oasis(f - b, tau_s=args.tau, fps=fps)
+    out.attrs.update({k: v for k, v in video.attrs.items() if k in ("fps", "source")})
+    if not args.no_progress:
+        print(f"fluoxr extract: {what} from {dict(video.sizes)} -> {args.output}", flush=True)
+    with scheduler(args.scheduler, workers=args.workers) as client:
+        runner = Runner(client=client, progress=not args.no_progress)
+        write = io.save(out, args.output, overwrite=args.overwrite, compute=False)
+        runner.compute(write, label="extracting traces", nbytes=video.nbytes)
+    print(f"wrote {', '.join(map(str, out.data_vars))} to {args.output} ({runner.throughput('extracting traces')})")
+    return 0
+
+
+def _add_extract_parser(sub: Any) -> None:
+    p = sub.add_parser("extract", help="cell/neuropil traces (suite2p) or position traces (optimap), optional spikes",
+                       description="Extract traces in one read of the recording and write them to zarr "
+                                   "(variables F, Fneu, Fc, spikes; dims roi, time).")
+    p.add_argument("input", nargs="+", help="recording: TIFF(s), zarr, .bin, .npy or file.h5::/dataset")
+    src = p.add_argument_group("ROIs (exactly one)")
+    src.add_argument("--stat", default=None, help="suite2p stat.npy (ypix, xpix, lam per ROI)")
+    src.add_argument("--labels", default=None, help="label image (TIFF/.npy/zarr; 0 = background)")
+    src.add_argument("--positions", default=None,
+                     help="CSV of positions with columns y,x (row, column; header optional, order y then x)")
+    p.add_argument("-o", "--output", required=True, help="output zarr store")
+    p.add_argument("--neuropil", action="store_true", help="also extract suite2p neuropil traces (Fneu)")
+    p.add_argument("--coeff", type=float, default=0.7, help="neuropil coefficient for Fc = F - coeff*Fneu (0.7)")
+    p.add_argument("--spikes", action="store_true", help="deconvolve spikes (maximin baseline, then OASIS)")
+    p.add_argument("--tau", type=float, default=None, help="indicator decay time in seconds (with --spikes)")
+    p.add_argument("--window-s", type=float, default=60.0, help="maximin baseline window in seconds (60)")
+    p.add_argument("--sigma", type=float, default=10.0, help="maximin Gaussian width in frames (10)")
+    p.add_argument("--channel", type=int, default=0, help="functional channel for spikes in multi-channel input")
+    p.add_argument("--size", type=int, default=5, help="window size for --positions (5)")
+    p.add_argument("--window", choices=("rect", "disc", "pixel"), default=None, help="window for --positions")
+    p.add_argument("--fps", type=float, default=None, help="frame rate, if the file does not say")
+    p.add_argument("--shape", type=int, nargs=2, default=None, metavar=("LY", "LX"), help="frame shape of a raw .bin")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output store")
+    _add_scheduler_args(p)
+    p.set_defaults(func=_cmd_extract)
+
+
+def _row_corr(a: Any, b: Any) -> Any:
+    """Pearson correlation of matching rows, skipping rows that are constant in either."""
+    import numpy as np
+
+    a = np.asarray(a, np.float64) - np.mean(a, axis=-1, keepdims=True)
+    b = np.asarray(b, np.float64) - np.mean(b, axis=-1, keepdims=True)
+    den = np.sqrt((a * a).sum(-1) * (b * b).sum(-1))
+    ok = den > 0
+    return (a * b).sum(-1)[ok] / den[ok]
+
+
+def _spike_scores(spikes: Any, truth: Any, *, sigma: float = 2.0, tolerance: int = 2) -> tuple[float, float]:
+    """(median correlation of Gaussian-smoothed spikes with the true spikes, detection F1).
+
+    Detections: frames whose deconvolved jump exceeds half the cell's typical
+    spike jump (median of its top 1 % of jumps); a detection is right when a
+    true spike lies within ``tolerance`` frames, a true spike is found when a
+    detection does.
+    """
+    import numpy as np
+    from scipy.ndimage import gaussian_filter1d, maximum_filter1d
+
+    s = np.asarray(spikes, np.float64)
+    t = np.asarray(truth, np.float64)
+    corr = _row_corr(gaussian_filter1d(np.maximum(s, 0), sigma, axis=-1), gaussian_filter1d(t, sigma, axis=-1))
+    hits = n_det = found = n_true = 0
+    width = 2 * tolerance + 1
+    for a, b in zip(s, t):
+        jump = np.median(a[a >= np.percentile(a, 99)])
+        det = a > 0.5 * jump if jump > 0 else np.zeros(a.shape, bool)
+        hits += int((det & (maximum_filter1d((b > 0).astype(np.uint8), width) > 0)).sum())
+        found += int(((b > 0) & (maximum_filter1d(det.astype(np.uint8), width) > 0)).sum())
+        n_det += int(det.sum())
+        n_true += int((b > 0).sum())
+    precision, recall = hits / max(n_det, 1), found / max(n_true, 1)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return (float(np.median(corr)) if corr.size else float("nan")), f1
+
+
+def _demo_calcium(ctx: DemoContext) -> None:
+    """Calcium pipeline on the synthetic neurons: masks, one-pass extraction, neuropil, baseline, OASIS."""
+    import numpy as np
+    import xarray as xr
+
+    from .extraction import extract, neuropil_masks
+    from .io import save
+    from .plot import show_rois, show_traces
+    from .rois import ROISet
+    from .spikes import oasis
+    from .temporal import baseline, subtract_neuropil
+
+    video, truth = ctx.videos["calcium"], ctx.truths["calcium"]
+    frame = (video.sizes["y"], video.sizes["x"])
+    rois = ROISet.from_suite2p(truth.stat, frame)
+    ds = extract(video, rois, neuropil="auto")
+    F, Fneu = ds.F.sel(channel=0), ds.Fneu.sel(channel=0)
+    Fc = subtract_neuropil(F, Fneu)
+    window_s = min(60.0, max(2.0, video.sizes["time"] / truth.fps / 5))
+    spikes = oasis(Fc - baseline(Fc, window_s=window_s, sigma_frames=3), tau_s=truth.tau_s)
+    mean = video.sel(channel=0).mean("time")
+    out = xr.Dataset({"F": ds.F, "Fneu": ds.Fneu, "Fc": Fc, "spikes": spikes}, attrs={"fps": truth.fps})
+    write = save(out, ctx.path("calcium_traces.zarr"), overwrite=True, compute=False)
+    _, mean_img = ctx.runner.compute([write, mean], label="calcium traces", nbytes=video.nbytes)
+    from .io import open_result
+
+    res = open_result(ctx.path("calcium_traces.zarr")).compute()
+    fc, tf = res.Fc.values, truth.fluorescence.values
+    r = _row_corr(fc, tf)
+    corr, f1 = _spike_scores(res.spikes.values, truth.spikes.values)
+    red = res.F.sel(channel=1).mean("time").values
+    fig = show_rois(rois, mean_img, neuropil=neuropil_masks(rois[[0]]), annotate=True)
+    fig.savefig(ctx.path("calcium_rois.png"), dpi=100)
+    import matplotlib.pyplot as plt
+
+    best = np.argsort(-np.nanstd(fc, axis=1))[:4]
+    fig, axes = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
+    show_traces(res.Fc.isel(roi=best), offset=float(np.ptp(fc[best])) * 0.6, labels=[f"ROI {i}" for i in best],
+                ax=axes[0])
+    one = res.spikes.isel(roi=int(best[0]))
+    show_traces(one, ax=axes[1], label=f"OASIS, ROI {best[0]}")
+    true = truth.spikes.isel(roi=int(best[0])).values
+    times = res.time.values[true > 0]
+    axes[1].plot(times, np.full(times.size, -0.1 * float(one.max())), "r|", ms=8, label="true spikes")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(ctx.path("calcium_traces.png"), dpi=100)
+    plt.close("all")
+    ctx.report.append(
+        f"calcium: {len(rois)} ROIs, F/Fneu/Fc/spikes in one read ({ctx.runner.throughput('calcium traces')}) "
+        f"-> calcium_traces.zarr; F - 0.7 Fneu vs true fluorescence r = {np.median(r):.3f} median, "
+        f"{r.min():.3f} min" if r.size else f"calcium: {len(rois)} ROIs extracted (no activity to compare)")
+    ctx.report.append(f"calcium: OASIS spikes vs true spikes: r = {corr:.2f} (median over cells, 2-frame Gaussian), "
+                      f"detection F1 = {f1:.2f} (+-2 frames); red channel mean F: "
+                      f"{red[truth.red].mean():.0f} (red cells) vs {red[~truth.red].mean():.0f} (others)"
+                      if truth.red is not None else
+                      f"calcium: OASIS spikes vs true spikes: r = {corr:.2f}, detection F1 = {f1:.2f}")
+    ctx.report.append("figures calcium_rois.png (ROIs and one neuropil region), calcium_traces.png")
+
+
+DEMO_STEPS.append(_demo_calcium)
 
 
 # --------------------------------------------------------------------------------------------
@@ -340,6 +638,28 @@ def _cmd_oscillations(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_oscillations_parser(sub: Any) -> None:
+    p = sub.add_parser("oscillations", help="influx/efflux detection (Cellects) to zarr, with cluster tracks")
+    p.add_argument("input", nargs="+", help="recording: TIFF(s), zarr, .bin, .npy or file.h5::/dataset")
+    p.add_argument("-o", "--out", required=True, help="output zarr of int8 labels (0 none, 1 influx, 2 efflux)")
+    p.add_argument("--period", type=float, required=True, metavar="SECONDS", help="expected oscillation period")
+    p.add_argument("--interval", type=float, default=None, metavar="SECONDS",
+                   help="seconds between frames (default: from the file's frame rate)")
+    p.add_argument("--min-cluster-size", type=int, required=True, metavar="PIXELS", help="smallest cluster kept")
+    p.add_argument("--mask", default=None, help="frame mask image or mask video (nonzero = specimen)")
+    p.add_argument("--start", type=int, default=0, help="first analysed frame (earlier frames are 0)")
+    p.add_argument("--lag", choices=("gradient", "period"), default="gradient",
+                   help="np.gradient over adjacent frames (Cellects, default) or a difference over P/4 frames")
+    p.add_argument("--compat", choices=("none", "cellects", "cellects-lowmem"), default="none",
+                   help="plain 8-connected clusters (default), or Cellects' cc() rule (and its float16 path)")
+    p.add_argument("--tracks", default=None, metavar="CSV", help="write the oscillating-cluster table here")
+    p.add_argument("--min-overlap", type=int, default=1, help="pixels that link clusters of consecutive frames")
+    p.add_argument("--coordinates", default=None, metavar="ZARR", help="write the table of influx/efflux pixels here")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    _add_scheduler_args(p)
+    p.set_defaults(func=_cmd_oscillations)
+
+
 # --------------------------------------------------------------------------------------------
 # entry point
 
@@ -360,26 +680,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=None, help="frames per synthetic recording (default: per recording)")
     _add_scheduler_args(p)
     p.set_defaults(func=_cmd_demo)
-
-    p = sub.add_parser("oscillations", help="influx/efflux detection (Cellects) to zarr, with cluster tracks")
-    p.add_argument("input", nargs="+", help="recording: TIFF(s), zarr, .bin, .npy or file.h5::/dataset")
-    p.add_argument("-o", "--out", required=True, help="output zarr of int8 labels (0 none, 1 influx, 2 efflux)")
-    p.add_argument("--period", type=float, required=True, metavar="SECONDS", help="expected oscillation period")
-    p.add_argument("--interval", type=float, default=None, metavar="SECONDS",
-                   help="seconds between frames (default: from the file's frame rate)")
-    p.add_argument("--min-cluster-size", type=int, required=True, metavar="PIXELS", help="smallest cluster kept")
-    p.add_argument("--mask", default=None, help="frame mask image or mask video (nonzero = specimen)")
-    p.add_argument("--start", type=int, default=0, help="first analysed frame (earlier frames are 0)")
-    p.add_argument("--lag", choices=("gradient", "period"), default="gradient",
-                   help="np.gradient over adjacent frames (Cellects, default) or a difference over P/4 frames")
-    p.add_argument("--compat", choices=("none", "cellects", "cellects-lowmem"), default="none",
-                   help="plain 8-connected clusters (default), or Cellects' cc() rule (and its float16 path)")
-    p.add_argument("--tracks", default=None, metavar="CSV", help="write the oscillating-cluster table here")
-    p.add_argument("--min-overlap", type=int, default=1, help="pixels that link clusters of consecutive frames")
-    p.add_argument("--coordinates", default=None, metavar="ZARR", help="write the table of influx/efflux pixels here")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    _add_scheduler_args(p)
-    p.set_defaults(func=_cmd_oscillations)
+    _add_extract_parser(sub)
+    _add_sofi(sub)
+    _add_oscillations_parser(sub)
     return parser
 
 

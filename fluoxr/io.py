@@ -1146,3 +1146,48 @@ def save(
 
 def _is_zarr_store(path: str) -> bool:
     return os.path.isdir(path) and any(os.path.exists(os.path.join(path, m)) for m in ("zarr.json", ".zgroup", ".zarray"))
+
+
+def read_positions(path: PathLike) -> np.ndarray:
+    """Read point positions from a CSV file as an ``(n, 2)`` int array of ``(y, x)`` rows.
+
+    The file has a header with columns ``y`` and ``x`` (any order, other
+    columns ignored; ``row``/``col`` are accepted too), or no header and two
+    columns in the order ``y, x``. Values must be integer pixel indices.
+
+    Examples
+    --------
+    >>> import fluoxr
+    >>> _ = open("/tmp/doc_positions.csv", "w").write("y,x\\n3,4\\n10,2\\n")
+    >>> fluoxr.read_positions("/tmp/doc_positions.csv").tolist()
+    [[3, 4], [10, 2]]
+    """
+    import pandas as pd
+
+    text = os.fspath(path)
+    _check_exists(text)
+    with open(text) as fh:
+        first = fh.readline()
+    has_header = any(c.isalpha() for c in first)
+    if has_header:
+        table = pd.read_csv(text)
+        cols = {str(c).strip().lower(): c for c in table.columns}
+        pick = None
+        for ny, nx in (("y", "x"), ("row", "col"), ("row", "column")):
+            if ny in cols and nx in cols:
+                pick = (cols[ny], cols[nx])
+                break
+        if pick is None:
+            raise ValueError(f"path {text!r}: a positions CSV needs columns 'y' and 'x', got {list(table.columns)}")
+        values = table[list(pick)].to_numpy()
+    else:
+        values = pd.read_csv(text, header=None).to_numpy()
+        if values.ndim != 2 or values.shape[1] != 2:
+            raise ValueError(f"path {text!r}: a positions CSV without header must have two columns (y, x), "
+                             f"got {values.shape[1]}")
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        raise ValueError(f"path {text!r} holds no positions")
+    if not np.all(np.isfinite(values)) or not np.all(np.mod(values, 1) == 0):
+        raise ValueError(f"path {text!r}: positions must be integer pixel indices (y, x)")
+    return values.astype(np.int64)

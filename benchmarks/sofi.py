@@ -1,0 +1,389 @@
+#!/usr/bin/env python
+"""SOFI moments + cumulants to order 6: fluoxr vs pysofi vs one plain read of the same TIFF.
+
+Writes uncompressed TIFFs of blinking emitters (256 x 256 uint16 frames,
+``--frames`` of them, default 2000 and 8000, plus ``--rss-frames`` = 16000 for
+fluoxr's memory), then times, each in a fresh process (so that the peak RSS
+belongs to that case alone), with the files in the page cache:
+
+- ``plain read (readinto)``: the TIFF's pixel bytes read once, 96 MB at a
+  time, into one reused buffer (the floor for any one-pass analysis);
+- ``np.fromfile``: the pixel bytes read into one new array;
+- ``fluoxr``: ``sofi_images(open_video(tiff), 6).compute()`` -- the mean
+  image and the moments and cumulants of orders 1..6, one read of the file,
+  threaded scheduler (numba kernels loaded before timing);
+- ``pysofi``: ``PysofiData(...).cumulants_images(highest_order=6)``, which
+  also fills ``moments_set`` (orders 1..6), run with the peer venv's python
+  (``--peer-python``); only at the frame counts in ``--peer-frames`` (default
+  2000), because pysofi re-reads the file once per order and re-walks the TIFF
+  for every frame, so its time grows with the square of the frame count.
+
+Targets (issue 3): fluoxr >= 100x pysofi at 2000 frames, >= 0.5x the plain
+read, and the same peak RSS at 2000 and 16000 frames (within 1.3x). Each
+case also reports its CPU seconds (user + system), which other processes on
+the machine do not inflate.
+
+``--agreement`` instead runs pysofi's functions on a small TIFF in the peer
+venv and prints the largest relative difference to fluoxr for each one.
+
+Usage::
+
+    python benchmarks/sofi.py                      # 2000, 8000 (+16000 for RSS) frames
+    python benchmarks/sofi.py --quick              # tiny files, seconds
+    python benchmarks/sofi.py --agreement          # fluoxr vs pysofi, function by function
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+FRAME = (256, 256)
+PEER_PYTHON = os.path.expanduser("~/.cache/fluoxr-peers/venv/bin/python")
+
+# peak RSS (VmHWM: after exec, ru_maxrss may still hold the parent's peak) and CPU seconds of the timed part
+_HWM = ("hwm = [int(l.split()[1]) / 1024 for l in open('/proc/self/status') if l.startswith('VmHWM:')]\n"
+        "hwm = hwm[0] if hwm else __import__('resource').getrusage(__import__('resource').RUSAGE_SELF).ru_maxrss / 1024\n"
+        "c1 = __import__('os').times(); cpu = (c1.user - c0.user) + (c1.system - c0.system)\n")
+_T0 = "import os as _os\nc0 = _os.times()\nt0 = time.perf_counter()\n"
+
+PLAIN = """
+import json, time, tifffile, numpy as np
+with tifffile.TiffFile(P) as t:
+    off = t.series[0].dataoffset
+    nbytes = int(np.prod(t.series[0].shape)) * 2
+buf = bytearray(96 * 2**20)
+""" + _T0 + """
+got = 0
+with open(P, 'rb', buffering=0) as f:
+    f.seek(off)
+    while got < nbytes:
+        n = f.readinto(memoryview(buf)[: min(len(buf), nbytes - got)])
+        if not n:
+            break
+        got += n
+dt = time.perf_counter() - t0
+""" + _HWM + "print(json.dumps({'secs': dt, 'cpu': cpu, 'peak_mb': hwm, 'check': got}))\n"
+
+FROMFILE = """
+import json, time, tifffile, numpy as np
+with tifffile.TiffFile(P) as t:
+    off = t.series[0].dataoffset
+    count = int(np.prod(t.series[0].shape))
+""" + _T0 + """
+a = np.fromfile(P, dtype='<u2', offset=off, count=count)
+dt = time.perf_counter() - t0
+""" + _HWM + "print(json.dumps({'secs': dt, 'cpu': cpu, 'peak_mb': hwm, 'check': int(a[-1])}))\n"
+
+FLUOXR = """
+import json, time, numpy as np, fluoxr
+fluoxr.sofi_images(fluoxr.as_video(np.zeros((4, 600, 2), np.uint16)), 6).compute()  # load the numba kernels
+""" + _T0 + """
+ds = fluoxr.sofi_images(fluoxr.open_video(P), 6).compute()
+dt = time.perf_counter() - t0
+""" + _HWM + "print(json.dumps({'secs': dt, 'cpu': cpu, 'peak_mb': hwm, 'check': float(ds.cumulants.sel(order=2).sum())}))\n"
+
+PYSOFI = """
+import contextlib, io, json, os, time
+from pysofi import pysofi as ps
+""" + _T0 + """
+with contextlib.redirect_stdout(io.StringIO()):
+    d = ps.PysofiData(os.path.dirname(P), os.path.basename(P))
+    k = d.cumulants_images(highest_order=6)     # computes moments_set (orders 1..6) on the way
+    m = d.moments_set
+dt = time.perf_counter() - t0
+""" + _HWM + "print(json.dumps({'secs': dt, 'cpu': cpu, 'peak_mb': hwm, 'check': float(k[2].sum())}))\n"
+
+
+def write_tiff(path: str, n_frames: int, shape: tuple[int, int] = FRAME, seed: int = 0, n_emitters: int = 64) -> None:
+    """Blinking Gaussian emitters on a bleaching background, Gaussian read noise; written chunk by chunk."""
+    import tifffile
+
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    ys, xs = rng.uniform(4, h - 4, n_emitters), rng.uniform(4, w - 4, n_emitters)
+    amp = rng.uniform(300, 900, n_emitters).astype(np.float32)
+    yy, xx = np.mgrid[0:h, 0:w]
+    psf = np.exp(-((yy[None] - ys[:, None, None]) ** 2 + (xx[None] - xs[:, None, None]) ** 2) / (2 * 1.6**2))
+    psf = psf.reshape(n_emitters, -1).astype(np.float32)
+    state = rng.random(n_emitters) < 0.2
+
+    def frames():
+        nonlocal state
+        for t0 in range(0, n_frames, 250):
+            t1 = min(n_frames, t0 + 250)
+            on = np.empty((t1 - t0, n_emitters), np.float32)
+            for i in range(t1 - t0):
+                u = rng.random(n_emitters)
+                state = np.where(state, u > 0.3, u < 0.05)
+                on[i] = state
+            base = 200 + 100 * np.exp(-np.arange(t0, t1, dtype=np.float32) / max(n_frames, 1) * 2)
+            block = (on * amp) @ psf + base[:, None]
+            block += rng.standard_normal(block.shape, dtype=np.float32) * 12
+            yield from np.clip(block, 0, 65535).astype(np.uint16).reshape(t1 - t0, h, w)
+
+    with tifffile.TiffWriter(path, bigtiff=n_frames * h * w * 2 > 3.9e9) as tw:
+        tw.write(frames(), shape=(n_frames, h, w), dtype=np.uint16, photometric="minisblack")
+
+
+def run(code: str, path: str, python: str = sys.executable) -> dict:
+    out = subprocess.run([python, "-c", f"P = {path!r}\n" + code], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"benchmark case failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def best_of(code: str, path: str, repeat: int, python: str = sys.executable) -> dict:
+    return min((run(code, path, python) for _ in range(repeat)), key=lambda r: r["secs"])
+
+
+def benchmark(args: argparse.Namespace) -> int:
+    work = tempfile.mkdtemp(prefix="fluoxr-bench-sofi-", dir=args.tmp)
+    shape = FRAME if not args.quick else (64, 64)
+    frame_bytes = shape[0] * shape[1] * 2
+    peer = os.path.exists(args.peer_python) and subprocess.run(
+        [args.peer_python, "-c", "import pysofi"], capture_output=True).returncode == 0
+    counts = sorted(set(args.frames) | set(args.rss_frames))
+    print(f"# SOFI benchmark: mean + moments + cumulants of orders 1..6, {shape[0]}x{shape[1]} uint16 frames")
+    print(f"# {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"warm page cache, fluoxr on the threaded scheduler; best of {args.repeat} for fluoxr and the reads")
+    if os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1):
+        print(f"# load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: other processes compete for the "
+              "CPUs, wall times are inflated (CPU seconds are not)")
+    if not peer:
+        print(f"# pysofi: not run (no peer venv with pysofi at {args.peer_python})")
+    rows = []
+    try:
+        for n in counts:
+            path = os.path.join(work, f"blink_{n}.tif")
+            t0 = time.perf_counter()
+            write_tiff(path, n, shape)
+            run(PLAIN, path)  # warm the page cache
+            row = {"frames": n, "mb": n * frame_bytes / 1e6, "write_s": time.perf_counter() - t0}
+            row["read"] = best_of(PLAIN, path, args.repeat)
+            row["fromfile"] = best_of(FROMFILE, path, args.repeat)
+            row["fluoxr"] = best_of(FLUOXR, path, args.repeat)
+            if peer and n in args.peer_frames:
+                row["pysofi"] = run(PYSOFI, path, args.peer_python)
+            rows.append(row)
+            os.remove(path)
+            print(f"# {n} frames done ({row['mb']:.0f} MB)", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    cases = [("read", "plain read (readinto)"), ("fromfile", "np.fromfile"), ("fluoxr", "fluoxr"), ("pysofi", "pysofi")]
+    print()
+    print(f"{'':>15}" + "".join(f"|{label:^34}" for _, label in cases))
+    print(f"{'frames':>7}{'MB':>8}" + f"|{'wall s':>8}{'MB/s':>8}{'CPU s':>9}{'RSS MB':>9}" * len(cases))
+    for r in rows:
+        cells = ""
+        for key, _ in cases:
+            c = r.get(key)
+            cells += (f"|{c['secs']:>8.2f}{r['mb'] / c['secs']:>8.0f}{c['cpu']:>9.2f}{c['peak_mb']:>9.0f}" if c
+                      else f"|{'-':>8}{'-':>8}{'-':>9}{'-':>9}")
+        print(f"{r['frames']:>7}{r['mb']:>8.0f}{cells}")
+    skipped = [r["frames"] for r in rows if "pysofi" not in r]
+    base = [r for r in rows if "pysofi" in r]
+    if peer and skipped and base:
+        b = base[0]
+        est = ", ".join(f"{n}: ~{b['pysofi']['secs'] * (n / b['frames']) ** 2:.0f} s" for n in skipped)
+        print(f"# pysofi skipped at {skipped} frames: it re-reads the file once per order and re-walks the TIFF "
+              f"for every frame, so its time grows with the square of the frames (extrapolated: {est})")
+    print()
+    for r in base:
+        sp = r["pysofi"]["secs"] / r["fluoxr"]["secs"]
+        print(f"# target: fluoxr >= 100x pysofi at {r['frames']} frames: {sp:.0f}x {'OK' if sp >= 100 else 'MISSED'}")
+    for key, label in cases[:2]:
+        ratios = [r[key]["secs"] / r["fluoxr"]["secs"] for r in rows]
+        cpu = [r[key]["cpu"] / max(r["fluoxr"]["cpu"], 1e-9) for r in rows]
+        print(f"# target: fluoxr >= 0.5x the throughput of one {label} pass: "
+              + ", ".join(f"{r['frames']}: {x:.2f}x" for r, x in zip(rows, ratios))
+              + f" {'OK' if min(ratios) >= 0.5 else 'MISSED'} (CPU seconds ratio: "
+              + ", ".join(f"{x:.2f}" for x in cpu) + ")")
+    lo, hi = rows[0], rows[-1]
+    ratio = hi["fluoxr"]["peak_mb"] / lo["fluoxr"]["peak_mb"]
+    print(f"# target: fluoxr peak RSS at {hi['frames']} / {lo['frames']} frames: {hi['fluoxr']['peak_mb']:.0f} / "
+          f"{lo['fluoxr']['peak_mb']:.0f} MB = {ratio:.2f} (<= 1.3) {'OK' if ratio <= 1.3 else 'MISSED'}")
+    if args.quick:
+        print("# (--quick: files too small for the targets to mean anything; this run checks that the script works)")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# agreement with pysofi, function by function
+
+PEER_SIDE = r"""
+import contextlib, io, math, os, sys
+import numpy as np
+# pysofi functions that NumPy 2 broke, patched back so that they can be compared at all
+np.math = math; np.int = int; np.float = float; np.alltrue = np.all
+from pysofi import pysofi as ps, reconstruction as rec, filtering, finterp, masks, deconvsk, ldrc
+folder, name = os.path.dirname(P), os.path.basename(P)
+res = {}
+with contextlib.redirect_stdout(io.StringIO()):
+    d = ps.PysofiData(folder, name)
+    k = d.cumulants_images(highest_order=6)
+    for n in range(1, 7):
+        res[f"m{n}"], res[f"k{n}"] = d.moments_set[n], k[n]
+    res["m6_float"] = rec.calc_moment_im(folder, name, 6)
+    res["m3_frames"] = rec.calc_moment_im(folder, name, 3, frames=[10, 110])
+    res["mean"], res["min"] = rec.average_image(folder, name), rec.min_image(folder, name)
+    res["signal"] = rec.calc_total_signal(folder, name)
+    res["smooth"] = filtering.med_smooth(res["signal"], 21)
+    res["cut_frames"] = np.array(rec.cut_frames(res["smooth"], 0.2)[1])
+    mab = rec.moments_all_blocks(folder, name, 4, 21, 0.2)
+    res["block_m"] = np.array([[mab[i][n] for n in range(1, 5)] for i in sorted(mab)])
+    kab = rec.cumulants_all_blocks(mab)
+    res["block_k"] = np.array([[kab[i][n] for n in range(1, 5)] for i in sorted(kab)])
+    bam, bak = rec.block_ave_moments(folder, name, 4, 21, 0.2), rec.block_ave_cumulants(folder, name, 4, 21, 0.2)
+    res["block_ave_m"] = np.array([bam[n] for n in range(1, 5)])
+    res["block_ave_k"] = np.array([bak[n] for n in range(1, 5)])
+    lags = [0, 1, 3, 4, 6]
+    ml = rec.calc_moments_with_lag(folder, name, lags)
+    for o in ml:
+        for sub, img in ml[o].items():
+            res["lagm_" + ",".join(map(str, sub))] = img
+    for o, img in rec.calc_cumulants_from_moments_with_lag(ml, lags).items():
+        res[f"lagk{o}"] = img
+    for s, img in rec.calc_xc_im(folder, name, 2).items():
+        res[f"xc_{s[0]}_{s[1]}"] = img
+    res["bc"] = rec.correct_bleaching(folder, name, fbc=0.2, save_option=False, return_option=True)
+    res["finterp_mean"] = finterp.fourier_interp_array(res["mean"], [3])[0]
+    res["m4_finterp"] = rec.moment_im_with_finterp(folder, name, 4, 2)
+    im = np.abs(k[4].astype(float))
+    psf = masks.gauss2d_mask((15, 15), 2)
+    res["deconvsk"] = deconvsk.deconvsk(psf, im, 1.5, 5)
+    res["rl_P"], res["rl_J"] = deconvsk.richardson_lucy(im, psf, 3)
+    res["otf"] = deconvsk.psf2otf(psf, (40, 40))
+    res["psf_back"] = deconvsk.otf2psf(res["otf"], (15, 15))
+    res["ldrc"] = ldrc.ldrc(res["mean"], k[4].astype(float), 1, [9, 9])
+    stack = {f"f{i}": k[n].astype(float) for i, n in enumerate((2, 3, 4, 5, 6))}
+    res["noise_filter"] = filtering.noise_filter1d({f: d for f in stack}, stack, masks.gauss1d_mask((1, 5), 1),
+                                                   return_option=True, return_type="ndarray")
+    res["gauss2d"], res["gauss1d"] = masks.gauss2d_mask((7, 9), 1.3), masks.gauss1d_mask((1, 21), 2)
+np.savez(OUT, **{key: np.asarray(v) for key, v in res.items()})
+"""
+
+
+def agreement(args: argparse.Namespace) -> int:
+    import tifffile
+    import xarray as xr
+
+    import fluoxr
+    from fluoxr.kernels import moments as km
+    from fluoxr.kernels import sofi as ks
+    from fluoxr.sofi import _corrected_block
+
+    work = tempfile.mkdtemp(prefix="fluoxr-agree-sofi-", dir=args.tmp)
+    path = os.path.join(work, "movie.tif")
+    write_tiff(path, 300, (48, 40), seed=3, n_emitters=6)
+    out = os.path.join(work, "pysofi.npz")
+    r = subprocess.run([args.peer_python, "-c", f"P, OUT = {path!r}, {out!r}\n" + PEER_SIDE],
+                       capture_output=True, text=True)
+    if r.returncode:
+        shutil.rmtree(work, ignore_errors=True)
+        raise SystemExit(f"pysofi side failed (is {args.peer_python} a venv with pysofi?):\n{r.stderr[-2000:]}")
+    P = dict(np.load(out))
+    raw = tifffile.imread(path)
+    video = fluoxr.open_video(path, chunks=37)  # chunks not aligned with anything
+    rows: list[tuple[str, float, str]] = []
+
+    def rel(a, b) -> float:
+        a, b = np.asarray(a, float), np.asarray(b, float)
+        return float(np.nanmax(np.abs(a - b)) / max(np.nanmax(np.abs(b)), 1e-300))
+
+    def add(name, a, b, note=""):
+        rows.append((name, rel(a, b), note))
+
+    ds = fluoxr.sofi_images(video, 6).compute()
+    add("calc_moments (orders 2..6)", ds.moments.sel(order=slice(2, None)),
+        np.stack([P[f"m{n}"] for n in range(2, 7)]), "pysofi truncates to int64")
+    add("calc_moment_im (order 6, float)", ds.moments.sel(order=6), P["m6_float"])
+    add("calc_moment_im frames=[10, 110]",
+        fluoxr.moments(video.isel(time=slice(10, 110)), 3).sel(order=3).compute(), P["m3_frames"])
+    add("cumulants_images (orders 2..6)", ds.cumulants.sel(order=slice(2, None)),
+        np.stack([P[f"k{n}"] for n in range(2, 7)]), "pysofi: recursion on int64-truncated moments")
+    mt = np.stack([P[f"m{n}"] for n in range(1, 7)]).astype(float)
+    add("calc_cumulants_from_moments (kernel)", km.cumulants_from_moments(mt)[1:],
+        np.stack([P[f"k{n}"] for n in range(2, 7)]))
+    add("average_image", ds.mean_image, P["mean"])
+    add("min_image", fluoxr.sofi.min_image(video).compute(), P["min"])
+    sig = fluoxr.total_signal(video).compute().values
+    add("calc_total_signal", sig, P["signal"], "pysofi sums uint16 with wrap-around")
+    add("calc_total_signal (mod 65536)", np.mod(sig, 65536), P["signal"])
+    add("med_smooth (kernel)", ks.med_smooth(P["signal"], 21), P["smooth"])
+    add("cut_frames (kernel)", ks.cut_frames(P["smooth"], 0.2)[1], P["cut_frames"])
+    bm = fluoxr.block_moments(video, 4, edges=P["cut_frames"]).compute()
+    add("moments_all_blocks (pysofi's edges)", bm.moments, P["block_m"])
+    add("cumulants_all_blocks", bm.cumulants.sel(order=slice(2, None)), P["block_k"][:, 1:])
+    add("block_ave_moments", bm.moments.mean("block"), P["block_ave_m"])
+    add("block_ave_cumulants", bm.cumulants.mean("block"), P["block_ave_k"])
+    lags = [0, 1, 3, 4, 6]
+    lm = fluoxr.lag_moments(video, lags).compute()
+    add("calc_moments_with_lag (22 subsets)", np.stack([lm.sel(subset=s) for s in lm.subset.values]),
+        np.stack([P["lagm_" + s] for s in lm.subset.values]))
+    lk = fluoxr.lag_cumulants(lm).compute()
+    add("calc_cumulants_from_moments_with_lag", lk, np.stack([P[f"lagk{o}"] for o in range(2, 6)]),
+        "pysofi needs np.math (patched)")
+    xc = fluoxr.cross_cumulants(video, 2).compute()
+    add("calc_xc_im (ri_range 2)", xc, np.stack([P[f"xc_{int(a)}_{int(b)}"] for a, b in zip(xc.dy, xc.dx)]))
+    edges = ks.cut_frames(ks.med_smooth(P["signal"], 251), 0.2)[1]  # correct_bleaching always smooths with 251
+    means = np.stack([raw[a:b].mean(0) for a, b in zip(edges[:-1], edges[1:])])
+    mins = np.stack([raw[a:b].min(0) for a, b in zip(edges[:-1], edges[1:])]).astype(float)
+    add("correct_bleaching (pysofi's edges)", _corrected_block(raw, np.arange(raw.shape[0]), edges,
+                                                               np.concatenate([means, mins]), out_dtype=np.int64),
+        P["bc"])
+    add("fourier_interp_array (x3)", fluoxr.fourier_interpolate(P["mean"], 3), P["finterp_mean"])
+    m4f = fluoxr.moments(fluoxr.fourier_interpolate(video, 2), 4).sel(order=4).compute()
+    add("moment_im_with_finterp (x2, order 4)", m4f, P["m4_finterp"], "pysofi truncates to int64")
+    k4 = np.abs(P["k4"].astype(float))
+    psf = ks.gauss2d_mask((15, 15), 2)
+    add("deconvsk", fluoxr.deconvsk(k4, psf, deconv_iter=5), P["deconvsk"], "pysofi needs np.float (patched)")
+    Pp, J = ks.richardson_lucy(k4, psf, 3)
+    add("richardson_lucy (psf, image)", np.r_[Pp.ravel(), J.ravel()], np.r_[P["rl_P"].ravel(), P["rl_J"].ravel()])
+    add("psf2otf", ks.psf2otf(psf, (40, 40)), P["otf"])
+    add("otf2psf", ks.otf2psf(P["otf"], (15, 15)), P["psf_back"])
+    add("ldrc", fluoxr.ldrc(P["k4"].astype(float), P["mean"], window_size=(9, 9)), P["ldrc"])
+    series = xr.DataArray(np.stack([P[f"k{n}"].astype(float) for n in (2, 3, 4, 5, 6)]), dims=("time", "y", "x"))
+    add("noise_filter1d / filter1d_same", fluoxr.noise_filter(series.chunk({"time": 2}), ks.gauss1d_mask((1, 5), 1)),
+        P["noise_filter"], "pysofi needs np.int (patched)")
+    add("gauss2d_mask, gauss1d_mask", np.r_[ks.gauss2d_mask((7, 9), 1.3).ravel(), ks.gauss1d_mask((1, 21), 2)],
+        np.r_[P["gauss2d"].ravel(), P["gauss1d"]])
+    shutil.rmtree(work, ignore_errors=True)
+    print("# fluoxr vs pysofi 0.1.1 on a 300 x 48 x 40 uint16 TIFF (fluoxr chunks of 37 frames)")
+    print(f"{'pysofi function':<40}{'max |diff| / max |pysofi|':>28}  note")
+    for name, value, note in rows:
+        print(f"{name:<40}{value:>28.2e}  {note}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, nargs="+", default=[2000, 8000])
+    ap.add_argument("--rss-frames", type=int, nargs="*", default=[16000],
+                    help="extra frame counts for fluoxr's time and memory only")
+    ap.add_argument("--peer-frames", type=int, nargs="*", default=[2000], help="frame counts pysofi runs at")
+    ap.add_argument("--repeat", type=int, default=2, help="runs of fluoxr and the plain read; the best is kept")
+    ap.add_argument("--peer-python", default=PEER_PYTHON, help="python of a venv with pysofi")
+    ap.add_argument("--tmp", default=None, help="folder for the test files (default: the system temp folder)")
+    ap.add_argument("--quick", action="store_true", help="64 x 64 frames, 200 and 800 frames, seconds")
+    ap.add_argument("--agreement", action="store_true", help="compare with pysofi function by function")
+    args = ap.parse_args(argv)
+    if args.agreement:
+        return agreement(args)
+    if args.quick:
+        args.frames, args.rss_frames, args.peer_frames, args.repeat = [200], [800], [200], 1
+    return benchmark(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

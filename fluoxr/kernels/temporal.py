@@ -1,0 +1,141 @@
+"""Filters along the last axis (time) of a block of traces, with their halos.
+
+Every filter here takes a block that may carry context (a halo) from its
+neighbours and two flags saying whether the block touches the *true* start
+or end of the recording. At a true end the filter pads as its peer does
+(edge replication for suite2p's maximin, reflection for scipy's Gaussian);
+elsewhere it uses the halo and returns only the samples that the halo fully
+determines ("valid" filtering). So the lazy result equals the in-memory one
+for any chunking. Each filter's halo is a function of its parameters
+(``*_halo``), read by the orchestration in :mod:`fluoxr.temporal`.
+
+References in ``tests/test_temporal.py``: suite2p's maximin restated with
+``np.pad(mode="edge")`` and sliding windows, ``scipy.ndimage.gaussian_filter1d``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import correlate1d, maximum_filter1d, minimum_filter1d
+
+__all__ = [
+    "maximin_window",
+    "maximin_gaussian",
+    "maximin_halo",
+    "maximin",
+    "gaussian_weights",
+    "gaussian_halo",
+    "gaussian_reflect",
+]
+
+
+def maximin_window(window_s: float, fps: float) -> int:
+    """suite2p's window in frames: ``int(window_s * fps)``, made odd by adding one."""
+    win = int(window_s * fps)
+    return win + 1 if win % 2 == 0 else win
+
+
+def maximin_gaussian(sigma: float) -> np.ndarray:
+    """suite2p's maximin smoothing kernel: radius ``round(3 sigma)``, float32 like its torch code.
+
+    ``sigma == 0`` gives the identity (suite2p would divide 0 by 0).
+    """
+    g = int(np.round(sigma * 3))
+    if sigma == 0:
+        return np.ones(1, np.float32)
+    a = np.arange(-g, g + 1)
+    k = np.exp(-(a.astype(np.float32) ** 2) / np.float32(2 * sigma**2)).astype(np.float32)
+    return (k / k.sum(dtype=np.float32)).astype(np.float32)
+
+
+def maximin_halo(sigma: float, win: int) -> int:
+    """Frames of context one output sample needs on each side: Gaussian radius + min and max half-windows."""
+    return maximin_gaussian(sigma).size // 2 + 2 * (win // 2)
+
+
+def _pad_edge(x: np.ndarray, r: int, left: bool, right: bool) -> np.ndarray:
+    if r == 0 or not (left or right):
+        return x
+    return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(r if left else 0, r if right else 0)], mode="edge")
+
+
+def _valid(y: np.ndarray, r: int) -> np.ndarray:
+    return y[..., r : y.shape[-1] - r] if r else y
+
+
+def maximin(x: np.ndarray, sigma: float, win: int, *, pad_left: bool = True, pad_right: bool = True) -> np.ndarray:
+    """suite2p's maximin baseline ``Flow`` of each row of ``x`` (float32).
+
+    Gaussian smoothing (:func:`maximin_gaussian`), then a minimum filter and
+    a maximum filter of ``win`` frames, each stage edge-replicated at a true
+    end (``pad_left``/``pad_right``). Where a flag is False the block must
+    carry :func:`maximin_halo` frames of context on that side, and the output
+    is shorter by that many frames there.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fluoxr.kernels.temporal import maximin
+    >>> maximin(np.array([[3.0, 1.0, 2.0, 5.0, 4.0]]), 0.0, 3).tolist()
+    [[1.0, 1.0, 2.0, 4.0, 4.0]]
+    """
+    k = maximin_gaussian(sigma).astype(np.float64)
+    g = k.size // 2
+    h = win // 2
+    y = np.asarray(x, np.float64)
+    y = _valid(correlate1d(_pad_edge(y, g, pad_left, pad_right), k, axis=-1, mode="nearest"), g) if g else y
+    y = _valid(minimum_filter1d(_pad_edge(y, h, pad_left, pad_right), win, axis=-1), h) if h else y
+    y = _valid(maximum_filter1d(_pad_edge(y, h, pad_left, pad_right), win, axis=-1), h) if h else y
+    return y.astype(np.float32)
+
+
+def gaussian_weights(sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """``scipy.ndimage.gaussian_filter1d``'s weights (radius ``int(truncate * sigma + 0.5)``)."""
+    radius = int(truncate * float(sigma) + 0.5)
+    if sigma == 0:
+        return np.ones(1)
+    x = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / (float(sigma) ** 2) * x**2)
+    return phi / phi.sum()
+
+
+def gaussian_halo(sigma: float, truncate: float = 4.0) -> int:
+    """Context frames of :func:`gaussian_reflect`: the Gaussian's radius."""
+    return gaussian_weights(sigma, truncate).size // 2
+
+
+def _reflect_index(i: np.ndarray, n: int) -> np.ndarray:
+    if n == 1:
+        return np.zeros_like(i)
+    j = np.mod(i, 2 * n)
+    return np.where(j >= n, 2 * n - 1 - j, j)
+
+
+def gaussian_reflect(x: np.ndarray, sigma: float, *, pad_left: bool = True, pad_right: bool = True,
+                     truncate: float = 4.0) -> np.ndarray:
+    """``scipy.ndimage.gaussian_filter1d(x, sigma, axis=-1)`` (mode "reflect"), float64, halo-aware.
+
+    At a true end the signal is reflected (``d c b a | a b c d``) as scipy
+    does; elsewhere the block must carry :func:`gaussian_halo` frames of
+    context, which are trimmed from the output. A block that is both the
+    true start and end gives exactly scipy's result, even when the radius
+    exceeds the length.
+    """
+    w = gaussian_weights(sigma, truncate)
+    r = w.size // 2
+    y = np.asarray(x, np.float64)
+    if r == 0:
+        return y.copy()
+    n = y.shape[-1]
+    lo = -r if pad_left else 0
+    hi = n + r if pad_right else n
+    idx = np.arange(lo, hi)
+    if pad_left and pad_right:
+        idx = _reflect_index(idx, n)
+    else:
+        # one true end: the reflection never reaches the other side of this block (the block is
+        # at least as long as the radius, see fluoxr.temporal)
+        idx = np.where(idx < 0, -idx - 1, idx) if pad_left else idx
+        idx = np.where(idx >= n, 2 * n - 1 - idx, idx) if pad_right else idx
+    padded = y[..., idx]
+    return _valid(correlate1d(padded, w, axis=-1, mode="nearest"), r)

@@ -1,0 +1,298 @@
+"""SOFI image kernels against plain references (and pysofi's own published test vectors)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import signal as sps
+
+from fluoxr.kernels import sofi as ks
+
+# ---------------------------------------------------------------------------------------- masks
+
+
+def test_gauss2d_mask_is_fspecial():
+    m = ks.gauss2d_mask((5, 7), 1.2)
+    y, x = np.mgrid[-2:3, -3:4]
+    ref = np.exp(-(x**2 + y**2) / (2 * 1.2**2))
+    np.testing.assert_allclose(m, ref / ref.sum())
+    # MATLAB: fspecial('gaussian', [3 3], 0.5)
+    np.testing.assert_allclose(ks.gauss2d_mask((3, 3), 0.5)[1], [0.0838, 0.6193, 0.0838], atol=1e-4)
+    tiny = ks.gauss2d_mask((41, 41), 1.0)  # values below eps * max are zeroed before normalising
+    assert tiny[0, 0] == 0 and tiny.sum() == pytest.approx(1)
+
+
+def test_gauss1d_mask():
+    h = ks.gauss1d_mask((1, 21), 2)
+    x = np.arange(-10, 11)
+    ref = np.exp(-(x**2) / 8.0)
+    np.testing.assert_allclose(h, ref / ref.sum())
+
+
+# ---------------------------------------------------------------------------------------- filters
+
+# pysofi test_filtering.py (MATLAB conv 'same' of this series with gauss1d_mask((1, 21), 2))
+_SERIES = np.append(np.arange(1, 21), np.arange(21, 0, -1)).astype(float)
+_FILTERED = np.array([
+    1.38078275, 2.15655102, 3.05330466, 4.0148171, 5.00332504, 6.00059712, 7.00008513, 8.00000948, 9.00000074, 10, 11,
+    11.99999851, 12.99998104, 13.99982974, 14.99880576, 15.99334993, 16.97036579, 17.89339068, 18.68689797,
+    19.2384345, 19.43790566, 19.2384345, 18.68689797, 17.89339068, 16.97036579, 15.99334993, 14.99880576,
+    13.99982974, 12.99998104, 11.99999851, 11, 10, 9.00000074, 8.00000948, 7.00008513, 6.00059712, 5.00332504,
+    4.0148171, 3.05330466, 2.15655102, 1.38078275])
+
+
+def test_filter1d_same_pysofi_vector():
+    np.testing.assert_allclose(ks.filter1d_same(_SERIES, ks.gauss1d_mask((1, 21), 2)), _FILTERED, atol=1e-7)
+
+
+def ref_filter1d_same(x, h):
+    """pysofi's slicing of the full convolution, written out."""
+    full = np.convolve(x, h, "full")
+    c = len(full) // 2
+    return full[int(c - np.floor(len(x) / 2)) : int(c + np.ceil(len(x) / 2))]
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 6, 17])
+@pytest.mark.parametrize("taps", [1, 2, 3, 4, 21])
+def test_filter1d_same_parities(n, taps):
+    rng = np.random.default_rng(n * 31 + taps)
+    x, h = rng.random(n), rng.random(taps)
+    np.testing.assert_allclose(ks.filter1d_same(x, h), ref_filter1d_same(x, h))
+    s = ks.filter_shift(n, taps)
+    np.testing.assert_allclose(ks.correlate_same_block(x, h, s), ref_filter1d_same(x, h), atol=1e-14)
+    assert ks.filter_halo(n, taps) >= max(s, taps - 1 - s)
+
+
+def test_correlate_same_block_axis():
+    rng = np.random.default_rng(0)
+    x = rng.random((3, 9, 2))
+    h = rng.random(4)
+    s = ks.filter_shift(9, 4)
+    out = ks.correlate_same_block(x, h, s, axis=1)
+    for i in range(3):
+        for j in range(2):
+            np.testing.assert_allclose(out[i, :, j], ref_filter1d_same(x[i, :, j], h))
+
+
+def ref_med_smooth(sig, k):
+    """pysofi's med_smooth, written out (valid for len(sig) >= k)."""
+    pad = np.append(np.append(sig[0:k][::-1], sig), sig[-k:][::-1])
+    return sps.medfilt(pad, k)[k:-k]
+
+
+def test_med_smooth():
+    # pysofi test_filtering.py
+    np.testing.assert_allclose(ks.med_smooth(_SERIES, 5), [2, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+                                                           17, 18, 19, 20, 20, 20, 19, 18, 17, 16, 15, 14, 13, 12,
+                                                           11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 2])
+    rng = np.random.default_rng(1)
+    for n, k in [(300, 251), (251, 251), (60, 21), (30, 1)]:
+        sig = rng.random(n)
+        np.testing.assert_array_equal(ks.med_smooth(sig, k), ref_med_smooth(sig, k))
+    short = ks.med_smooth(rng.random(40), 251)  # pysofi returns an empty array here
+    assert short.shape == (40,) and np.isfinite(short).all()
+
+
+def test_cut_frames_pysofi_vector():
+    bounds, frames = ks.cut_frames(np.arange(100, 0, -1), 0.2)  # pysofi test_reconstruction.py
+    assert bounds.tolist() == [100, 80, 60, 40, 20, 1]
+    assert frames.tolist() == [0, 21, 41, 61, 81, 100]
+
+
+def ref_cut_frames(signal, fbc):
+    """pysofi's loop, but stopping before it would index past its bounds."""
+    import math
+
+    hi, lo = np.max(signal), np.min(signal)
+    n = math.ceil(1 / fbc)
+    bounds = [int(hi - (hi - lo) * i * fbc) for i in range(1, n + 1)]
+    t, i, out = int(np.argmax(signal)), 0, []
+    while t < len(signal) and i < n - 1:
+        if signal[t] < bounds[i]:
+            out.append(t)
+            i += 1
+        t += 1
+    return [0] + out + [len(signal)]
+
+
+def test_cut_frames_integer_signal_matches_pysofi():
+    rng = np.random.default_rng(2)
+    t = np.arange(3000)
+    sig = np.round(1e6 * np.exp(-t / 900) + rng.normal(0, 2000, t.size) + 3e5)
+    sig = ks.med_smooth(sig, 251)
+    for fbc in (0.04, 0.1, 0.3, 0.07):
+        assert ks.cut_frames(sig, fbc)[1].tolist() == ref_cut_frames(sig, fbc)
+
+
+def test_cut_frames_fractional_signal_keeps_exact_bounds():
+    sig = np.linspace(0.9, 0.1, 81)  # pysofi would truncate every bound to 0 and find no cut
+    bounds, frames = ks.cut_frames(sig, 0.25)
+    np.testing.assert_allclose(bounds, [0.9, 0.7, 0.5, 0.3, 0.1])
+    assert frames.tolist() == [0, 21, 41, 61, 81]
+
+
+def test_cut_frames_rise_then_decay_and_flat():
+    sig = np.r_[np.linspace(50, 100, 11), np.linspace(99, 0, 100)]
+    frames = ks.cut_frames(sig, 0.5)[1]
+    assert frames.tolist() == [0, 61, 111]  # frames before the maximum stay in block 0
+    assert ks.cut_frames(np.full(10, 5.0), 0.25)[1].tolist() == [0, 10]  # no decrease, no cut
+    assert ks.block_bounds(np.full(10, 5.0), 0.25, 3).tolist() == [0, 10, 10, 10, 10]
+
+
+# ---------------------------------------------------------------------------------------- Fourier interpolation
+
+
+def ref_finterp(im, f):
+    """pysofi's matrix algorithm, written out: mirror, DFT matrices, interpolating inverse, modulus, crop."""
+    h, w = im.shape
+    ext = np.block([[im, np.fliplr(im)], [np.flipud(im), np.rot90(im, 2)]])
+
+    def base(n):
+        b = np.zeros(n)
+        b[1] = 1
+        return np.fft.fft(b)
+
+    def ft(n):
+        return np.power(base(n), np.arange(n).reshape(n, 1) * np.ones((n, n)))
+
+    def ift(n):
+        ift = np.ones(((n - 1) * f + 1, 1)) @ np.conj(base(n)).reshape(1, n)
+        p = np.arange(0, n - 1 + 1e-10, 1 / f).reshape(-1, 1) @ np.ones((1, n))
+        return np.power(ift, p) / n
+
+    out = np.abs(ift(2 * h) @ (ft(2 * h) @ ext @ ft(2 * w).T) @ ift(2 * w).T)
+    return out[: (h - 1) * f + 1, : (w - 1) * f + 1]
+
+
+def test_finterp_pysofi_vectors():
+    im = np.array([[0, 1], [1, 2], [3, 4]], float)  # pysofi test_finterp.py
+    two, three = ks.fourier_interp_array(im, [2, 3])
+    np.testing.assert_allclose(two, [[0, 0.5, 1], [0.300641, 0.800641, 1.30064], [1, 1.5, 2],
+                                     [2.032692, 2.53269, 3.03269], [3, 3.5, 4]], atol=1e-5)
+    np.testing.assert_allclose(three[1], [0.1621098, 0.479097, 0.84512251, 1.1621098], atol=1e-6)
+
+
+@pytest.mark.parametrize("shape,f", [((5, 7), 2), ((6, 4), 3), ((1, 5), 2), ((8, 8), 1), ((3, 9), 4)])
+def test_finterp_matches_matrix_algorithm(shape, f):
+    im = np.random.default_rng(sum(shape) + f).random(shape) * 100
+    got = ks.interpolate_frames(im, f)
+    assert got.shape == (ks.interp_size(shape[0], f), ks.interp_size(shape[1], f))
+    np.testing.assert_allclose(got, ref_finterp(im, f), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(got[::f, ::f], im, rtol=1e-9)  # the original pixels are kept
+
+
+def test_interpolate_frames_batches():
+    frames = np.random.default_rng(0).random((2, 19, 5, 6))
+    out = ks.interpolate_frames(frames, 2, batch=4)
+    for i in range(2):
+        for j in range(19):
+            np.testing.assert_allclose(out[i, j], ks.interpolate_frames(frames[i, j], 2))
+
+
+# ---------------------------------------------------------------------------------------- deconvolution
+
+
+def test_zero_pad():
+    im = np.array([[1, 2], [3, 4]])
+    np.testing.assert_array_equal(ks.zero_pad(im, (4, 4)), [[0, 0, 0, 0], [0, 1, 2, 0], [0, 3, 4, 0], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(ks.zero_pad(im, (3, 3), "corner"), [[1, 2, 0], [3, 4, 0], [0, 0, 0]])
+    assert ks.zero_pad(im, (2, 2)) is im
+    with pytest.raises(ValueError, match="parity"):
+        ks.zero_pad(im, (3, 4))
+    with pytest.raises(ValueError, match="smaller"):
+        ks.zero_pad(im, (1, 4))
+
+
+def test_psf2otf_otf2psf():
+    dirac = np.zeros((4, 4))
+    dirac[2, 2] = 1
+    np.testing.assert_allclose(ks.psf2otf(dirac, (4, 4)), np.ones((4, 4)))  # pysofi test_deconvsk.py
+    psf = ks.gauss2d_mask((7, 5), 1.0)
+    otf = ks.psf2otf(psf, (16, 12))
+    assert otf.shape == (16, 12) and not np.iscomplexobj(otf)  # symmetric PSF: real OTF
+    # the OTF is the DFT of the PSF with its centre moved to [0, 0]
+    ref = np.zeros((16, 12))
+    ref[:7, :5] = psf
+    ref = np.roll(ref, (-3, -2), axis=(0, 1))
+    np.testing.assert_allclose(otf, np.fft.fft2(ref).real, atol=1e-14)
+    np.testing.assert_allclose(ks.otf2psf(otf, (7, 5)), psf, atol=1e-15)
+    assert ks.psf2otf(np.zeros((3, 3)), (8, 8)).shape == (8, 8)
+
+
+def test_corelucy_and_richardson_lucy():
+    rng = np.random.default_rng(3)
+    img = rng.random((16, 16)) + 0.5
+    h = ks.psf2otf(ks.gauss2d_mask((5, 5), 1), img.shape)
+    reblur = np.real(np.fft.ifft2(h * np.fft.fft2(img)))
+    np.testing.assert_allclose(ks.corelucy(img, h), np.fft.fft2(img / reblur))
+    # a Dirac PSF leaves the image as it is
+    dirac = np.zeros((3, 3))
+    dirac[1, 1] = 1
+    _, J = ks.richardson_lucy(img, dirac, 3)
+    np.testing.assert_allclose(J, img, rtol=1e-6)
+    # deconvolving a blurred point sharpens it and keeps its flux
+    point = np.zeros((32, 32))
+    point[16, 16] = 100.0
+    psf = ks.gauss2d_mask((9, 9), 1.5)
+    blurred = np.real(np.fft.ifft2(np.fft.fft2(point) * ks.psf2otf(psf, point.shape))) + 1e-3
+    _, J = ks.richardson_lucy(blurred, psf, 20)
+    assert J[16, 16] > 1.1 * blurred[16, 16] and np.unravel_index(J.argmax(), J.shape) == (16, 16)
+    assert J.sum() == pytest.approx(blurred.sum(), rel=0.05)
+
+
+def test_deconvsk_sharpens():
+    point = np.zeros((24, 24))
+    point[10, 13] = 1.0
+    psf = ks.gauss2d_mask((11, 11), 1.5)
+    blurred = np.real(np.fft.ifft2(np.fft.fft2(point) * ks.psf2otf(psf, point.shape)))
+    out = ks.deconvsk(psf, blurred, 1.5, 8)
+    assert out.shape == blurred.shape
+    assert np.unravel_index(out.argmax(), out.shape) == (10, 13)
+    assert out[10, 13] / out.sum() > 1.5 * blurred[10, 13] / blurred.sum()
+
+
+# ---------------------------------------------------------------------------------------- ldrc
+
+
+def ref_ldrc(mask, im, window):
+    """pysofi's window loop, with a flat window contributing 0."""
+    wy, wx = window
+    h, w = im.shape
+    acc, cnt = np.zeros((h, w)), np.zeros((h, w))
+    for i in range(h - wy + 1):
+        for j in range(w - wx + 1):
+            win = im[i : i + wy, j : j + wx]
+            rng = win.max() - win.min()
+            norm = (win - win.min()) / rng if rng > 0 else np.zeros_like(win)
+            acc[i : i + wy, j : j + wx] += norm * mask[i : i + wy, j : j + wx].max()
+            cnt[i : i + wy, j : j + wx] += 1
+    return acc / cnt
+
+
+def test_ldrc_pysofi_vector():
+    im = np.append(np.arange(0, 20), np.arange(21, 1, -1)).reshape(5, 8).astype(float)  # pysofi test_ldrc.py
+    out = ks.ldrc(np.ones((5, 8)), im, 1, [5, 5])
+    np.testing.assert_allclose(out[0], [0, 0.02380952, 0.0484127, 0.08703008, 0.13775063, 0.17192982, 0.21052632,
+                                        0.26315789], atol=1e-7)
+    np.testing.assert_allclose(out[2, 4], 1.0)
+
+
+@pytest.mark.parametrize("window", [(3, 3), (5, 2), (1, 1), (7, 9)])
+def test_ldrc_matches_window_loop(window):
+    rng = np.random.default_rng(sum(window))
+    im = rng.random((7, 9)) ** 4 * 1e6
+    im[:3, :3] = 5.0  # a flat patch
+    mask = rng.random((7, 9))
+    np.testing.assert_allclose(ks.ldrc(mask, im, 1, window), ref_ldrc(mask, im, window), rtol=1e-9, atol=1e-12)
+
+
+def test_ldrc_resizes_a_smaller_mask():
+    rng = np.random.default_rng(5)
+    mask = rng.random((6, 5))
+    im = rng.random((11, 9))
+    out = ks.ldrc(mask, im, 2, (3, 3))
+    resized = ks.resize_mask(mask, 2)
+    np.testing.assert_allclose(resized[::2, ::2], mask, atol=1e-12)
+    np.testing.assert_allclose(out, ref_ldrc(resized, im, (3, 3)), rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="order=3"):
+        ks.ldrc(mask, im, 3, (3, 3))
