@@ -49,6 +49,7 @@ from .spikes import oasis
 from .temporal import baseline, detrend, dff, normalize, subtract_neuropil
 from .io import read_positions
 from .features import roi_features
+from .device import to_device
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -104,4 +105,6 @@ __all__ = [
     "sofi_images",
     "total_signal",
     "xc_image",
+    # GPU
+    "to_device",
 ]

@@ -198,3 +198,10 @@ class FluoAccessor:
         from .oscillations import detect
 
         return detect(self._obj, **kwargs)
+
+    # -- GPU ------------------------------------------------------------------------------------
+    def to_device(self, device: str = "cuda") -> xr.DataArray:
+        """The same object with its chunks on the GPU ("cuda") or the host ("cpu"); see :func:`fluoxr.to_device`."""
+        from .device import to_device
+
+        return to_device(self._obj, device)

@@ -28,8 +28,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from . import _backend
 from ._options import get_options
 from ._validate import check_choice, check_int, check_number, check_video
+from .kernels import gpu as kg
 from .kernels.extract import weighted_sums
 from .kernels.masks import cell_pixels, neuropil_pixels
 from .rois import WINDOWS, ROISet, as_roiset, check_frame_shape
@@ -210,30 +212,67 @@ def _extract_block(block: np.ndarray, csr: tuple[np.ndarray, np.ndarray, np.ndar
     return np.stack(out)
 
 
+def _extract_block_gpu(block: Any, W: Any, *, channel_axis: int | None, batch: int | None) -> Any:
+    xp = _backend.array_module(block)
+    n_t = block.shape[0]
+    if channel_axis is None:
+        return kg.weighted_sums(W, block.reshape(n_t, -1), batch=batch)
+    out = [kg.weighted_sums(W, xp.take(block, c, axis=channel_axis).reshape(n_t, -1), batch=batch)
+           for c in range(block.shape[channel_axis])]
+    return xp.stack(out)
+
+
+_ENGINES = (None, "numba", "cupy", "torch")
+
+
+def _check_engine(engine: Any, device: bool) -> str:
+    """The engine that applies the weights: numba on the host, CuPy (cuSPARSE) on the GPU, or torch on either."""
+    check_choice(engine, "engine", _ENGINES)
+    if engine is None:
+        return "cupy" if device else "numba"
+    if engine == "numba" and device:
+        raise ValueError("engine='numba' runs on NumPy chunks but the video is on the GPU; use engine='cupy' "
+                         "or 'torch', or move the video with fluoxr.to_device(video, 'cpu')")
+    if engine == "cupy" and not device:
+        raise ValueError("engine='cupy' needs a video on the GPU (CuPy chunks): move it with "
+                         "fluoxr.to_device(video, 'cuda'), or use engine=None (numba) or 'torch'")
+    if engine == "torch":
+        _backend.import_torch()
+    return engine
+
+
 def _frame_dims(video: xr.DataArray) -> tuple[str, ...]:
     return tuple(d for d in video.dims if d not in ("time", "channel"))
 
 
 def _apply_weights(video: xr.DataArray, csr: tuple[np.ndarray, np.ndarray, np.ndarray], n_rows: int,
-                   batch: int | None) -> tuple[da.Array, tuple[str, ...]]:
+                   batch: int | None, engine: Any = None) -> tuple[da.Array, tuple[str, ...]]:
     """One lazy pass: ``(n_rows, time)`` (or ``(channel, n_rows, time)``) float32, chunked like the video's time."""
     data = video.data
     if not isinstance(data, da.Array):
-        data = da.from_array(data, chunks=(-1,) * data.ndim)
-    if type(getattr(data, "_meta", None)).__module__.startswith("cupy"):
-        raise TypeError("video: trace extraction runs on NumPy blocks; move a CuPy-backed video to the host "
-                        "first, e.g. video.copy(data=video.data.map_blocks(cupy.asnumpy))")
+        data = da.from_array(data, chunks=(-1,) * data.ndim, asarray=False)
+    engine = _check_engine(engine, _backend.is_device_array(data))
     letters = {d: chr(ord("a") + i) for i, d in enumerate(video.dims)}
     in_ind = "".join(letters[d] for d in video.dims)
     has_channel = "channel" in video.dims
     out_ind = (letters["channel"] if has_channel else "") + "r" + letters["time"]
-    # the weights enter the graph once (one key), not once per task
-    w = dask.delayed(csr, pure=True, traverse=False)
     channel_axis = video.dims.index("channel") if has_channel else None
-    out = da.blockwise(
-        _extract_block, out_ind, data, in_ind, new_axes={"r": n_rows}, concatenate=True, dtype=np.float32,
-        meta=np.empty((0,) * len(out_ind), np.float32), csr=w, channel_axis=channel_axis, batch=batch,
-    )
+    if engine == "numba":
+        # the weights enter the graph once (one key), not once per task
+        w = dask.delayed(csr, pure=True, traverse=False)
+        out = da.blockwise(
+            _extract_block, out_ind, data, in_ind, new_axes={"r": n_rows}, concatenate=True, dtype=np.float32,
+            meta=np.empty((0,) * len(out_ind), np.float32), csr=w, channel_axis=channel_axis, batch=batch,
+        )
+    else:
+        # one sparse matrix on the chunks' device, made by one task and shared by all
+        n_pixels = int(np.prod([video.sizes[d] for d in _frame_dims(video)], dtype=np.int64))
+        W = dask.delayed(kg.sparse_weights, pure=True)(*csr, n_pixels, xp_name=_backend.array_module(data).__name__,
+                                                       engine=engine)
+        out = da.blockwise(
+            _extract_block_gpu, out_ind, data, in_ind, new_axes={"r": n_rows}, concatenate=True, dtype=np.float32,
+            meta=_backend.meta_like(data, len(out_ind), np.float32), W=W, channel_axis=channel_axis, batch=batch,
+        )
     dims = (("channel",) if has_channel else ()) + ("roi", "time")
     return out, dims
 
@@ -276,6 +315,7 @@ def extract(
     neuropil: str | ROISet | Mapping[str, Any] | None = "auto",
     allow_overlap: bool = False,
     batch: int | None = None,
+    engine: str | None = None,
 ) -> xr.Dataset:
     """Cell and neuropil traces (suite2p's ``extract_traces``) in one read of the frames.
 
@@ -307,6 +347,14 @@ def extract(
         Frames per inner step (suite2p's ``batch_size``). The gather loop
         needs no float copy of the frames, so memory is one chunk per thread
         whatever ``batch`` is.
+    engine : {None, "numba", "cupy", "torch"}
+        What applies the sparse weights. None: "numba" (the gather loop) for
+        a video on the host, "cupy" (a ``cupyx.scipy.sparse`` CSR product,
+        cuSPARSE) for a video on the GPU (see :func:`fluoxr.to_device`);
+        "torch": a ``torch.sparse_csr_tensor`` product on the chunks' device
+        (as suite2p, but float64 accumulation and int64 indices). The GPU
+        engines convert a batch of frames to float64 (``batch`` frames, default
+        about 512 MB) and return CuPy-backed traces.
 
     Returns
     -------
@@ -350,7 +398,7 @@ def extract(
     # cells that lost every pixel to overlaps: trace 0 (suite2p's sum over no pixel);
     # neuropil with no pixel: NaN (suite2p's mean over no pixel)
     csr = _stacked_weights(masks, [0.0, np.nan][: len(masks)])
-    out, dims = _apply_weights(video, csr, len(masks) * n, batch)
+    out, dims = _apply_weights(video, csr, len(masks) * n, batch, engine)
     coords = _base_coords(video) | _roi_coords(rois, "cell")
     attrs = {k: video.attrs[k] for k in ("fps", "source") if k in video.attrs}
     sl_f = (slice(None),) * (len(dims) - 2) + (slice(0, n), slice(None))
@@ -370,6 +418,7 @@ def traces(
     size: int = 5,
     window: str | None = None,
     batch: int | None = None,
+    engine: str | None = None,
 ) -> xr.DataArray:
     """Mean over a window around each position (optimap's ``extract_traces``), lazily, in one read.
 
@@ -387,6 +436,8 @@ def traces(
         Default: option ``trace_window`` (``fluoxr.set_options(trace_window=...)``),
         "rect" unless changed. rect windows shrink at the borders and even
         sizes shift one pixel up-left, as optimap's.
+    batch, engine
+        As :func:`extract` (``engine="cupy"`` or ``"torch"`` on the GPU).
 
     Returns
     -------
@@ -419,7 +470,7 @@ def traces(
     plain = ROISet(roi=rois.roi, y=rois.y, x=rois.x, weight=np.ones(rois.roi.size, np.float32), shape=rois.shape,
                    overlap=rois.overlap, meta=rois.meta)
     csr = _stacked_weights([plain], [np.nan])
-    out, dims = _apply_weights(video, csr, len(rois), batch)
+    out, dims = _apply_weights(video, csr, len(rois), batch, engine)
     coords = _base_coords(video) | _roi_coords(rois, kind, centres)
     attrs = {k: video.attrs[k] for k in ("fps", "source") if k in video.attrs}
     return xr.DataArray(out, dims=dims, coords=coords, name="traces", attrs=attrs)

@@ -125,6 +125,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from . import _backend
 from ._validate import check_choice, check_int, check_number, check_video
 from .kernels import features as kern
 from .rois import ROISet, as_roiset
@@ -246,7 +247,8 @@ def _reference_array(reference: Any, shape: tuple[int, ...], name: str = "refere
     if not isinstance(data, np.ndarray) and hasattr(data, "compute"):
         logger.debug("computing the lazy reference image %s", data.shape)
         data = data.compute()
-    return np.asarray(data)
+    # a reference computed on the GPU (CuPy) comes to the host: the features run on the CPU
+    return _backend.to_numpy(data)
 
 
 def _reference_data(reference: Any, shape: tuple[int, ...], name: str = "reference") -> Any:

@@ -33,7 +33,7 @@ import numpy as np
 import xarray as xr
 
 from ._video import ChunksLike, as_video, normalize_chunks_arg
-from ._validate import check_fps, check_number
+from ._validate import check_choice, check_fps, check_number
 
 logger = logging.getLogger(__name__)
 
@@ -558,6 +558,7 @@ def open_video(
     shape: Sequence[int] | None = None,
     dtype: Any = None,
     series: int = 0,
+    backend: str = "numpy",
 ) -> xr.DataArray:
     """Open a recording lazily as a dask-backed video.
 
@@ -585,6 +586,10 @@ def open_video(
         Sample type of a raw ``.bin`` file (default int16, as suite2p writes).
     series : int
         TIFF image series to read (default the first).
+    backend : {"numpy", "cupy"}
+        Chunk type: "cupy" copies each chunk to the GPU as it is read
+        (:func:`fluoxr.to_device`), so every analysis with a GPU path runs
+        there. Needs the ``gpu`` extra (``pip install "fluoxr[gpu]"``).
 
     Returns
     -------
@@ -600,6 +605,12 @@ def open_video(
     >>> v.sizes["time"], v.attrs["fps"]
     (10, 30.0)
     """
+    check_choice(backend, "backend", ("numpy", "cupy"))
+    if backend == "cupy":
+        from .device import to_device
+
+        return to_device(open_video(path, fps=fps, chunks=chunks, pixel_size=pixel_size, shape=shape, dtype=dtype,
+                                    series=series), "cuda")
     fps = check_fps(fps)
     if pixel_size is not None:
         pixel_size = check_number(pixel_size, "pixel_size", gt=0)
@@ -853,6 +864,8 @@ def _prepare_dataset(obj: xr.DataArray | xr.Dataset) -> xr.Dataset:
     for name, var in ds.variables.items():
         var.attrs = _json_attrs(var.attrs, repr(name))
         var.encoding = {}
+        if not isinstance(var.data, (np.ndarray, da.Array)) and hasattr(var.data, "get"):
+            var.data = var.data.get()  # an in-memory CuPy result -> host (dask blocks are moved as written)
         if isinstance(var.data, da.Array) and not _unknown_length(var.data):
             var.data = _uniform_chunks(var.data)
             var.encoding["chunks"] = tuple(c[0] for c in var.data.chunks)

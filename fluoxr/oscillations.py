@@ -31,7 +31,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from . import _backend
 from ._validate import check_choice, check_int, check_number, check_video, check_whole_frames
+from .device import host
+from .kernels import gpu as kg
 from .kernels import oscillations as K
 
 logger = logging.getLogger(__name__)
@@ -106,11 +109,11 @@ def _mask_array(mask: Any, video: xr.DataArray, chunks: tuple) -> da.Array:
 
 
 def _head(block: np.ndarray, k: int) -> np.ndarray:
-    return np.array(block[:k])  # a copy: a view would keep the whole block in memory
+    return block[:k].copy()  # a copy: a view would keep the whole block in memory
 
 
 def _tail(block: np.ndarray, k: int) -> np.ndarray:
-    return np.array(block[max(block.shape[0] - k, 0) :])
+    return block[max(block.shape[0] - k, 0) :].copy()
 
 
 def _same(block: np.ndarray) -> np.ndarray:
@@ -139,7 +142,7 @@ def _halo_arrays(data: da.Array, k: int) -> tuple[da.Array, da.Array]:
     ``k`` edge frames travel between tasks.
     """
     sizes = tuple(min(k, c) for c in data.chunks[0])
-    meta = np.empty((0,) * data.ndim, data.dtype)
+    meta = _backend.meta_like(data, data.ndim, data.dtype)
     heads = data.map_blocks(_head, k, chunks=(sizes,) + data.chunks[1:], dtype=data.dtype, meta=meta)
     tails = data.map_blocks(_tail, k, chunks=(sizes,) + data.chunks[1:], dtype=data.dtype, meta=meta)
     return _shifted(tails, -1, data), _shifted(heads, +1, data)
@@ -170,6 +173,35 @@ def _detect_block(block: np.ndarray, before: np.ndarray, after: np.ndarray, idx:
             dest = out[u0 - c0 : u1 - c0]
             K.vote_and_filter(sign.reshape((u1 - u0,) + planes), min_size, compat,
                               out=dest.reshape((u1 - u0,) + planes))
+    return out
+
+
+def _detect_block_gpu(block: Any, before: Any, after: Any, idx: np.ndarray, mask: Any = None, *, n_frames: int,
+                      k: int, spacing: float | None, lowmem: bool, min_size: int, start: int,
+                      batch_pixels: int = 2**25) -> Any:
+    """:func:`_detect_block` on the device: larger batches of frames, labelled together (default rule only)."""
+    xp = _backend.array_module(block)
+    c0 = int(idx.flat[0])
+    c1 = c0 + block.shape[0]
+    # the halos may come as empty NumPy blocks at the recording's ends
+    frames = xp.concatenate([xp.asarray(before), block, xp.asarray(after)])
+    first = c0 - before.shape[0]
+    out = xp.zeros(block.shape, xp.int8)
+    planes = (-1,) + tuple(block.shape[-2:])
+    frame_px = max(int(np.prod(block.shape[1:], dtype=np.int64)), 1)
+    batch = max(1, batch_pixels // frame_px)
+    per_frame = mask is not None and not (mask.shape[0] > 1 and mask.strides[0] == 0)
+    if mask is None:
+        m_all = None
+    else:
+        # a frame mask broadcast along time is copied to the device once, not once per frame
+        m_all = xp.asarray(mask if per_frame else mask[0])
+    for u0 in range(max(c0, start), c1, batch):
+        u1 = min(c1, u0 + batch)
+        m = m_all[u0 - c0 : u1 - c0] if per_frame else m_all
+        sign = kg.gradient_sign(frames, first, (u0, u1), n_frames, k=k, spacing=spacing, lowmem=lowmem, mask=m)
+        out[u0 - c0 : u1 - c0] = kg.vote_and_filter(sign.reshape((u1 - u0,) + planes), min_size).reshape(
+            (u1 - u0,) + tuple(block.shape[1:]))
     return out
 
 
@@ -295,6 +327,10 @@ def detect(
         from ._video import as_video
 
         video = as_video(video)
+    if compat is not None:
+        # Cellects' cc() rule ranks each frame's components one by one: CPU only
+        video = host(video, f"fluoxr.oscillations.detect(compat={compat!r})")
+    device = compat is None and _backend.is_device_array(video.data)
     data = video.data
     k = detection_halo(period_s=period_s, interval_s=interval_s, lag=lag)
     tchunks = data.chunks[0]
@@ -314,11 +350,18 @@ def detect(
         args.append(_mask_array(mask, video, data.chunks))
     spacing = K.cellects_spacing(period_s, interval_s) if lag is None else None
     # map_blocks pairs blocks by index (it does not align chunks): the halos have their own, shorter chunks
-    result = da.map_blocks(
-        _detect_block, *args, dtype=np.int8, meta=np.empty((0,) * nd, np.int8),
-        chunks=data.chunks, n_frames=n, k=k, spacing=spacing, lowmem=compat == "cellects-lowmem",
-        compat=compat is not None, min_size=min_cluster_size, start=start,
-    )
+    if device:
+        result = da.map_blocks(
+            _detect_block_gpu, *args, dtype=np.int8, meta=_backend.meta_like(data, nd, np.int8),
+            chunks=data.chunks, n_frames=n, k=k, spacing=spacing, lowmem=False, min_size=min_cluster_size,
+            start=start,
+        )
+    else:
+        result = da.map_blocks(
+            _detect_block, *args, dtype=np.int8, meta=np.empty((0,) * nd, np.int8),
+            chunks=data.chunks, n_frames=n, k=k, spacing=spacing, lowmem=compat == "cellects-lowmem",
+            compat=compat is not None, min_size=min_cluster_size, start=start,
+        )
     coords = {name: c.variable for name, c in video.coords.items() if set(c.dims) <= set(video.dims)}
     attrs = {
         "long_name": "oscillation",
@@ -496,7 +539,7 @@ def oscillation_coordinates(labels: xr.DataArray) -> CoordinateTable:
     >>> oscillation_coordinates(labels).compute().values.tolist()
     [[0, 0, 1, 1], [0, 1, 0, 2]]
     """
-    labels = _check_labels(labels, allow_z=True)
+    labels = host(_check_labels(labels, allow_z=True), "fluoxr.oscillations.oscillation_coordinates")
     data = _dask_data(labels)
     fields = ("t",) + tuple(str(d) for d in labels.dims[1:]) + ("kind",)
     starts = np.cumsum((0,) + data.chunks[0])
@@ -813,7 +856,7 @@ def track_clusters(
     >>> table[["kind", "first_frame", "n_frames", "duration_s", "area_max"]].values.tolist()
     [['influx', 1, 2, 1.0, 4]]
     """
-    labels = _check_labels(labels, allow_z=False)
+    labels = host(_check_labels(labels, allow_z=False), "fluoxr.oscillations.track_clusters")
     min_overlap = check_int(min_overlap, "min_overlap", min_value=1)
     interval_s = _interval(labels, interval_s)
     onset_after = int(labels.attrs.get("start", 0) or 0)

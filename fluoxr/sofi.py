@@ -65,8 +65,11 @@ import numpy as np
 import xarray as xr
 from dask.graph_manipulation import bind
 
+from . import _backend
 from ._validate import check_int, check_number, check_video, check_whole_frames
 from ._video import as_video
+from .device import host
+from .kernels import gpu as kg
 from .kernels import moments as km
 from .kernels import sofi as ks
 from .sofi_image import deconvsk, fourier_interpolate, gauss1d_mask, gauss2d_mask, ldrc, noise_filter
@@ -136,13 +139,16 @@ def _check_kernel(smooth_kernel: Any) -> int:
 
 
 def _as_lazy_video(video: Any, name: str = "video", *, min_frames: int = 1, plain: bool = False,
-                   what: str = "") -> xr.DataArray:
+                   what: str = "", device_ok: bool = False) -> xr.DataArray:
     if not isinstance(video, xr.DataArray) and getattr(video, "ndim", 3) < 3:
         raise ValueError(f"{name} must be a video with dims ('time', 'y', 'x'), got an array of shape "
                          f"{video.shape}; a single image needs a time axis, e.g. image[None]")
     video = check_video(video, name, min_frames=min_frames)
     if not isinstance(video.data, da.Array):
         video = as_video(video)
+    if not device_ok:
+        # no GPU path: a CuPy-backed video is copied to the host (and the log says so)
+        video = host(video, f"fluoxr.sofi.{what or 'this function'}")
     if plain and video.dims != ("time", "y", "x"):
         extra = [d for d in video.dims if d not in ("time", "y", "x")]
         raise ValueError(
@@ -176,33 +182,57 @@ def _flatten(obj: Any) -> list:
 
 # --------------------------------------------------------------------------------------------
 # the one-pass moment reduction
+#
+# The same (chunk, combine, aggregate) steps serve both backends: the states have one layout, and
+# `backend` (a name: modules do not pickle) picks the kernels, the numba ones for NumPy chunks or
+# their array-module twins (fluoxr.kernels.gpu) for CuPy chunks.
+
+
+def _backend_of(data: Any) -> str:
+    return "gpu" if _backend.is_device_array(data) else "cpu"
+
+
+def _kernels(backend: str) -> Any:
+    return kg if backend == "gpu" else km
 
 
 def _chunk_moment_state(x: np.ndarray, axis: Any = None, keepdims: Any = None, *, max_order: int,
-                        **kwargs: Any) -> tuple:
-    return km.moment_state(x, max_order)
+                        backend: str = "cpu", **kwargs: Any) -> tuple:
+    if x.ndim and not any(x.shape):
+        # dask infers the chunk step's meta from an all-empty array: a state is no array, so refuse
+        # (dask then falls back to the reduction's meta)
+        raise ValueError("a moment state is not an array")
+    return _kernels(backend).moment_state(x, max_order)
 
 
-def _combine_moment_state(states: Any, axis: Any = None, keepdims: Any = None, **kwargs: Any) -> tuple:
-    return km.merge_all(_flatten(states))
+def _combine_moment_state(states: Any, axis: Any = None, keepdims: Any = None, *, backend: str = "cpu",
+                          **kwargs: Any) -> tuple:
+    return _kernels(backend).merge_all(_flatten(states))
 
 
-def _aggregate_moment_state(states: Any, axis: Any = None, keepdims: Any = None, **kwargs: Any) -> np.ndarray:
-    return km.state_to_stats(km.merge_all(_flatten(states)))
+def _aggregate_moment_state(states: Any, axis: Any = None, keepdims: Any = None, *, backend: str = "cpu",
+                            **kwargs: Any) -> np.ndarray:
+    K = _kernels(backend)
+    return K.state_to_stats(K.merge_all(_flatten(states)))
 
 
 def _moment_stats(data: da.Array, max_order: int) -> da.Array:
     """``(max_order + 1, ...)``: row 0 the mean, row k the central moment of order k; one tree reduction."""
+    backend = _backend_of(data)
     return da.reduction(
-        data, partial(_chunk_moment_state, max_order=max_order), _aggregate_moment_state,
-        combine=_combine_moment_state, axis=0, keepdims=True, concatenate=False, output_size=max_order + 1,
-        dtype=np.float64, meta=np.empty((0,) * data.ndim, np.float64), name="fluoxr-sofi-moments",
+        data, partial(_chunk_moment_state, max_order=max_order, backend=backend),
+        partial(_aggregate_moment_state, backend=backend),
+        combine=partial(_combine_moment_state, backend=backend), axis=0, keepdims=True, concatenate=False,
+        output_size=max_order + 1, dtype=np.float64, meta=_backend.meta_like(data, data.ndim, np.float64),
+        name="fluoxr-sofi-moments",
     )
 
 
 def _cumulant_rows(moment_rows: da.Array) -> da.Array:
     """Cumulants of orders 1..p from central moments of orders 1..p (axis 0, one chunk)."""
-    return moment_rows.map_blocks(km.cumulants_from_moments, dtype=np.float64)
+    K = _kernels(_backend_of(moment_rows))
+    return moment_rows.map_blocks(K.cumulants_from_moments, dtype=np.float64,
+                                  meta=_backend.meta_like(moment_rows, moment_rows.ndim, np.float64))
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,16 +242,18 @@ def _cumulant_rows(moment_rows: da.Array) -> da.Array:
 def _settle(state: dict) -> dict:
     """Move complete segments out of ``parts``: to ``done`` (per block) or into running sums (average)."""
     edges = state["edges"]
+    K = _kernels(state["backend"])
     for k in sorted(state["parts"]):
         part = state["parts"][k]
         if part[0] != int(edges[k + 1] - edges[k]):
             continue
         del state["parts"][k]
-        stats = km.state_to_stats(part)
+        stats = K.state_to_stats(part)
         if state["mode"] == "blocks":
             state["done"][k] = stats
         else:
-            cum = np.concatenate([stats[:1], km.cumulants_from_moments(stats[1:])])
+            xp = _backend.array_module(stats)
+            cum = xp.concatenate([stats[:1], K.cumulants_from_moments(stats[1:])])
             if state["sum_stats"] is None:
                 state["sum_stats"], state["sum_cum"] = stats, cum
             else:
@@ -231,9 +263,12 @@ def _settle(state: dict) -> dict:
     return state
 
 
-def _segment_chunk(x: np.ndarray, t: np.ndarray, edges: np.ndarray, *, max_order: int, mode: str) -> dict:
+def _segment_chunk(x: np.ndarray, t: np.ndarray, edges: np.ndarray, *, max_order: int, mode: str,
+                   backend: str = "cpu") -> dict:
     t0 = int(t[0]) if t.size else 0
-    state = {"mode": mode, "edges": np.asarray(edges), "parts": km.segment_states(x, t0, edges, max_order),
+    edges = _backend.to_numpy(edges)
+    state = {"mode": mode, "backend": backend, "edges": edges,
+             "parts": _kernels(backend).segment_states(x, t0, edges, max_order),
              "done": {}, "sum_stats": None, "sum_cum": None, "count": 0}
     return _settle(state)
 
@@ -244,11 +279,12 @@ def _pass_state(x: Any, axis: Any = None, keepdims: Any = None, **kwargs: Any) -
 
 def _segment_combine(states: Any, axis: Any = None, keepdims: Any = None, **kwargs: Any) -> dict:
     states = _flatten(states)
-    out = {"mode": states[0]["mode"], "edges": states[0]["edges"], "parts": {}, "done": {},
-           "sum_stats": None, "sum_cum": None, "count": 0}
+    out = {"mode": states[0]["mode"], "backend": states[0]["backend"], "edges": states[0]["edges"], "parts": {},
+           "done": {}, "sum_stats": None, "sum_cum": None, "count": 0}
+    K = _kernels(out["backend"])
     for s in states:
         for k, part in s["parts"].items():
-            out["parts"][k] = km.merge_states(out["parts"][k], part) if k in out["parts"] else part
+            out["parts"][k] = K.merge_states(out["parts"][k], part) if k in out["parts"] else part
         out["done"].update(s["done"])
         if s["sum_stats"] is not None:
             if out["sum_stats"] is None:
@@ -269,11 +305,13 @@ def _segment_aggregate(states: Any, axis: Any = None, keepdims: Any = None, *, n
     if state["mode"] == "blocks":
         some = next(iter(state["done"].values()), None)
         shape = some.shape[1:] if some is not None else ()
-        out = np.full((n_blocks, max_order + 1) + shape, np.nan)
+        xp = _backend.array_module(some) if some is not None else np
+        out = xp.full((n_blocks, max_order + 1) + shape, np.nan)
         for k, stats in state["done"].items():
             out[k] = stats
         return out.reshape((n_blocks * (max_order + 1),) + shape)
-    return np.concatenate([state["sum_stats"] / state["count"], state["sum_cum"] / state["count"]])
+    xp = _backend.array_module(state["sum_stats"])
+    return xp.concatenate([state["sum_stats"] / state["count"], state["sum_cum"] / state["count"]])
 
 
 def _segment_reduce(data: da.Array, edges: da.Array, max_order: int, mode: str) -> da.Array:
@@ -284,21 +322,26 @@ def _segment_reduce(data: da.Array, edges: da.Array, max_order: int, mode: str) 
     the stats, then of ``[mean, cumulants 1..p]``.
     """
     n_blocks = edges.shape[0] - 1
+    backend = _backend_of(data)
+    meta = _backend.meta_like(data, 3, np.float64)
     t = da.arange(data.shape[0], chunks=(data.chunks[0],))
     parts = da.blockwise(
         _segment_chunk, "tyx", data, "tyx", t, "t", edges, "e", concatenate=True, max_order=max_order, mode=mode,
-        dtype=np.float64, meta=np.empty((0, 0, 0), np.float64), name="fluoxr-sofi-segments",
+        backend=backend, dtype=np.float64, meta=meta, name="fluoxr-sofi-segments",
     )
     size = n_blocks * (max_order + 1) if mode == "blocks" else 2 * (max_order + 1)
     return da.reduction(
         parts, _pass_state, partial(_segment_aggregate, n_blocks=n_blocks, max_order=max_order),
         combine=_segment_combine, axis=0, keepdims=True, concatenate=False, output_size=size, dtype=np.float64,
-        meta=np.empty((0, 0, 0), np.float64), name="fluoxr-sofi-segment-reduce",
+        meta=meta, name="fluoxr-sofi-segment-reduce",
     )
 
 
 def _fbc_edges(video: xr.DataArray, fbc: float, smooth_kernel: int) -> da.Array:
     signal = total_signal(video).data.rechunk(-1)
+    if _backend.is_device_array(signal):
+        # one number per frame: the blocks are cut on the host
+        signal = signal.map_blocks(_backend.to_numpy, dtype=np.float64, meta=np.empty((0,), np.float64))
     n_blocks = math.ceil(1 / fbc)
     return signal.map_blocks(ks.block_bounds, fbc=fbc, smooth_kernel=smooth_kernel, chunks=((n_blocks + 1,),),
                              dtype=np.int64, meta=np.empty((0,), np.int64))
@@ -406,7 +449,7 @@ def moments(video: Any, orders: int | Sequence[int] = 6, *, bleach_correction: b
     """
     orders = _check_orders(orders)
     bleach_correction, fbc, smooth_kernel = _bleach_args(bleach_correction, fbc, smooth_kernel)
-    video = _as_lazy_video(video, plain=bleach_correction, what="bleach_correction")
+    video = _as_lazy_video(video, plain=bleach_correction, what="bleach_correction", device_ok=True)
     mean, rows, _ = _sofi_core(video, max(orders), bleach_correction, fbc, smooth_kernel)
     extra = {"bleach_correction": int(bleach_correction)}
     if bleach_correction:
@@ -449,7 +492,7 @@ def cumulants(video: Any, orders: int | Sequence[int] = 6, *, bleach_correction:
     """
     orders = _check_orders(orders)
     bleach_correction, fbc, smooth_kernel = _bleach_args(bleach_correction, fbc, smooth_kernel)
-    video = _as_lazy_video(video, plain=bleach_correction, what="bleach_correction")
+    video = _as_lazy_video(video, plain=bleach_correction, what="bleach_correction", device_ok=True)
     mean, _, cum = _sofi_core(video, max(orders), bleach_correction, fbc, smooth_kernel)
     extra = {"bleach_correction": int(bleach_correction)}
     if bleach_correction:
@@ -485,7 +528,7 @@ def sofi_images(video: Any, orders: int | Sequence[int] = 6, *, bleach_correctio
     """
     orders = _check_orders(orders)
     bleach_correction, fbc, smooth_kernel = _bleach_args(bleach_correction, fbc, smooth_kernel)
-    video = _as_lazy_video(video, plain=bleach_correction, what="bleach_correction")
+    video = _as_lazy_video(video, plain=bleach_correction, what="bleach_correction", device_ok=True)
     mean, rows, cum = _sofi_core(video, max(orders), bleach_correction, fbc, smooth_kernel)
     dims = video.dims[1:]
     coords = _frame_coords(video)
@@ -510,7 +553,7 @@ def mean_image(video: Any) -> xr.DataArray:
     >>> float(fluoxr.sofi.mean_image(np.arange(8, dtype=np.uint16).reshape(2, 2, 2))[0, 0])
     2.0
     """
-    video = _as_lazy_video(video)
+    video = _as_lazy_video(video, device_ok=True)
     out = video.mean("time", dtype=np.float64)
     out.attrs = _result_attrs(video, long_name="mean image")
     return out.rename("mean_image")
@@ -525,7 +568,7 @@ def min_image(video: Any) -> xr.DataArray:
     >>> int(fluoxr.sofi.min_image(np.arange(8, dtype=np.uint16).reshape(2, 2, 2))[1, 1])
     3
     """
-    video = _as_lazy_video(video)
+    video = _as_lazy_video(video, device_ok=True)
     out = video.min("time")
     out.attrs = _result_attrs(video, long_name="minimum image")
     return out.rename("min")
@@ -594,7 +637,7 @@ def lag_moments(video: Any, lags: Sequence[int]) -> xr.DataArray:
     >>> m.subset.values.tolist(), m.order.values.tolist()
     (['0,1', '0,1,2'], [2, 3])
     """
-    video = _as_lazy_video(video)
+    video = _as_lazy_video(video, what="lag_moments")
     n = video.sizes["time"]
     lags = _check_lags(lags, n)
     maxlag = max(lags)
@@ -746,7 +789,7 @@ def cross_cumulants(video: Any, ri_range: int = 1) -> xr.DataArray:
     >>> xc.shape, xc.dy.values.tolist(), xc.dx.values.tolist()
     ((4, 4, 5), [-1, -1, -1, 0], [-1, 0, 1, -1])
     """
-    video = _as_lazy_video(video)
+    video = _as_lazy_video(video, what="cross_cumulants")
     check_whole_frames(video)
     r = check_int(ri_range, "ri_range", min_value=1)
     H, W = video.sizes["y"], video.sizes["x"]
@@ -894,7 +937,7 @@ def total_signal(video: Any) -> xr.DataArray:
     >>> fluoxr.total_signal(np.ones((3, 2, 2), np.uint16)).values.tolist()
     [4.0, 4.0, 4.0]
     """
-    video = _as_lazy_video(video)
+    video = _as_lazy_video(video, device_ok=True)
     out = video.sum([d for d in video.dims if d != "time"], dtype=np.float64)
     out.attrs = {"long_name": "total signal per frame"}
     return out.rename("total_signal")
@@ -924,7 +967,7 @@ def bleach_blocks(video: Any, *, fbc: float = 0.04, smooth_kernel: int = 251) ->
     """
     fbc = _check_fbc(fbc)
     smooth_kernel = _check_kernel(smooth_kernel)
-    video = _as_lazy_video(video, plain=True, what="bleach_blocks")
+    video = _as_lazy_video(video, plain=True, what="bleach_blocks", device_ok=True)
     edges = _fbc_edges(video, fbc, smooth_kernel)
     return xr.DataArray(edges, dims=("edge",), name="bleach_blocks",
                         attrs={"fbc": fbc, "smooth_kernel": smooth_kernel, "long_name": "block edges (frames)"})

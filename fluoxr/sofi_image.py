@@ -11,6 +11,7 @@ of SOFI images, and the Gaussian masks. Everything is re-exported by
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import dask
@@ -18,9 +19,12 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from . import _backend
 from ._options import get_options
 from ._validate import check_int, check_number, check_whole_frames
 from ._video import frames_per_chunk
+from .device import host
+from .kernels import gpu as kg
 from .kernels import sofi as ks
 
 __all__ = ["fourier_interpolate", "noise_filter", "deconvsk", "ldrc", "gauss1d_mask", "gauss2d_mask",
@@ -42,7 +46,7 @@ def _as_images(obj: Any, name: str, *, videos: bool = False) -> xr.DataArray:
             raise ValueError(f"{name} must have 'y' and 'x' as its last two dims, got dims {obj.dims}")
         return obj
     if isinstance(obj, (np.ndarray, da.Array)) or hasattr(obj, "__array__"):
-        arr = obj if isinstance(obj, da.Array) else np.asarray(obj)
+        arr = obj if isinstance(obj, da.Array) or _backend.is_device_array(obj) else np.asarray(obj)
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
         if videos and 3 <= arr.ndim <= 5:
@@ -68,6 +72,10 @@ def _operator(h: int, w: int, factor: int, which: int) -> np.ndarray:
 
 def _interp_block(block: np.ndarray, A: np.ndarray, B: np.ndarray) -> np.ndarray:
     return ks.interpolate_frames(block, 0, operators=(A, B))
+
+
+def _interp_block_gpu(block: Any, A: Any, B: Any) -> Any:
+    return kg.interpolate_frames(block, A, B)
 
 
 def fourier_interpolate(obj: Any, factor: int = 2) -> xr.DataArray:
@@ -123,12 +131,24 @@ def fourier_interpolate(obj: Any, factor: int = 2) -> xr.DataArray:
             n = frames_per_chunk(per_lead, data.shape[0], get_options()["chunk_mb"])
             if max(data.chunks[0]) > n:
                 data = data.rechunk({0: n})
-        A = da.from_delayed(dask.delayed(_operator, pure=True)(h, w, factor, 0), shape=(hn, h), dtype=np.complex128)
-        B = da.from_delayed(dask.delayed(_operator, pure=True)(h, w, factor, 1), shape=(w, wn), dtype=np.complex128)
+        if _backend.is_device_array(data):
+            # GPU: the operators are made once per graph and copied to the device once
+            xp_name = _backend.array_module(data).__name__
+            op = partial(kg.finterp_operator, xp_name=xp_name)
+            kernel, opmeta = _interp_block_gpu, _backend.meta_like(data, 2, np.complex128)
+        else:
+            op, kernel, opmeta = _operator, _interp_block, np.empty((0, 0), np.complex128)
+        A = da.from_delayed(dask.delayed(op, pure=True)(h, w, factor, 0), shape=(hn, h), dtype=np.complex128,
+                            meta=opmeta)
+        B = da.from_delayed(dask.delayed(op, pure=True)(h, w, factor, 1), shape=(w, wn), dtype=np.complex128,
+                            meta=opmeta)
         ind = "".join(chr(ord("a") + i) for i in range(lead))
-        out = da.blockwise(_interp_block, ind + "YX", data, ind + "yx", A, "Yy", B, "xX", concatenate=True,
-                           dtype=np.float64, meta=np.empty((0,) * data.ndim, np.float64),
+        out = da.blockwise(kernel, ind + "YX", data, ind + "yx", A, "Yy", B, "xX", concatenate=True,
+                           dtype=np.float64, meta=_backend.meta_like(data, data.ndim, np.float64),
                            name="fluoxr-sofi-finterp")
+    elif _backend.is_device_array(data):
+        xp_name = _backend.array_module(data).__name__
+        out = kg.interpolate_frames(data, *(kg.finterp_operator(h, w, factor, i, xp_name) for i in (0, 1)))
     else:
         out = ks.interpolate_frames(np.asarray(data), factor)
     coords = {k: v.variable for k, v in images.coords.items() if not ({"y", "x"} & set(v.dims))}
@@ -187,6 +207,7 @@ def noise_filter(stack: xr.DataArray, noise_filter: Any = None, *, dim: str = "t
         raise TypeError(f"stack must be an xarray.DataArray with a {dim!r} dim, got {type(stack).__name__}")
     if dim not in stack.dims:
         raise ValueError(f"dim {dim!r} is not a dim of stack (dims {stack.dims})")
+    stack = host(stack, "fluoxr.noise_filter")
     if stack.dtype.kind not in "biuf":
         raise TypeError(f"stack must hold real numbers, got dtype {stack.dtype}")
     h = _check_filter(noise_filter)
@@ -269,7 +290,7 @@ def deconvsk(images: Any, psf: Any = None, *, deconv_lambda: float = 1.5, deconv
     >>> bool(out.values[16, 16] > blurred[16, 16])
     True
     """
-    images = _as_images(images, "images")
+    images = host(_as_images(images, "images"), "fluoxr.deconvsk")
     psf = ks.gauss2d_mask((51, 51), 2) if psf is None else np.asarray(psf, dtype=np.float64)
     if psf.ndim != 2 or not np.all(np.isfinite(psf)) or not np.max(psf) > 0:
         raise ValueError(f"psf must be a finite 2-D array with a positive maximum, got shape {psf.shape}")
@@ -328,8 +349,8 @@ def ldrc(images: Any, mask: Any, *, order: int = 1, window_size: Sequence[int] =
     >>> out.shape
     (5, 8)
     """
-    images = _as_images(images, "images")
-    mask = _as_images(mask, "mask")
+    images = host(_as_images(images, "images"), "fluoxr.ldrc")
+    mask = host(_as_images(mask, "mask"), "fluoxr.ldrc")
     order = check_int(order, "order", min_value=1)
     if isinstance(window_size, (str, bytes)) or len(window_size) != 2:
         raise ValueError(f"window_size must be two integers (rows, columns), got {window_size!r}")

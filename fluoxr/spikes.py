@@ -9,6 +9,7 @@ import numpy as np
 import xarray as xr
 
 from ._validate import check_number, check_traces
+from .device import host
 from .kernels.oasis import oasis_rows
 from .temporal import traces_fps
 
@@ -70,6 +71,8 @@ def oasis(traces: xr.DataArray, *, tau_s: float, fps: float | None = None) -> xr
     (5, 1.0)
     """
     traces = check_traces(traces)
+    # OASIS is a sequential pool-merging loop per trace: it runs on the CPU (GPU traces are copied back)
+    traces = host(traces, "fluoxr.oasis")
     tau_s = check_number(tau_s, "tau_s", gt=0)
     rate = traces_fps(traces, fps)
     t = traces.transpose(..., "time")

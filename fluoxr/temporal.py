@@ -26,8 +26,11 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from . import _backend
 from ._validate import check_choice, check_number, check_traces, require_fps
+from .device import host
 from .kernels import detrend as kdetrend
+from .kernels import gpu as kg
 from .kernels import temporal as ktemporal
 
 logger = logging.getLogger(__name__)
@@ -43,7 +46,7 @@ def _time_last(traces: xr.DataArray) -> tuple[xr.DataArray, da.Array]:
     t = traces.transpose(..., "time")
     data = t.data
     if not isinstance(data, da.Array):
-        data = da.from_array(data, chunks=(-1,) * data.ndim)
+        data = da.from_array(data, chunks=(-1,) * data.ndim, asarray=False)
     return t, data
 
 
@@ -65,7 +68,8 @@ def _overlap_block(block: np.ndarray, *, kernel: Callable[..., np.ndarray], halo
     lpad = 0 if first else halo
     rpad = 0 if last else halo
     if lpad or rpad:
-        core = np.pad(core, [(0, 0)] * (core.ndim - 1) + [(lpad, rpad)])
+        xp = _backend.array_module(core)
+        core = xp.pad(core, [(0, 0)] * (core.ndim - 1) + [(lpad, rpad)])
     return core
 
 
@@ -83,12 +87,12 @@ def map_time(data: da.Array, func: Callable[..., np.ndarray], halo: int, *, dtyp
     if halo == 0 or len(chunks[-1]) == 1 or n <= halo:
         whole = data.rechunk({data.ndim - 1: -1}) if len(chunks[-1]) > 1 else data
         out = whole.map_blocks(func, pad_left=True, pad_right=True, dtype=dtype,
-                               meta=np.empty((0,) * data.ndim, dtype), **kwargs)
+                               meta=_backend.meta_like(data, data.ndim, dtype), **kwargs)
         return out.rechunk(chunks)
     depth = {i: 0 for i in range(data.ndim)}
     depth[data.ndim - 1] = halo
     out = da.map_overlap(_overlap_block, data, depth=depth, boundary="none", trim=True, dtype=dtype,
-                         meta=np.empty((0,) * data.ndim, dtype), kernel=func, halo=halo, **kwargs)
+                         meta=_backend.meta_like(data, data.ndim, dtype), kernel=func, halo=halo, **kwargs)
     return out.rechunk(chunks)
 
 
@@ -168,6 +172,10 @@ def _percentile_rows(block: np.ndarray, *, q: float) -> np.ndarray:
     return np.percentile(block, q, axis=-1, keepdims=True).astype(np.float32)
 
 
+def _percentile_rows_gpu(block: Any, *, q: float) -> Any:
+    return kg.percentile_rows(block, q)
+
+
 def baseline(
     traces: xr.DataArray,
     *,
@@ -230,17 +238,19 @@ def baseline(
     check_choice(method, "method", ("maximin", "constant", "prctile"))
     sigma = check_number(sigma_frames, "sigma_frames", ge=0)
     t, data = _time_last(traces)
+    # GPU traces (CuPy chunks) run the kernels' array-module twins, with the same halos
+    K = kg if _backend.is_device_array(data) else ktemporal
     if method == "maximin":
         window_s = check_number(window_s, "window_s", gt=0)
         rate = traces_fps(traces, fps)
         win = ktemporal.maximin_window(window_s, rate)
         halo = ktemporal.maximin_halo(sigma, win)
-        out = map_time(data, ktemporal.maximin, halo, dtype=np.float32, sigma=sigma, win=win)
+        out = map_time(data, K.maximin, halo, dtype=np.float32, sigma=sigma, win=win)
     elif method == "constant":
         if not isinstance(global_min, (bool, np.bool_)):
             raise TypeError(f"global_min must be True or False, got {global_min!r}")
         halo = ktemporal.gaussian_halo(sigma)
-        smooth = map_time(data, ktemporal.gaussian_reflect, halo, dtype=np.float64, sigma=sigma)
+        smooth = map_time(data, K.gaussian_reflect, halo, dtype=np.float64, sigma=sigma)
         keep = [i for i, d in enumerate(t.dims) if d == "channel"]
         axes = tuple(i for i in range(data.ndim) if i not in keep) if global_min else (data.ndim - 1,)
         low = smooth.min(axis=axes, keepdims=True).astype(np.float32)
@@ -248,8 +258,9 @@ def baseline(
     else:
         q = check_number(percentile, "percentile", ge=0, le=100)
         whole = _whole_time(data)
-        low = whole.map_blocks(_percentile_rows, q=q, dtype=np.float32, chunks=whole.chunks[:-1] + ((1,),),
-                               meta=np.empty((0,) * data.ndim, np.float32))
+        rows = _percentile_rows_gpu if K is kg else _percentile_rows
+        low = whole.map_blocks(rows, q=q, dtype=np.float32, chunks=whole.chunks[:-1] + ((1,),),
+                               meta=_backend.meta_like(data, data.ndim, np.float32))
         out = da.broadcast_to(low.rechunk(data.chunks[:-1] + ((1,),)), data.shape, chunks=data.chunks)
     result = _like(t, out, "baseline")
     result.attrs["baseline_method"] = method
@@ -436,6 +447,7 @@ def detrend(
         elif n < 12:
             raise ValueError(f"traces must have at least 12 frames to estimate a period, got {n}; pass period=...")
     out_dtype = np.float64 if traces.dtype == np.float64 else np.float32
+    traces = host(traces, "fluoxr.detrend")
     t, data = _time_last(traces)
     whole = _whole_time(data)
     out = whole.map_blocks(_detrend_rows, kind=kind, period=period, ptimes=ptimes,
