@@ -59,16 +59,23 @@ def _move(data: Any, name: str) -> Any:
     raise TypeError(f"obj must hold NumPy, CuPy or dask arrays, got {type(data).__name__}")
 
 
+def _movable(v: xr.DataArray) -> bool:
+    # CuPy holds numbers only: labels (strings, objects) stay on the host
+    return np.dtype(v.dtype).kind in "biufc"
+
+
 def _move_variables(obj: xr.DataArray | xr.Dataset, name: str) -> xr.DataArray | xr.Dataset:
-    # index coordinates stay NumPy (xarray keeps them as pandas indexes); everything else moves
+    # index coordinates stay NumPy (xarray keeps them as pandas indexes); other numeric variables move
     indexed = set(obj.indexes)
-    moved = {k: c.variable.copy(data=_move(c.data, name)) for k, c in obj.coords.items() if k not in indexed}
+    moved = {k: c.variable.copy(data=_move(c.data, name)) for k, c in obj.coords.items()
+             if k not in indexed and _movable(c)}
     if isinstance(obj, xr.DataArray):
-        out = obj.copy(data=_move(obj.data, name))
+        out = obj.copy(data=_move(obj.data, name)) if _movable(obj) else obj.copy()
     else:
         out = obj.copy()
         for k, v in obj.data_vars.items():
-            out[k] = v.variable.copy(data=_move(v.data, name))
+            if _movable(v):
+                out[k] = v.variable.copy(data=_move(v.data, name))
     return out.assign_coords(moved) if moved else out
 
 

@@ -160,6 +160,13 @@ CASES: list[Case] = [
     ("datasets: n_frames 0", lambda i: datasets.calcium_neurons(n_frames=0), ValueError, "n_frames"),
     ("datasets: bad fps", lambda i: datasets.blinking_emitters(fps=-1), ValueError, "fps"),
     ("datasets: shape of 3", lambda i: datasets.oscillating_sheet(shape=(4, 4, 4)), ValueError, "shape"),
+    # -- GPU ---------------------------------------------------------------------------------
+    ("gpu: unknown device", lambda i: fluoxr.to_device(i.video, "gpu"), ValueError, "device"),
+    ("gpu: to_device of a list", lambda i: fluoxr.to_device([1, 2], "cpu"), TypeError, "obj"),
+    ("gpu: unknown backend", lambda i: fluoxr.open_video(i.tif, backend="jax"), ValueError, "backend"),
+    ("gpu: cupy engine on a host video", lambda i: fluoxr.extract(i.video, i.rois, engine="cupy"), ValueError,
+     "engine"),
+    ("gpu: unknown engine", lambda i: fluoxr.traces(i.video, [(3, 3)], engine="jax"), ValueError, "engine"),
 ]
 
 

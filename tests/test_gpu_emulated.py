@@ -98,6 +98,21 @@ def test_to_device_and_back_is_lazy_and_keeps_values():
     np.testing.assert_array_equal(fluoxr.to_device(v.values, "cpu"), v.values)
 
 
+def test_to_device_moves_numbers_only(monkeypatch):
+    # CuPy holds no strings: extraction's "kind" labels stay on the host
+    import fluoxr.device as dev
+
+    moved = []
+    orig = dev._move
+    monkeypatch.setattr(dev, "_move", lambda data, name: moved.append(data.dtype) or orig(data, name))
+    video, truth = fluoxr.datasets.calcium_neurons(n_frames=6, shape=(32, 32), n_cells=2)
+    ds = fluoxr.extract(video, fluoxr.ROISet.from_suite2p(truth.stat, (32, 32)), neuropil=None)
+    out = emulated(fluoxr.to_device)(ds, "cuda")
+    xr.testing.assert_identical(out.compute(), ds.compute())
+    assert moved and all(np.dtype(d).kind in "biufc" for d in moved)
+    assert len(moved) == 1 + 3  # F, and the numeric per-ROI coords y, x, npix
+
+
 def test_missing_cupy_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "cupy", None)  # as if not installed, even where it is
     v = tiny_video((4, 3, 3))

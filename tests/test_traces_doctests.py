@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 
 MODULES = ["fluoxr.extraction", "fluoxr.temporal", "fluoxr.spikes", "fluoxr.positions", "fluoxr.kernels.masks",
            "fluoxr.kernels.temporal", "fluoxr.kernels.oasis", "fluoxr.kernels.detrend", "fluoxr.kernels.extract",
-           "fluoxr.plot"]
+           "fluoxr.plot", "fluoxr.device", "fluoxr.kernels.gpu"]
 
 
 @pytest.mark.parametrize("name", MODULES)
