@@ -166,7 +166,7 @@ def _demo_recordings(ctx: DemoContext) -> None:
 
     n = ctx.frames
     recordings = {
-        "blinking": datasets.blinking_emitters(n_frames=n or 2000, shape=(64, 64), n_emitters=12, seed=1,
+        "blinking": datasets.blinking_emitters(n_frames=n or 2000, shape=(64, 64), n_emitters=12, seed=1, on_fraction=0.15,
                                                bleach_tau_s=60.0),
         "calcium": datasets.calcium_neurons(n_frames=n or 1500, shape=(128, 128), n_cells=40, red_fraction=0.3,
                                             seed=2),
@@ -196,10 +196,6 @@ def _demo_overview(ctx: DemoContext) -> None:
     fig = show_images(computed, titles=[f"{k}: mean" for k in means])
     fig.savefig(ctx.path("recordings.png"), dpi=100)
     ctx.report.append(f"figure recordings.png: mean image of each recording ({ctx.runner.throughput('mean images')})")
-
-
-# Steps run in order; analyses add theirs here.
-DEMO_STEPS: list[Callable[[DemoContext], None]] = [_demo_recordings, _demo_overview]
 
 
 # -- SOFI ---------------------------------------------------------------------------------------
@@ -250,7 +246,7 @@ def _cmd_sofi(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_sofi(sub: Any) -> None:
+def _add_sofi_parser(sub: Any) -> None:
     p = sub.add_parser("sofi", help="SOFI moment and cumulant images of every order, from one pass over a recording")
     p.add_argument("input", nargs="+", help="recording: TIFF(s), zarr, .bin, .npy or file.h5::/dataset")
     p.add_argument("-o", "--output", required=True, help="output zarr store (mean image, moments, cumulants)")
@@ -303,9 +299,6 @@ def _demo_sofi(ctx: DemoContext) -> None:
     )
 
 
-DEMO_STEPS.append(_demo_sofi)
-
-
 def _demo_features(ctx: DemoContext) -> None:
     """cellector's ROI features of the synthetic neurons against the anatomical channel, and how well each
     separates the cells that are bright in it (ROC AUC)."""
@@ -326,9 +319,6 @@ def _demo_features(ctx: DemoContext) -> None:
         f"ROI features of {len(rois)} cells against the red channel ({int(truth.red.sum())} bright; reference "
         f"{ctx.runner.throughput(label)}, features {secs:.2f} s): ROC AUC {aucs}; table roi_features.csv"
     )
-
-
-DEMO_STEPS.append(_demo_features)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -550,9 +540,6 @@ def _demo_calcium(ctx: DemoContext) -> None:
     ctx.report.append("figures calcium_rois.png (ROIs and one neuropil region), calcium_traces.png")
 
 
-DEMO_STEPS.append(_demo_calcium)
-
-
 # --------------------------------------------------------------------------------------------
 # fluoxr oscillations
 
@@ -597,9 +584,6 @@ def _demo_oscillations(ctx: DemoContext) -> None:
         f"{periods.median():.0f} s (true {truth.period_s:.0f} s); figure oscillations.png"
         if len(periods) else f"oscillation_tracks.csv: {len(table)} oscillating clusters; figure oscillations.png"
     )
-
-
-DEMO_STEPS.append(_demo_oscillations)
 
 
 def _read_mask(path: str) -> Any:
@@ -679,6 +663,11 @@ def _add_oscillations_parser(sub: Any) -> None:
 # --------------------------------------------------------------------------------------------
 # entry point
 
+# `fluoxr demo` runs these in order; each analysis contributes one step.
+DEMO_STEPS: list[Callable[[DemoContext], None]] = [
+    _demo_recordings, _demo_overview, _demo_sofi, _demo_calcium, _demo_features, _demo_oscillations,
+]
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fluoxr", description="Out-of-core fluorescence microscopy analysis.")
@@ -699,7 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scheduler_args(p)
     p.set_defaults(func=_cmd_demo)
     _add_extract_parser(sub)
-    _add_sofi(sub)
+    _add_sofi_parser(sub)
     _add_oscillations_parser(sub)
     return parser
 
