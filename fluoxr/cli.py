@@ -91,6 +91,21 @@ def scheduler(address: str | None, *, workers: int | None = None) -> Iterator[An
             yield client
 
 
+def _add_output_args(p: argparse.ArgumentParser, what: str = "outputs") -> None:
+    """``--overwrite`` and ``--resume`` for subcommands that write zarr stores."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--overwrite", action="store_true", help=f"replace existing {what}")
+    g.add_argument("--resume", action="store_true",
+                   help=f"finish an interrupted run: chunks of {what} already written are kept, not recomputed")
+
+
+def _check_output(path: str | None, args: argparse.Namespace, flag: str) -> None:
+    """Refuse an existing output unless --overwrite or --resume says what to do with it."""
+    if path is not None and os.path.exists(path) and not (args.overwrite or getattr(args, "resume", False)):
+        raise ValueError(f"{flag} {path!r} already exists; pass --overwrite to replace it "
+                         "or --resume to finish an interrupted run")
+
+
 def _add_scheduler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="dask scheduler address (tcp://host:port), 'threads' for in-process threads, "
@@ -151,7 +166,7 @@ def _demo_recordings(ctx: DemoContext) -> None:
 
     n = ctx.frames
     recordings = {
-        "blinking": datasets.blinking_emitters(n_frames=n or 2000, shape=(64, 64), n_emitters=12, seed=1,
+        "blinking": datasets.blinking_emitters(n_frames=n or 2000, shape=(64, 64), n_emitters=12, seed=1, on_fraction=0.15,
                                                bleach_tau_s=60.0),
         "calcium": datasets.calcium_neurons(n_frames=n or 1500, shape=(128, 128), n_cells=40, red_fraction=0.3,
                                             seed=2),
@@ -183,10 +198,6 @@ def _demo_overview(ctx: DemoContext) -> None:
     ctx.report.append(f"figure recordings.png: mean image of each recording ({ctx.runner.throughput('mean images')})")
 
 
-# Steps run in order; analyses add theirs here.
-DEMO_STEPS: list[Callable[[DemoContext], None]] = [_demo_recordings, _demo_overview]
-
-
 # -- SOFI ---------------------------------------------------------------------------------------
 
 
@@ -199,7 +210,7 @@ def _cmd_sofi(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from .io import open_video, save
+    from .io import open_result, open_video, save
     from .plot import show_orders
     from .sofi import fourier_interpolate, sofi_images
 
@@ -211,8 +222,7 @@ def _cmd_sofi(args: argparse.Namespace) -> int:
         raise ValueError(f"--fbc must be in (0, 1), got {args.fbc}")
     out = args.output
     png = args.png or _sofi_png_path(out)
-    if os.path.exists(out) and not args.overwrite:
-        raise ValueError(f"-o {out!r} already exists; pass --overwrite to replace it")
+    _check_output(out, args, "-o")
     video = open_video(args.input if len(args.input) > 1 else args.input[0], fps=args.fps)
     nbytes = video.nbytes
     if args.finterp > 1:
@@ -225,8 +235,9 @@ def _cmd_sofi(args: argparse.Namespace) -> int:
     label = f"SOFI {what} to order {args.order}" + (" (bleach-corrected)" if args.bleach_correction else "")
     with scheduler(args.scheduler, workers=args.workers) as client:
         runner = Runner(client=client, progress=not args.no_progress)
-        result = runner.compute(ds, label=label, nbytes=nbytes)
-    save(result, out, overwrite=args.overwrite)
+        runner.compute(save(ds, out, overwrite=args.overwrite, resume=args.resume, compute=False), label=label,
+                       nbytes=nbytes)
+    result = open_result(out).compute()
     fig = show_orders(result["cumulants" if args.cumulants else "moments"], mean_image=result["mean_image"])
     fig.savefig(png, dpi=100)
     print(f"fluoxr sofi: {label} of {dict(video.sizes)} in {runner.throughput(label)}")
@@ -235,7 +246,7 @@ def _cmd_sofi(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_sofi(sub: Any) -> None:
+def _add_sofi_parser(sub: Any) -> None:
     p = sub.add_parser("sofi", help="SOFI moment and cumulant images of every order, from one pass over a recording")
     p.add_argument("input", nargs="+", help="recording: TIFF(s), zarr, .bin, .npy or file.h5::/dataset")
     p.add_argument("-o", "--output", required=True, help="output zarr store (mean image, moments, cumulants)")
@@ -248,7 +259,7 @@ def _add_sofi(sub: Any) -> None:
     p.add_argument("--finterp", type=int, default=1, help="Fourier interpolation factor (default 1: none)")
     p.add_argument("--fps", type=float, default=None, help="frame rate, if the file does not say")
     p.add_argument("--png", default=None, help="figure of the orders side by side (default: OUTPUT with .png)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    _add_output_args(p, "output")
     _add_scheduler_args(p)
     p.set_defaults(func=_cmd_sofi)
 
@@ -288,9 +299,6 @@ def _demo_sofi(ctx: DemoContext) -> None:
     )
 
 
-DEMO_STEPS.append(_demo_sofi)
-
-
 def _demo_features(ctx: DemoContext) -> None:
     """cellector's ROI features of the synthetic neurons against the anatomical channel, and how well each
     separates the cells that are bright in it (ROC AUC)."""
@@ -311,9 +319,6 @@ def _demo_features(ctx: DemoContext) -> None:
         f"ROI features of {len(rois)} cells against the red channel ({int(truth.red.sum())} bright; reference "
         f"{ctx.runner.throughput(label)}, features {secs:.2f} s): ROC AUC {aucs}; table roi_features.csv"
     )
-
-
-DEMO_STEPS.append(_demo_features)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -363,6 +368,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         raise ValueError("--neuropil needs cell ROIs (--stat or --labels), not --positions")
     if args.tau is not None and not args.spikes:
         raise ValueError("--tau is used with --spikes")
+    _check_output(args.output, args, "-o")
     kwargs: dict[str, Any] = {}
     if args.fps is not None:
         kwargs["fps"] = args.fps
@@ -402,7 +408,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         print(f"fluoxr extract: {what} from {dict(video.sizes)} -> {args.output}", flush=True)
     with scheduler(args.scheduler, workers=args.workers) as client:
         runner = Runner(client=client, progress=not args.no_progress)
-        write = io.save(out, args.output, overwrite=args.overwrite, compute=False)
+        write = io.save(out, args.output, overwrite=args.overwrite, resume=args.resume, compute=False)
         runner.compute(write, label="extracting traces", nbytes=video.nbytes)
     print(f"wrote {', '.join(map(str, out.data_vars))} to {args.output} ({runner.throughput('extracting traces')})")
     return 0
@@ -430,7 +436,7 @@ def _add_extract_parser(sub: Any) -> None:
     p.add_argument("--window", choices=("rect", "disc", "pixel"), default=None, help="window for --positions")
     p.add_argument("--fps", type=float, default=None, help="frame rate, if the file does not say")
     p.add_argument("--shape", type=int, nargs=2, default=None, metavar=("LY", "LX"), help="frame shape of a raw .bin")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output store")
+    _add_output_args(p, "output store")
     _add_scheduler_args(p)
     p.set_defaults(func=_cmd_extract)
 
@@ -534,9 +540,6 @@ def _demo_calcium(ctx: DemoContext) -> None:
     ctx.report.append("figures calcium_rois.png (ROIs and one neuropil region), calcium_traces.png")
 
 
-DEMO_STEPS.append(_demo_calcium)
-
-
 # --------------------------------------------------------------------------------------------
 # fluoxr oscillations
 
@@ -583,9 +586,6 @@ def _demo_oscillations(ctx: DemoContext) -> None:
     )
 
 
-DEMO_STEPS.append(_demo_oscillations)
-
-
 def _read_mask(path: str) -> Any:
     """A mask video (read lazily) or a frame mask image."""
     from .io import open_video, read_image
@@ -602,9 +602,8 @@ def _cmd_oscillations(args: argparse.Namespace) -> int:
     from .io import open_result, open_video, save
     from .oscillations import detect, oscillation_coordinates, track_clusters
 
-    for flag, target in (("--tracks", args.tracks), ("--coordinates", args.coordinates)):
-        if target is not None and os.path.exists(target) and not args.overwrite:
-            raise ValueError(f"{flag} {target!r} already exists; pass --overwrite to replace it")
+    for flag, target in (("-o", args.out), ("--tracks", args.tracks), ("--coordinates", args.coordinates)):
+        _check_output(target, args, flag)
     fps = None if args.interval is None or args.interval <= 0 else 1.0 / args.interval
     video = open_video(args.input if len(args.input) > 1 else args.input[0], fps=fps)
     if args.interval is None and not video.attrs.get("fps"):
@@ -617,16 +616,17 @@ def _cmd_oscillations(args: argparse.Namespace) -> int:
     with scheduler(args.scheduler, workers=args.workers) as client:
         runner = Runner(client=client, progress=not args.no_progress)
         label = f"detecting influx/efflux -> {args.out}"
-        runner.compute(save(labels, args.out, overwrite=args.overwrite, compute=False), label=label,
-                       nbytes=video.nbytes)
+        write = save(labels, args.out, overwrite=args.overwrite, resume=args.resume, compute=False)
+        runner.compute(write, label=label, nbytes=video.nbytes)
         saved = open_result(args.out)
         influx, efflux = runner.compute(dask.delayed(tuple)([(saved == 1).mean().data, (saved == 2).mean().data]),
                                         label="counting", nbytes=saved.nbytes)
         print(f"{args.out}: {dict(saved.sizes)} int8 (0 none, 1 influx, 2 efflux); "
               f"influx {float(influx):.1%}, efflux {float(efflux):.1%} of pixel-frames ({runner.throughput(label)})")
         if args.coordinates:
-            runner.compute(save(oscillation_coordinates(saved), args.coordinates, overwrite=args.overwrite,
-                                compute=False), label=f"coordinates -> {args.coordinates}", nbytes=saved.nbytes)
+            write = save(oscillation_coordinates(saved), args.coordinates, overwrite=args.overwrite,
+                         resume=args.resume, compute=False)
+            runner.compute(write, label=f"coordinates -> {args.coordinates}", nbytes=saved.nbytes)
             print(f"{args.coordinates}: table of influx/efflux pixels (t, y, x, kind)")
         if args.tracks:
             table = runner.compute(track_clusters(saved, min_overlap=args.min_overlap, compute=False),
@@ -655,7 +655,7 @@ def _add_oscillations_parser(sub: Any) -> None:
     p.add_argument("--tracks", default=None, metavar="CSV", help="write the oscillating-cluster table here")
     p.add_argument("--min-overlap", type=int, default=1, help="pixels that link clusters of consecutive frames")
     p.add_argument("--coordinates", default=None, metavar="ZARR", help="write the table of influx/efflux pixels here")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    _add_output_args(p, "outputs")
     _add_scheduler_args(p)
     p.set_defaults(func=_cmd_oscillations)
 
@@ -663,10 +663,17 @@ def _add_oscillations_parser(sub: Any) -> None:
 # --------------------------------------------------------------------------------------------
 # entry point
 
+# `fluoxr demo` runs these in order; each analysis contributes one step.
+DEMO_STEPS: list[Callable[[DemoContext], None]] = [
+    _demo_recordings, _demo_overview, _demo_sofi, _demo_calcium, _demo_features, _demo_oscillations,
+]
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fluoxr", description="Out-of-core fluorescence microscopy analysis.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log messages (-vv for debug)")
+    parser.add_argument("--chunk-mb", type=float, default=None, metavar="MB",
+                        help="target size of one time chunk when opening recordings (default 96 MB)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("info", help="shape, dtype, chunks, fps and size of a recording (reads metadata only)")
@@ -681,7 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scheduler_args(p)
     p.set_defaults(func=_cmd_demo)
     _add_extract_parser(sub)
-    _add_sofi(sub)
+    _add_sofi_parser(sub)
     _add_oscillations_parser(sub)
     return parser
 
@@ -693,7 +700,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return int(args.func(args) or 0)
+        from ._options import set_options
+
+        with set_options(**({} if args.chunk_mb is None else {"chunk_mb": args.chunk_mb})):
+            return int(args.func(args) or 0)
     except (ValueError, TypeError, FileNotFoundError, ImportError, OSError) as exc:
         print(f"fluoxr {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -343,17 +343,18 @@ def _calcium_block(t: np.ndarray, table: np.ndarray, *, shape: tuple[int, int], 
     _, c = _calcium(t, n_cells, rate, decay, k_len, seed)
     cell_f = f0[None, :] * (1.0 + amplitude * c)  # (time, cell)
     mod = _neuropil_modulation(t, fps, neuropil_fluct, seed)
-    expected = (foot @ cell_f.T).T.reshape((t.size,) + shape) + mod[:, None, None] * neuropil[None]
     out = np.empty((t.size,) + ((2,) if red is not None else ()) + shape, out_dtype)
     if red is not None:
         dim, bright, bg = red_levels
         red_img = (foot @ np.where(red, bright, dim)).reshape(shape) + bg
     for i, ti in enumerate(t):
+        # one frame at a time: memory stays at a few frames whatever the chunk length
+        expected = (foot @ cell_f[i]).reshape(shape) + mod[i] * neuropil
         rng = _frame_rng(seed, _NOISE, ti)
         if red is None:
-            out[i] = _noisy(expected[i], read_noise, rng, out_dtype)
+            out[i] = _noisy(expected, read_noise, rng, out_dtype)
         else:
-            out[i, 0] = _noisy(expected[i], read_noise, rng, out_dtype)
+            out[i, 0] = _noisy(expected, read_noise, rng, out_dtype)
             out[i, 1] = _noisy(red_img, read_noise, _frame_rng(seed, _RED, ti), out_dtype)
     return out
 
@@ -548,11 +549,11 @@ def _sheet_phase(t: np.ndarray, shape: tuple[int, int], period_s: float, interva
 def _sheet_block(t: np.ndarray, *, shape: tuple[int, int], mask: np.ndarray, period_s: float, interval_s: float,
                  wavelength_px: float, direction_deg: float, base: float, amplitude: float, background: float,
                  read_noise: float, seed: int, out_dtype: np.dtype) -> np.ndarray:
-    phase = _sheet_phase(t, shape, period_s, interval_s, wavelength_px, direction_deg)
-    expected = np.where(mask[None], base * (1 + amplitude * np.sin(phase)), background)
     out = np.empty((t.size,) + shape, out_dtype)
     for i, ti in enumerate(t):
-        out[i] = _noisy(expected[i], read_noise, _frame_rng(seed, _NOISE, ti), out_dtype)
+        phase = _sheet_phase(np.array([ti]), shape, period_s, interval_s, wavelength_px, direction_deg)[0]
+        expected = np.where(mask, base * (1 + amplitude * np.sin(phase)), background)
+        out[i] = _noisy(expected, read_noise, _frame_rng(seed, _NOISE, ti), out_dtype)
     return out
 
 

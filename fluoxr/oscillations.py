@@ -589,9 +589,11 @@ def _track_chunk(block: np.ndarray, prev: np.ndarray | None, *, t0: int, onset_a
     from scipy.sparse.csgraph import connected_components
 
     block = np.asarray(block)
-    if block.dtype != np.int8 or not np.all((block >= 0) & (block <= 2)):
-        block = np.where((block == 1) | (block == 2), block, 0).astype(np.int8)
-    block = np.ascontiguousarray(block)
+    if block.size and (block.min() < 0 or block.max() > 2):
+        # a video passed by mistake would otherwise give an empty table without a word
+        raise ValueError(f"labels must hold only 0 (none), 1 (influx) and 2 (efflux), found values from "
+                         f"{int(block.min())} to {int(block.max())}; pass the output of fluoxr.oscillations.detect")
+    block = np.ascontiguousarray(block, dtype=np.int8)
     has_prev = prev is not None
     if has_prev:
         prev = np.asarray(prev)

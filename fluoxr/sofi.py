@@ -1104,7 +1104,8 @@ def bleach_correct(video: Any, *, fbc: float = 0.04, smooth_kernel: int = 251) -
     Returns
     -------
     xarray.DataArray
-        A video like the input, int32 for inputs of up to 16 bits, else int64.
+        A video like the input: int32 for integer inputs of up to 16 bits, int64 for wider integers,
+        float64 (rounded values; NaN pixels stay NaN) for float inputs.
 
     Examples
     --------
@@ -1128,7 +1129,9 @@ def bleach_correct(video: Any, *, fbc: float = 0.04, smooth_kernel: int = 251) -
                          output_size=2 * n_blocks, dtype=np.float64, meta=np.empty((0, 0, 0), np.float64),
                          name="fluoxr-sofi-bleach-stats")
     dt = video.dtype
-    out_dtype = np.dtype(np.int32) if dt.kind in "biu" and dt.itemsize <= 2 else np.dtype(np.int64)
+    # integers as pysofi (rounded); float input stays float so that NaN pixels stay NaN
+    out_dtype = np.dtype(np.float64) if dt.kind == "f" else (
+        np.dtype(np.int32) if dt.itemsize <= 2 else np.dtype(np.int64))
     data3 = bind(video.data, stats)
     t3 = da.arange(data3.shape[0], chunks=(data3.chunks[0],))
     out = da.blockwise(_corrected_block, "tyx", data3, "tyx", t3, "t", edges, "e", stats, "syx",

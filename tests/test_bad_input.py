@@ -45,6 +45,7 @@ def inputs(tmp_path_factory) -> Inputs:
     fluoxr.save(fluoxr.as_video(stack, fps=10), zarr_path)
     (d / "notes.txt").write_text("not a recording")
     tifffile.imwrite(str(d / "image.tif"), stack[0])
+    tifffile.imwrite(str(d / "small_mask.tif"), np.ones((5, 5), np.uint8))
     (d / "raw").mkdir()
     np.zeros((6, 5, 4), np.int16).tofile(d / "raw" / "data.bin")
     try:
@@ -156,6 +157,18 @@ CASES: list[Case] = [
      ValueError, "window_size"),
     ("sofi: deconv_iter 0", lambda i: fluoxr.deconvsk(np.zeros((30, 30)), deconv_iter=0), ValueError, "deconv_iter"),
     ("sofi: noise filter dim", lambda i: fluoxr.noise_filter(i.video, dim="order"), ValueError, "dim"),
+    # -- oscillations -------------------------------------------------------------------------
+    ("detect: mask shape", lambda i: _detect(i, mask=np.ones((5, 5), bool)), ValueError, "mask"),
+    ("detect: interval_s <= 0", lambda i: _detect(i, interval_s=0), ValueError, "interval_s"),
+    ("detect: min_cluster_size 0", lambda i: _detect(i, min_cluster_size=0), ValueError, "min_cluster_size"),
+    ("detect: start beyond the end", lambda i: _detect(i, start=12), ValueError, "start"),
+    ("detect: single frame", lambda i: _detect(i, video=i.video.isel(time=[0])), ValueError, "video"),
+    ("detect: period_s <= 0", lambda i: _detect(i, period_s=-1), ValueError, "period_s"),
+    ("detect: unknown compat", lambda i: _detect(i, compat="matlab"), ValueError, "compat"),
+    ("track_clusters: a video, not labels", lambda i: fluoxr.oscillations.track_clusters(i.video), ValueError,
+     "labels"),
+    ("track_clusters: float labels", lambda i: fluoxr.oscillations.track_clusters(i.video.astype(float)), TypeError,
+     "labels"),
     # -- synthetic data ---------------------------------------------------------------------
     ("datasets: n_frames 0", lambda i: datasets.calcium_neurons(n_frames=0), ValueError, "n_frames"),
     ("datasets: bad fps", lambda i: datasets.blinking_emitters(fps=-1), ValueError, "fps"),
@@ -168,6 +181,11 @@ CASES: list[Case] = [
      "engine"),
     ("gpu: unknown engine", lambda i: fluoxr.traces(i.video, [(3, 3)], engine="jax"), ValueError, "engine"),
 ]
+
+
+def _detect(i: Inputs, **kwargs):
+    args = dict(video=i.video, period_s=10.0, interval_s=0.1, min_cluster_size=3) | kwargs
+    return fluoxr.oscillations.detect(args.pop("video"), **args)
 
 
 def _bin(i: Inputs) -> str:
@@ -200,6 +218,15 @@ CLI_CASES = [
     ("sofi: fbc 2", ["sofi", "{dir}/movie.tif", "-o", "{dir}/sofi.zarr", "--fbc", "2"], "--fbc"),
     ("sofi: 2-D image", ["sofi", "{dir}/image.tif", "-o", "{dir}/sofi.zarr", "--scheduler", "threads"], "path"),
     ("sofi: output exists", ["sofi", "{dir}/movie.tif", "-o", "{dir}/movie.zarr", "--scheduler", "threads"], "-o"),
+    ("oscillations: output exists", ["oscillations", "{dir}/movie.tif", "--period", "10", "--interval", "1",
+                                     "--min-cluster-size", "3", "-o", "{dir}/movie.zarr", "--scheduler", "threads"], "-o"),
+    ("oscillations: no frame rate", ["oscillations", "{dir}/movie.tif", "--period", "10", "--min-cluster-size", "3",
+                                     "-o", "{dir}/o.zarr", "--scheduler", "threads"], "--interval"),
+    ("oscillations: mask shape", ["oscillations", "{dir}/movie.tif", "--period", "10", "--interval", "1",
+                                  "--min-cluster-size", "3", "--mask", "{dir}/small_mask.tif", "-o", "{dir}/o.zarr",
+                                  "--scheduler", "threads", "--no-progress"], "mask"),
+    ("extract: labels of another shape", ["extract", "{dir}/movie.tif", "--labels", "{dir}/small_mask.tif",
+                                          "-o", "{dir}/t.zarr", "--scheduler", "threads", "--no-progress"], "rois"),
 ]
 
 

@@ -139,3 +139,34 @@ def test_resume_with_nothing_written_and_compute_false(tmp_path):
     job = fluoxr.save(video, path, resume=True, compute=False)
     job.compute()
     np.testing.assert_array_equal(fluoxr.open_result(path).values, video.values)
+
+
+def test_cli_resume_after_sigkill(tmp_path):
+    """``fluoxr oscillations ... --resume`` finishes a run killed mid-write and equals an uninterrupted run."""
+    import tifffile
+
+    video, _ = fluoxr.datasets.oscillating_sheet(n_frames=1500, shape=(64, 64), seed=4)
+    tif = tmp_path / "sheet.tif"
+    tifffile.imwrite(tif, video.values, photometric="minisblack")
+    args = [sys.executable, "-m", "fluoxr.cli", "--chunk-mb", "0.02", "oscillations", str(tif), "--period", "60",
+            "--interval", "2", "--min-cluster-size", "5", "--scheduler", "threads", "--no-progress"]
+    out = tmp_path / "labels.zarr"
+    proc = subprocess.Popen(args + ["-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = out.parent / (out.name + ".partial") / "done" / "oscillations"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (done.is_dir() and len(os.listdir(done)) >= 20):
+        assert proc.poll() is None, "the run finished before it could be killed"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    n_done = len(os.listdir(done))
+    assert 20 <= n_done < 1500 // 2
+    r = subprocess.run(args + ["-o", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "--resume" in r.stderr  # refuses to touch it without being told
+    r = subprocess.run(args + ["-o", str(out), "--resume"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert not (out.parent / (out.name + ".partial")).exists()
+    ref = tmp_path / "reference.zarr"
+    r = subprocess.run(args + ["-o", str(ref)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    np.testing.assert_array_equal(fluoxr.open_result(out).values, fluoxr.open_result(ref).values)

@@ -85,6 +85,12 @@ def oasis_rows(f: np.ndarray, tau_s: float, fps: float) -> np.ndarray:
     if f32.ndim != 2:
         raise ValueError(f"f must be 2-D (rows, frames), got shape {f32.shape}")
     out = np.empty_like(f32)
+    # NaN policy: pools cannot be formed across a missing frame, so a row with
+    # any NaN (or inf) gives NaN everywhere rather than silently wrong spikes
+    bad = ~np.isfinite(f32).all(axis=1)
+    if bad.any():
+        f32 = np.where(bad[:, None], np.float32(0), f32)
     if f32.shape[1]:
         _oasis_rows(f32, decay_exponent(tau_s, fps), out)
+    out[bad] = np.nan
     return out

@@ -83,9 +83,21 @@ def maximin(x: np.ndarray, sigma: float, win: int, *, pad_left: bool = True, pad
     g = k.size // 2
     h = win // 2
     y = np.asarray(x, np.float64)
+    missing = np.isnan(y)
+    if missing.any():
+        # NaN policy: an output frame is NaN when a NaN lies within its support
+        # (g + 2h frames either side); the filters themselves see finite values
+        # because the min/max filters give undefined results around NaN
+        y = np.where(missing, 0.0, y)
     y = _valid(correlate1d(_pad_edge(y, g, pad_left, pad_right), k, axis=-1, mode="nearest"), g) if g else y
     y = _valid(minimum_filter1d(_pad_edge(y, h, pad_left, pad_right), win, axis=-1), h) if h else y
     y = _valid(maximum_filter1d(_pad_edge(y, h, pad_left, pad_right), win, axis=-1), h) if h else y
+    if missing.any():
+        r = g + 2 * h
+        near = missing.astype(np.uint8)
+        if r:
+            near = _valid(maximum_filter1d(_pad_edge(near, r, pad_left, pad_right), 2 * r + 1, axis=-1), r)
+        y[near.astype(bool)] = np.nan
     return y.astype(np.float32)
 
 
