@@ -443,12 +443,24 @@ def maximin(x: Any, sigma: float, win: int, *, pad_left: bool = True, pad_right:
     g = kern.size // 2
     h = win // 2
     y = x.astype(xp.float64)
+    missing = xp.isnan(y)
+    has_missing = bool(missing.any())
+    if has_missing:
+        # the CPU kernel's NaN policy: an output frame is NaN when a NaN lies within its support
+        # (g + 2h frames either side); the filters themselves see finite values
+        y = xp.where(missing, 0.0, y)
     if g:
         y = _valid(ndi.correlate1d(_pad_edge(y, g, pad_left, pad_right), xp.asarray(kern), axis=-1,
                                    mode="nearest"), g)
     if h:
         y = _valid(ndi.minimum_filter1d(_pad_edge(y, h, pad_left, pad_right), win, axis=-1), h)
         y = _valid(ndi.maximum_filter1d(_pad_edge(y, h, pad_left, pad_right), win, axis=-1), h)
+    if has_missing:
+        r = g + 2 * h
+        near = missing.astype(xp.uint8)
+        if r:
+            near = _valid(ndi.maximum_filter1d(_pad_edge(near, r, pad_left, pad_right), 2 * r + 1, axis=-1), r)
+        y = xp.where(near.astype(bool), np.nan, y)
     return y.astype(xp.float32)
 
 
@@ -476,4 +488,6 @@ def gaussian_reflect(x: Any, sigma: float, *, pad_left: bool = True, pad_right: 
 def percentile_rows(block: Any, q: float) -> Any:
     """The ``q`` percentile of each row along the last axis (keepdims), float32 (linear interpolation, as NumPy's default)."""
     xp = array_module(block)
-    return xp.percentile(block, q, axis=-1, keepdims=True).astype(xp.float32)
+    out = xp.percentile(block, q, axis=-1, keepdims=True).astype(xp.float32)
+    # NumPy's percentile is NaN for a row with a NaN; a sort-based one need not be: make it so
+    return xp.where(xp.isnan(block).any(axis=-1, keepdims=True), xp.float32(np.nan), out)
