@@ -15,12 +15,23 @@ Examples
 import logging
 
 from . import accessor as _accessor  # noqa: F401  registers ``.fluo``
-from . import datasets
-from . import oscillations
+from . import datasets, features, oscillations, sofi
 from ._options import get_options, set_options
 from ._video import as_video
-from .io import VideoFileNotFoundError, open_result, open_video, read_image, read_suite2p_stat, save
-from . import sofi
+from .device import to_device
+from .extraction import cell_masks, extract, neuropil_masks, traces
+from .features import roi_features
+from .io import (
+    VideoFileNotFoundError,
+    open_result,
+    open_video,
+    read_image,
+    read_positions,
+    read_suite2p_stat,
+    save,
+)
+from .positions import collage_positions, positions_between, random_positions
+from .rois import ROISet
 from .sofi import (
     bleach_blocks,
     bleach_correct,
@@ -42,22 +53,18 @@ from .sofi import (
     total_signal,
     xc_image,
 )
-from .rois import ROISet
-from .extraction import cell_masks, extract, neuropil_masks, traces
-from .positions import collage_positions, positions_between, random_positions
 from .spikes import oasis
 from .temporal import baseline, detrend, dff, normalize, subtract_neuropil
-from .io import read_positions
-from .features import roi_features
-from .device import to_device
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __version__ = "0.1.0"
 
 __all__ = [
+    # data model, I/O, settings
     "as_video",
     "datasets",
+    "features",
     "oscillations",
     "get_options",
     "open_result",
