@@ -63,7 +63,9 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import xarray as xr
+from dask.base import tokenize
 from dask.graph_manipulation import bind
+from dask.highlevelgraph import HighLevelGraph
 
 from . import _backend
 from ._validate import check_int, check_number, check_video, check_whole_frames
@@ -317,9 +319,14 @@ def _segment_aggregate(states: Any, axis: Any = None, keepdims: Any = None, *, n
 def _segment_reduce(data: da.Array, edges: da.Array, max_order: int, mode: str) -> da.Array:
     """One pass over ``data`` (time, y, x) grouping frames by ``edges`` (a dask array of block edges).
 
+    For edges computed from the data (bleaching blocks), which are unknown while the graph is built:
+    every state of the tree carries every block, so its memory is bounded by the number of blocks
+    (``ceil(1 / fbc)``, a few dozen), not by the number of frames. Edges known in advance go to
+    :func:`_known_segment_stats` instead, which keeps the blocks apart.
+
     ``mode="blocks"``: ``(n_blocks * (max_order + 1), y, x)``, the stats of each block (NaN for an empty
-    block). ``mode="average"``: ``(2 * (max_order + 1), y, x)``, the average over non-empty blocks of
-    the stats, then of ``[mean, cumulants 1..p]``.
+    block), in one chunk. ``mode="average"``: ``(2 * (max_order + 1), y, x)``, the average over non-empty
+    blocks of the stats, then of ``[mean, cumulants 1..p]`` (running sums: one block's worth of memory).
     """
     n_blocks = edges.shape[0] - 1
     backend = _backend_of(data)
@@ -335,6 +342,88 @@ def _segment_reduce(data: da.Array, edges: da.Array, max_order: int, mode: str) 
         combine=_segment_combine, axis=0, keepdims=True, concatenate=False, output_size=size, dtype=np.float64,
         meta=meta, name="fluoxr-sofi-segment-reduce",
     )
+
+
+# states merged by one task when a segment spans many chunks (a tree, as dask's reductions)
+_SEGMENT_SPLIT = 8
+
+
+def _segment_parts(x: np.ndarray, t0: int, bounds: np.ndarray, first: int, *, max_order: int,
+                   backend: str = "cpu") -> dict:
+    """States of the parts of chunk ``x`` (frames ``t0 ..``) in segments ``first ..`` (edges ``bounds``)."""
+    parts = _kernels(backend).segment_states(x, t0, bounds, max_order)
+    return {first + k: state for k, state in parts.items()}
+
+
+def _merge_segment(items: list, k: int, *, backend: str = "cpu") -> tuple:
+    """State of segment ``k`` from chunk parts (dicts by segment) and partial merges (states)."""
+    return _kernels(backend).merge_all([item[k] if isinstance(item, dict) else item for item in items])
+
+
+def _segment_stats_block(items: list, k: int, *, backend: str = "cpu") -> np.ndarray:
+    K = _kernels(backend)
+    return K.state_to_stats(_merge_segment(items, k, backend=backend))[None]
+
+
+def _known_segment_stats(data: da.Array, edges: np.ndarray, max_order: int) -> da.Array:
+    """``(n_segments, max_order + 1, ...)`` stats of the frames in each segment ``[edges[k], edges[k+1])``.
+
+    Row 0 of a segment is its mean, row ``j`` its central moment of order
+    ``j``; NaN for an empty segment. The edges are known while the graph is
+    built, so each segment is reduced over only the chunks it intersects and
+    the result has one chunk per segment along axis 0 (and the input's
+    chunks along the others): no task holds more than one chunk's parts and
+    ``_SEGMENT_SPLIT`` states, however many segments there are. Only
+    segments that straddle chunk boundaries need a merge. One read of the
+    data.
+    """
+    edges = np.asarray(edges, np.int64)
+    backend = _backend_of(data)
+    n_seg = len(edges) - 1
+    token = tokenize(data.name, edges, max_order)
+    pname = f"fluoxr-sofi-segment-parts-{token}"
+    mname = f"fluoxr-sofi-segment-merge-{token}"
+    name = f"fluoxr-sofi-segment-stats-{token}"
+    bounds = np.cumsum((0,) + tuple(data.chunks[0]))
+    spatial = list(np.ndindex(*data.numblocks[1:]))
+    dsk: dict = {}
+    seg_chunks: list[list[int]] = [[] for _ in range(n_seg)]
+    parts = partial(_segment_parts, max_order=max_order, backend=backend)
+    for i in range(len(data.chunks[0])):
+        c0, c1 = int(bounds[i]), int(bounds[i + 1])
+        if c0 == c1:
+            continue
+        # segments k0 .. k1-1 start before the chunk ends; those that end after it starts meet it
+        k0 = int(np.searchsorted(edges, c0, side="right")) - 1
+        k1 = int(np.searchsorted(edges, c1, side="left"))
+        for k in range(k0, k1):
+            if max(int(edges[k]), c0) < min(int(edges[k + 1]), c1):
+                seg_chunks[k].append(i)
+        local = edges[k0 : k1 + 1]
+        for s in spatial:
+            dsk[(pname, i) + s] = (parts, (data.name, i) + s, c0, local, k0)
+    merge = partial(_merge_segment, backend=backend)
+    final = partial(_segment_stats_block, backend=backend)
+    for k, chunks in enumerate(seg_chunks):
+        for s in spatial:
+            if not chunks:
+                shape = (1, max_order + 1) + tuple(data.chunks[d + 1][j] for d, j in enumerate(s))
+                dsk[(name, k, 0) + s] = (np.full, shape, np.nan)
+                continue
+            items = [(pname, i) + s for i in chunks]
+            level = 0
+            while len(items) > _SEGMENT_SPLIT:
+                groups = [items[g : g + _SEGMENT_SPLIT] for g in range(0, len(items), _SEGMENT_SPLIT)]
+                items = []
+                for g, group in enumerate(groups):
+                    key = (mname, k, level, g) + s
+                    dsk[key] = (merge, group, k)
+                    items.append(key)
+                level += 1
+            dsk[(name, k, 0) + s] = (final, items, k)
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])
+    chunks = ((1,) * n_seg, (max_order + 1,)) + tuple(data.chunks[1:])
+    return da.Array(graph, name, chunks=chunks, meta=_backend.meta_like(data, data.ndim + 1, np.float64))
 
 
 def _fbc_edges(video: xr.DataArray, fbc: float, smooth_kernel: int) -> da.Array:
@@ -982,6 +1071,27 @@ def block_moments(video: Any, orders: int | Sequence[int] = 6, *, fbc: float = 0
     block's moments use the block's own mean (pysofi ``calc_block_moments``);
     blocks need not align with chunks.
 
+    Memory: with explicit ``edges`` each block is reduced over only the
+    chunks it meets and the result has one chunk per block, so no task holds
+    more than a chunk's worth of block states, however many blocks there
+    are. With blocks from the data (no ``edges``) the block boundaries are
+    only known once the total signal is computed, so every state of the
+    reduction carries the statistics of all ``ceil(1 / fbc)`` blocks
+    (``(max(orders) + 1)`` images each) and the result is one chunk: memory
+    grows with the number of blocks, never with the number of frames.
+
+    Parameters
+    ----------
+    video : xarray.DataArray
+        Lazy ``("time", "y", "x")`` video.
+    orders : int or sequence of int
+        As :func:`moments`.
+    fbc, smooth_kernel
+        As :func:`bleach_blocks`; used without ``edges``.
+    edges : sequence of int, optional
+        Frame edges of the blocks, rising from 0 to the number of frames
+        (repeated edges give empty blocks).
+
     Returns
     -------
     xarray.Dataset
@@ -1000,17 +1110,19 @@ def block_moments(video: Any, orders: int | Sequence[int] = 6, *, fbc: float = 0
     orders = _check_orders(orders)
     video = _as_lazy_video(video, plain=True, what="block_moments")
     n = video.sizes["time"]
-    if edges is None:
-        edge_arr = _fbc_edges(video, _check_fbc(fbc), _check_kernel(smooth_kernel))
-        data = bind(video.data, edge_arr)
-        attrs = {"fbc": float(fbc), "smooth_kernel": int(smooth_kernel)}
-    else:
-        edge_arr = da.from_array(_check_edges(edges, n), chunks=-1)
-        data = video.data
-        attrs = {}
     p = max(orders)
-    n_blocks = edge_arr.shape[0] - 1
-    out = _segment_reduce(data, edge_arr, p, "blocks").reshape((n_blocks, p + 1) + video.data.shape[1:])
+    if edges is None:
+        fbc, smooth_kernel = _check_fbc(fbc), _check_kernel(smooth_kernel)
+        edge_arr = _fbc_edges(video, fbc, smooth_kernel)
+        n_blocks = edge_arr.shape[0] - 1
+        # the edges come from the data: every state carries all ceil(1 / fbc) blocks (see _segment_reduce)
+        out = _segment_reduce(bind(video.data, edge_arr), edge_arr, p, "blocks")
+        out = out.reshape((n_blocks, p + 1) + video.data.shape[1:])
+        attrs = {"fbc": fbc, "smooth_kernel": smooth_kernel}
+    else:
+        edge_arr = _check_edges(edges, n)
+        out = _known_segment_stats(video.data, edge_arr, p)
+        attrs = {}
     cum = out[:, 1:].map_blocks(_block_cumulants, dtype=np.float64)
     idx = list(orders)
     dims = video.dims[1:]
@@ -1230,8 +1342,7 @@ def reconstruct(
         starts, stops = [0], [n]
     else:
         edges = np.unique(np.r_[np.arange(0, n, window), n])
-        stats = _segment_reduce(video.data, da.from_array(edges, chunks=-1), order, "blocks")
-        stats = stats.reshape((len(edges) - 1, order + 1) + video.data.shape[1:])
+        stats = _known_segment_stats(video.data, edges, order)
         mean = stats[:, 0]
         if cumulant:
             sofi = stats[:, 1:].map_blocks(_block_cumulants, dtype=np.float64)[:, order - 1]

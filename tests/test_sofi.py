@@ -168,6 +168,66 @@ def test_reduction_states_do_not_grow_with_frames():
     assert largest[0] == largest[1] <= (6 + 1) * 16 * 8 + 64
 
 
+class _TaskSizes:
+    """Largest result (bytes of its arrays) of the SOFI tasks of a computation."""
+
+    def __init__(self) -> None:
+        from dask.callbacks import Callback
+
+        sizes = self
+
+        class _Cb(Callback):
+            def _posttask(self, key, result, dsk, state, worker_id):
+                name = key[0] if isinstance(key, tuple) else key
+                if "fluoxr-sofi" in str(name):
+                    sizes.max = max(sizes.max, _nbytes(result))
+
+        self.max = 0
+        self.callback = _Cb()
+
+
+def test_known_segments_are_reduced_apart():
+    """Explicit edges and windows: one chunk per segment; no task holds the states of all segments."""
+    one = (6 + 1) * 16 * 8  # stats of one segment: mean + orders 1..6 of 4 x 4 float64 pixels
+    largest = []
+    for frames in (60, 240):
+        video = tiny_video((frames, 4, 4), chunks=7)
+        edges = list(range(0, frames, 5)) + [frames]
+        n_seg = len(edges) - 1
+        ds = fluoxr.block_moments(video, 6, edges=edges)
+        rec = fluoxr.reconstruct(video, 6, window=5, filter=False, psf=np.ones((1, 1)), deconv_iter=1,
+                                 ldrc_window=(1, 1))
+        assert ds.moments.data.chunks[0] == (1,) * n_seg
+        assert ds.mean_image.data.chunks[0] == (1,) * n_seg
+        assert rec.sofi.data.chunks[0] == rec.mean_image.data.chunks[0] == (1,) * n_seg
+        sizes = _TaskSizes()
+        with sizes.callback:
+            dask.compute(ds, rec.sofi, rec.mean_image, scheduler="sync")
+        largest.append(sizes.max)
+        assert sizes.max < 4 * one < n_seg * one
+    # a chunk of 7 frames meets at most 3 windows of 5: the largest task does not grow with the frames
+    assert largest[0] == largest[1]
+
+
+def test_block_moments_and_windows_with_many_chunks_per_segment():
+    """Segments spanning more chunks than one merge takes are merged in a tree, as the whole-video moments."""
+    video = tiny_video((90, 3, 4), dtype=np.uint16, scale=3000, chunks=2)
+    x = video.values
+    edges = [0, 3, 3, 70, 90]
+    ds = assert_chunk_invariant(lambda v: fluoxr.block_moments(v, 4, edges=edges), video, rtol=1e-9)
+    for b, (a, e) in enumerate(zip(edges[:-1], edges[1:])):
+        if a == e:
+            assert np.isnan(ds.moments.isel(block=b).values).all()
+            continue
+        scaled_close(ds.moments.isel(block=b).values[1:], ref_moments(x[a:e], range(2, 5)), 1e-9)
+        np.testing.assert_allclose(ds.mean_image.isel(block=b), x[a:e].mean(0))
+    rec = fluoxr.reconstruct(video, 3, window=40, filter=False, psf=np.ones((1, 1)), deconv_iter=1,
+                             ldrc_window=(1, 1)).compute()
+    assert rec.start.values.tolist() == [0, 40, 80]
+    for w, (a, e) in enumerate([(0, 40), (40, 80), (80, 90)]):
+        scaled_close(rec.sofi.values[w][None], ref_moments(x[a:e], [3]), 1e-9)
+
+
 # -------------------------------------------------------------------------------------------- ground truth
 
 
