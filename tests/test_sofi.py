@@ -33,8 +33,17 @@ def ref_cumulants(m: dict) -> dict:
 def scaled_close(actual, expected, rtol):
     """Compare per order on the order's own scale (odd moments of symmetric data are near 0)."""
     actual, expected = np.asarray(actual), np.asarray(expected)
+    # zip would stop at the shorter one (or compare nothing): the shapes must agree first
+    assert actual.shape == expected.shape, f"shapes differ: {actual.shape} != {expected.shape}"
     for a, e in zip(actual, expected):
         np.testing.assert_allclose(a, e, rtol=rtol, atol=rtol * np.abs(e).max())
+
+
+def test_scaled_close_compares_shapes():
+    with pytest.raises(AssertionError, match="shapes differ"):
+        scaled_close(np.zeros((2, 3)), np.zeros((0, 3)), 1e-9)
+    with pytest.raises(AssertionError, match="shapes differ"):
+        scaled_close(np.zeros((3, 3)), np.zeros((2, 3)), 1e-9)
 
 
 class CountingSource:
