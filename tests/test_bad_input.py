@@ -157,6 +157,11 @@ CASES: list[Case] = [
      ValueError, "window_size"),
     ("sofi: deconv_iter 0", lambda i: fluoxr.deconvsk(np.zeros((30, 30)), deconv_iter=0), ValueError, "deconv_iter"),
     ("sofi: noise filter dim", lambda i: fluoxr.noise_filter(i.video, dim="order"), ValueError, "dim"),
+    ("sofi: gauss2d_mask shape of 1", lambda i: fluoxr.gauss2d_mask((3,), 1.0), ValueError, "shape"),
+    ("sofi: gauss2d_mask shape 0", lambda i: fluoxr.gauss2d_mask((0, 3), 1.0), ValueError, "shape"),
+    ("sofi: gauss1d_mask fractional taps", lambda i: fluoxr.gauss1d_mask((1, 2.5), 1.0), ValueError, "shape"),
+    ("sofi: gauss2d_mask sigma 0", lambda i: fluoxr.gauss2d_mask((3, 3), 0), ValueError, "sigma"),
+    ("sofi: gauss1d_mask sigma as text", lambda i: fluoxr.gauss1d_mask((1, 3), "2"), TypeError, "sigma"),
     # -- oscillations -------------------------------------------------------------------------
     ("detect: mask shape", lambda i: _detect(i, mask=np.ones((5, 5), bool)), ValueError, "mask"),
     ("detect: interval_s <= 0", lambda i: _detect(i, interval_s=0), ValueError, "interval_s"),

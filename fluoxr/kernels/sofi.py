@@ -8,6 +8,7 @@ says what differs. The lazy versions are in :mod:`fluoxr.sofi`.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import numpy as np
@@ -43,6 +44,28 @@ _EPS = np.finfo(np.float64).eps
 # masks (MATLAB fspecial('gaussian'))
 
 
+def _mask_shape(shape: object) -> tuple[int, int]:
+    """``shape`` as two ints >= 1, or an error naming ``shape`` (a wrong length was silently unpacked or failed)."""
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") or len(shape) != 2:
+        raise ValueError(f"shape must be two integers (rows, columns), got {shape!r}")
+    out = []
+    for v in shape:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+            raise TypeError(f"shape must hold integers, got {shape!r}")
+        if not math.isfinite(float(v)) or float(v) != int(v) or int(v) < 1:
+            raise ValueError(f"shape must hold integers >= 1, got {shape!r}")
+        out.append(int(v))
+    return out[0], out[1]
+
+
+def _mask_sigma(sigma: object) -> float:
+    if isinstance(sigma, (bool, np.bool_)) or not isinstance(sigma, numbers.Real):
+        raise TypeError(f"sigma must be a number, got {sigma!r} of type {type(sigma).__name__}")
+    if not (math.isfinite(float(sigma)) and float(sigma) > 0):
+        raise ValueError(f"sigma must be a finite number > 0 (the Gaussian's standard deviation), got {sigma!r}")
+    return float(sigma)
+
+
 def gauss2d_mask(shape: Sequence[int] = (3, 3), sigma: float = 0.5) -> np.ndarray:
     """2-D Gaussian mask, as MATLAB's ``fspecial('gaussian', shape, sigma)`` (pysofi ``masks.gauss2d_mask``).
 
@@ -55,7 +78,9 @@ def gauss2d_mask(shape: Sequence[int] = (3, 3), sigma: float = 0.5) -> np.ndarra
     >>> round(float(m.sum()), 12), m.argmax()
     (1.0, np.int64(4))
     """
-    mdim, ndim = [(int(s) - 1) / 2 for s in shape]
+    rows, cols = _mask_shape(shape)
+    sigma = _mask_sigma(sigma)
+    mdim, ndim = (rows - 1) / 2, (cols - 1) / 2
     y, x = np.ogrid[-mdim : mdim + 1, -ndim : ndim + 1]
     h = np.exp(-(x * x + y * y) / (2.0 * sigma * sigma))
     h[h < np.finfo(h.dtype).eps * h.max()] = 0
@@ -66,7 +91,16 @@ def gauss2d_mask(shape: Sequence[int] = (3, 3), sigma: float = 0.5) -> np.ndarra
 
 
 def gauss1d_mask(shape: Sequence[int] = (1, 3), sigma: float = 0.5) -> np.ndarray:
-    """1-D Gaussian mask: the first row of :func:`gauss2d_mask` (pysofi ``masks.gauss1d_mask``)."""
+    """1-D Gaussian mask: the first row of :func:`gauss2d_mask` (pysofi ``masks.gauss1d_mask``).
+
+    ``shape`` is ``(1, n)`` for ``n`` taps, as pysofi's.
+
+    Examples
+    --------
+    >>> from fluoxr.kernels.sofi import gauss1d_mask
+    >>> gauss1d_mask((1, 3), 0.5).round(4).tolist()
+    [0.1065, 0.787, 0.1065]
+    """
     return gauss2d_mask(shape, sigma)[0]
 
 

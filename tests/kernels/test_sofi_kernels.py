@@ -29,6 +29,31 @@ def test_gauss1d_mask():
     np.testing.assert_allclose(h, ref / ref.sum())
 
 
+@pytest.mark.parametrize("fn", [ks.gauss2d_mask, ks.gauss1d_mask])
+@pytest.mark.parametrize("shape,sigma,err,match", [
+    ((3,), 1.0, ValueError, "shape must be two integers"),
+    ((1, 3, 3), 1.0, ValueError, "shape must be two integers"),
+    (5, 1.0, ValueError, "shape must be two integers"),
+    ("ab", 1.0, ValueError, "shape must be two integers"),
+    ((0, 3), 1.0, ValueError, "shape must hold integers >= 1"),
+    ((1, -3), 1.0, ValueError, "shape must hold integers >= 1"),
+    ((1, 2.5), 1.0, ValueError, "shape must hold integers >= 1"),
+    ((1, "3"), 1.0, TypeError, "shape must hold integers"),
+    ((1, 3), 0, ValueError, "sigma must be a finite number > 0"),
+    ((1, 3), -1.0, ValueError, "sigma must be a finite number > 0"),
+    ((1, 3), float("nan"), ValueError, "sigma must be a finite number > 0"),
+    ((1, 3), "1", TypeError, "sigma must be a number"),
+])
+def test_gauss_masks_reject_bad_shape_and_sigma(fn, shape, sigma, err, match):
+    with pytest.raises(err, match=match):
+        fn(shape, sigma)
+
+
+def test_gauss_masks_accept_integral_floats():
+    np.testing.assert_array_equal(ks.gauss2d_mask((3.0, 5), 1.0), ks.gauss2d_mask((3, 5), 1.0))
+    np.testing.assert_array_equal(ks.gauss1d_mask(np.array([1, 7]), 2), ks.gauss1d_mask((1, 7), 2.0))
+
+
 # ---------------------------------------------------------------------------------------- filters
 
 # pysofi test_filtering.py (MATLAB conv 'same' of this series with gauss1d_mask((1, 21), 2))
