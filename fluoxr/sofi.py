@@ -74,7 +74,8 @@ from .device import host
 from .kernels import gpu as kg
 from .kernels import moments as km
 from .kernels import sofi as ks
-from .sofi_image import deconvsk, fourier_interpolate, gauss1d_mask, gauss2d_mask, ldrc, noise_filter
+from .sofi_image import _check_filter, _check_window_size, deconvsk, fourier_interpolate, gauss1d_mask, gauss2d_mask
+from .sofi_image import ldrc, noise_filter
 
 logger = logging.getLogger(__name__)
 
@@ -1087,7 +1088,7 @@ def block_moments(video: Any, orders: int | Sequence[int] = 6, *, fbc: float = 0
     orders : int or sequence of int
         As :func:`moments`.
     fbc, smooth_kernel
-        As :func:`bleach_blocks`; used without ``edges``.
+        As :func:`bleach_blocks`; validated always, used without ``edges``.
     edges : sequence of int, optional
         Frame edges of the blocks, rising from 0 to the number of frames
         (repeated edges give empty blocks).
@@ -1108,11 +1109,12 @@ def block_moments(video: Any, orders: int | Sequence[int] = 6, *, fbc: float = 0
     ((2, 2, 4, 4), [0, 25])
     """
     orders = _check_orders(orders)
+    fbc = _check_fbc(fbc)
+    smooth_kernel = _check_kernel(smooth_kernel)
     video = _as_lazy_video(video, plain=True, what="block_moments")
     n = video.sizes["time"]
     p = max(orders)
     if edges is None:
-        fbc, smooth_kernel = _check_fbc(fbc), _check_kernel(smooth_kernel)
         edge_arr = _fbc_edges(video, fbc, smooth_kernel)
         n_blocks = edge_arr.shape[0] - 1
         # the edges come from the data: every state carries all ceil(1 / fbc) blocks (see _segment_reduce)
@@ -1325,14 +1327,23 @@ def reconstruct(
     (['mean_image', 'sofi', 'filtered', 'deconvolved', 'deconvolved_filtered', 'ldrc'], (1, 32, 32))
     """
     order = check_int(order, "order", min_value=1, max_value=MAX_ORDER)
+    if not isinstance(cumulant, (bool, np.bool_)):
+        raise TypeError(f"cumulant must be True or False, got {cumulant!r}")
     finterp = check_int(finterp, "finterp", min_value=1)
     bleach_correction, fbc, smooth_kernel = _bleach_args(bleach_correction, fbc, smooth_kernel)
+    if filter is not False:
+        filter = _check_filter(filter, "filter")
+    deconv_lambda = check_number(deconv_lambda, "deconv_lambda", gt=1)
+    deconv_iter = check_int(deconv_iter, "deconv_iter", min_value=1)
     video = _as_lazy_video(video, plain=True, what="reconstruct")
     n = video.sizes["time"]
     if window is not None:
         window = check_int(window, "window", min_value=1, max_value=n)
         if bleach_correction:
             raise ValueError("bleach_correction works on the whole recording; use window=None with it")
+    # the sizes of the images that ldrc sees, so that its window is checked (and named) before any work
+    out_h, out_w = (ks.interp_size(video.sizes[d], finterp) for d in ("y", "x"))
+    ldrc_window = _check_window_size(ldrc_window, out_h, out_w, "ldrc_window")
     if finterp > 1:
         video = fourier_interpolate(video, finterp)
     if window is None:
@@ -1360,7 +1371,7 @@ def reconstruct(
     compressed = ldrc(deconv_f, mean_da, window_size=ldrc_window)
     attrs = _result_attrs(video, order=order, cumulant=int(cumulant), finterp=finterp,
                           noise_filter=int(use_filter), deconv_lambda=float(deconv_lambda),
-                          deconv_iter=int(deconv_iter), ldrc_window=list(map(int, ldrc_window)))
+                          deconv_iter=int(deconv_iter), ldrc_window=list(ldrc_window))
     attrs["n_frames"] = n
     return xr.Dataset({"mean_image": mean_da, "sofi": sofi_da, "filtered": filtered, "deconvolved": deconv,
                        "deconvolved_filtered": deconv_f, "ldrc": compressed}, attrs=attrs)

@@ -161,15 +161,31 @@ def fourier_interpolate(obj: Any, factor: int = 2) -> xr.DataArray:
     return xr.DataArray(out, dims=images.dims, coords=coords, attrs=attrs, name=images.name)
 
 
-def _check_filter(noise_filter: Any) -> np.ndarray:
+def _check_filter(noise_filter: Any, name: str = "noise_filter") -> np.ndarray:
+    """The 1-D kernel (default pysofi's ``gauss1d_mask((1, 21), 2)``); errors name ``name``, the caller's argument."""
     if noise_filter is None:
         return ks.gauss1d_mask((1, 21), 2)
-    h = np.asarray(noise_filter, dtype=np.float64)
+    if isinstance(noise_filter, (str, bytes, bool, np.bool_)):
+        raise TypeError(f"{name} must be a 1-D array of filter taps, got {noise_filter!r}")
+    try:
+        h = np.asarray(noise_filter, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a 1-D array of filter taps, got {noise_filter!r}") from None
     if h.ndim == 2 and 1 in h.shape:
         h = h.ravel()
     if h.ndim != 1 or h.size < 1 or not np.all(np.isfinite(h)):
-        raise ValueError(f"noise_filter must be a finite 1-D kernel, got shape {h.shape}")
+        raise ValueError(f"{name} must be a finite 1-D kernel, got shape {h.shape}")
     return h
+
+
+def _check_window_size(window_size: Any, h: int, w: int, name: str = "window_size") -> tuple[int, int]:
+    """An ldrc window of two ints in ``1 .. (h, w)``; errors name ``name``, the caller's argument."""
+    if isinstance(window_size, (str, bytes)) or not hasattr(window_size, "__len__") or len(window_size) != 2:
+        raise ValueError(f"{name} must be two integers (rows, columns), got {window_size!r}")
+    window = (check_int(window_size[0], name, min_value=1), check_int(window_size[1], name, min_value=1))
+    if window[0] > h or window[1] > w:
+        raise ValueError(f"{name} {window} is larger than the images ({h}, {w})")
+    return window
 
 
 def noise_filter(stack: xr.DataArray, noise_filter: Any = None, *, dim: str = "time") -> xr.DataArray:
@@ -352,12 +368,8 @@ def ldrc(images: Any, mask: Any, *, order: int = 1, window_size: Sequence[int] =
     images = host(_as_images(images, "images"), "fluoxr.ldrc")
     mask = host(_as_images(mask, "mask"), "fluoxr.ldrc")
     order = check_int(order, "order", min_value=1)
-    if isinstance(window_size, (str, bytes)) or len(window_size) != 2:
-        raise ValueError(f"window_size must be two integers (rows, columns), got {window_size!r}")
-    window = tuple(check_int(v, "window_size", min_value=1) for v in window_size)
     h, w = images.sizes["y"], images.sizes["x"]
-    if window[0] > h or window[1] > w:
-        raise ValueError(f"window_size {window} is larger than the images ({h}, {w})")
+    window = _check_window_size(window_size, h, w)
     lead = images.dims[:-2]
     if mask.ndim > 2 and mask.dims[:-2] != lead:
         raise ValueError(f"mask must be one image or have the images' leading dims {lead}, got dims {mask.dims}")

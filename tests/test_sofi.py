@@ -560,6 +560,34 @@ def test_bad_input_messages():
         fluoxr.reconstruct(video, 2, window=5, bleach_correction=True)
 
 
+def test_reconstruct_and_block_moments_name_the_arguments_given():
+    """Checks run before any work and name reconstruct's own arguments, not those of the steps it calls."""
+    video = tiny_video((10, 6, 6))
+    for bad in ("yes", 1, None):
+        with pytest.raises(TypeError, match="^cumulant must be True or False"):
+            fluoxr.reconstruct(video, 2, cumulant=bad)
+    for bad, err in (((3, 3, 3), ValueError), ("ab", ValueError), ((0, 3), ValueError), ((3, 2.5), ValueError),
+                     ((3, "3"), TypeError), ((7, 3), ValueError)):
+        with pytest.raises(err, match="^ldrc_window"):
+            fluoxr.reconstruct(video, 2, ldrc_window=bad)
+    # the window is checked against the interpolated images: 11 x 11 with finterp=2
+    assert fluoxr.reconstruct(video, 2, finterp=2, ldrc_window=(11, 11), psf=np.ones((3, 3)),
+                             deconv_iter=1).ldrc.shape == (1, 11, 11)
+    with pytest.raises(ValueError, match="^ldrc_window"):
+        fluoxr.reconstruct(video, 2, finterp=2, ldrc_window=(12, 11))
+    with pytest.raises(ValueError, match="^filter must be a finite 1-D kernel"):
+        fluoxr.reconstruct(video, 2, window=3, filter=np.ones((2, 2)))
+    with pytest.raises(TypeError, match="^filter must be"):
+        fluoxr.reconstruct(video, 2, window=3, filter="gauss")
+    with pytest.raises(ValueError, match="^deconv_lambda"):
+        fluoxr.reconstruct(video, 2, deconv_lambda=1.0)
+    for kw, match in ((dict(fbc=0), "^fbc must be"), (dict(fbc=1.5), "^fbc must be"),
+                      (dict(smooth_kernel=4), "^smooth_kernel must be odd"),
+                      (dict(smooth_kernel=0), "^smooth_kernel must be >= 1")):
+        with pytest.raises(ValueError, match=match):
+            fluoxr.block_moments(video, 2, edges=[0, 4, 10], **kw)
+
+
 def test_inputs_are_not_modified():
     x = np.random.default_rng(0).poisson(10, (20, 4, 4)).astype(np.uint16)
     before = x.copy()
