@@ -758,6 +758,31 @@ def lag_moments(video: Any, lags: Sequence[int]) -> xr.DataArray:
                         attrs=_result_attrs(video, lags=list(lags), long_name="lag moment"))
 
 
+def _moment_lags(m: xr.DataArray, lags: Any) -> tuple[int, ...]:
+    """The lags of lag moments ``m``: from its attrs, else (xarray operations can drop attrs) from ``lags``."""
+    have = m.attrs.get("lags")
+    if lags is not None:
+        if isinstance(lags, (str, bytes)) or not hasattr(lags, "__iter__"):
+            raise TypeError(f"lags must be a sequence of integer frame lags, got {lags!r}")
+        lags = tuple(check_int(v, "lags", min_value=0) for v in lags)
+        if len(lags) < 2 or lags[0] != 0:
+            raise ValueError(f"lags must hold at least two lags, the first 0, got {list(lags)}")
+    if have is None:
+        if lags is None:
+            raise ValueError("lags is required: these lag moments have no 'lags' attribute (xarray operations can "
+                             "drop attrs); pass the lags given to lag_moments, e.g. lags=[0, 1, 2]")
+    else:
+        have = tuple(int(v) for v in have)
+        if lags is not None and lags != have:
+            raise ValueError(f"lags {list(lags)} differ from the lags the moments were computed with {list(have)}")
+        lags = have
+    subsets = [tuple(int(v) for v in s.split(",")) for s in m.subset.values.tolist()]
+    if subsets != km.lag_subsets(len(lags)):
+        raise ValueError(f"lags {list(lags)} ({len(lags)} lags) do not match the subsets of the moments "
+                         f"{m.subset.values.tolist()}")
+    return lags
+
+
 def lag_cumulants(video_or_moments: Any, lags: Sequence[int] | None = None) -> xr.DataArray:
     """Cumulant images of orders 2 .. ``len(lags)`` with time lags (pysofi ``calc_cumulants_from_moments_with_lag``).
 
@@ -772,7 +797,10 @@ def lag_cumulants(video_or_moments: Any, lags: Sequence[int] | None = None) -> x
     video_or_moments : xarray.DataArray
         A video (then ``lags`` is required) or the result of :func:`lag_moments`.
     lags : sequence of int, optional
-        As :func:`lag_moments`.
+        As :func:`lag_moments`. With lag moments, optional: taken from their
+        ``lags`` attribute; needed when that attribute was lost (xarray
+        operations can drop attrs, e.g. arithmetic with
+        ``keep_attrs=False``), and must agree with it when both exist.
 
     Returns
     -------
@@ -788,9 +816,7 @@ def lag_cumulants(video_or_moments: Any, lags: Sequence[int] | None = None) -> x
     """
     if isinstance(video_or_moments, xr.DataArray) and "subset" in video_or_moments.dims:
         m = video_or_moments
-        if lags is not None and list(lags) != list(m.attrs.get("lags", [])):
-            raise ValueError(f"lags {list(lags)} differ from the lags of the moments {m.attrs.get('lags')}")
-        lags = tuple(m.attrs["lags"])
+        lags = _moment_lags(m, lags)
     else:
         if lags is None:
             raise TypeError("lags is required when video_or_moments is a video")
@@ -805,6 +831,7 @@ def lag_cumulants(video_or_moments: Any, lags: Sequence[int] | None = None) -> x
     coords = {name: c.variable for name, c in m.coords.items() if "subset" not in c.dims}
     coords["order"] = np.arange(2, k + 1)
     attrs = dict(m.attrs)
+    attrs["lags"] = list(lags)
     attrs["long_name"] = "lag cumulant"
     return xr.DataArray(out, dims=("order",) + m.dims[1:], coords=coords, name="lag_cumulants", attrs=attrs)
 

@@ -144,6 +144,8 @@ CASES: list[Case] = [
     ("sofi: order as text", lambda i: fluoxr.moments(i.video, "6"), TypeError, "orders"),
     ("sofi: lags longer than the recording", lambda i: fluoxr.lag_moments(i.video, [0, 1, 12]), ValueError, "lags"),
     ("sofi: lags not from 0", lambda i: fluoxr.lag_cumulants(i.video, [1, 2, 3]), ValueError, "lags"),
+    ("sofi: lag moments without attrs and no lags",
+     lambda i: fluoxr.lag_cumulants(fluoxr.lag_moments(i.video, [0, 1]).drop_attrs()), ValueError, "lags"),
     ("sofi: fbc 0", lambda i: fluoxr.moments(i.video, 4, bleach_correction=True, fbc=0), ValueError, "fbc"),
     ("sofi: fbc 1", lambda i: fluoxr.bleach_correct(i.video, fbc=1.0), ValueError, "fbc"),
     ("sofi: even smooth kernel", lambda i: fluoxr.bleach_blocks(i.video, smooth_kernel=250), ValueError, "smooth_kernel"),

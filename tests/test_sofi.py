@@ -300,6 +300,31 @@ def test_lag_cumulants():
     np.testing.assert_allclose(k.sel(order=4), k4, rtol=1e-10)
     # from precomputed moments
     xr.testing.assert_allclose(fluoxr.lag_cumulants(fluoxr.lag_moments(video, lags)).compute(), k)
+    xr.testing.assert_allclose(fluoxr.lag_cumulants(fluoxr.lag_moments(video, lags), lags).compute(), k)
+
+
+def test_lag_cumulants_of_moments_without_attrs():
+    """xarray operations can drop attrs: the lags then come from the argument, or the error names it."""
+    video = tiny_video((30, 3, 3), dtype=np.float64)
+    lags = [0, 2, 3, 5]
+    m = fluoxr.lag_moments(video, lags)
+    with xr.set_options(keep_attrs=False):
+        bare = m * 1.0
+    assert "lags" not in bare.attrs
+    expected = fluoxr.lag_cumulants(m).compute()
+    got = fluoxr.lag_cumulants(bare, lags).compute()
+    np.testing.assert_allclose(got.values, expected.values, rtol=1e-12)
+    assert got.attrs["lags"] == lags and got.order.values.tolist() == [2, 3, 4]
+    with pytest.raises(ValueError, match="^lags is required"):
+        fluoxr.lag_cumulants(bare)
+    with pytest.raises(ValueError, match="^lags .* do not match the subsets"):
+        fluoxr.lag_cumulants(bare, [0, 1, 2])
+    with pytest.raises(ValueError, match="^lags .* differ from the lags the moments were computed with"):
+        fluoxr.lag_cumulants(m, [0, 1, 2, 3])
+    with pytest.raises(ValueError, match="^lags must"):
+        fluoxr.lag_cumulants(bare, [1, 2, 3, 4])
+    with pytest.raises(TypeError, match="^lags must"):
+        fluoxr.lag_cumulants(bare, 3)
 
 
 def test_lag_moments_extra_dims():
