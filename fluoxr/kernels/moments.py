@@ -25,8 +25,8 @@ arrays in, arrays out.
 
 from __future__ import annotations
 
-import functools
 import math
+import threading
 from collections.abc import Sequence
 
 import numba
@@ -244,19 +244,47 @@ def _probe(x):  # pragma: no cover - numba
     return s
 
 
-@functools.lru_cache(maxsize=1)
+# the answer of _parallel_is_safe, decided once under the lock (a property of the installation)
+_PARALLEL_LOCK = threading.Lock()
+_parallel_safe: bool | None = None
+
+
+def _decide_parallel() -> bool:
+    layer = str(numba.config.THREADING_LAYER).lower()
+    if layer == "workqueue":
+        # chosen explicitly: not thread-safe, and nothing needs launching to know it
+        return False
+    try:
+        # already loaded by earlier parallel code: ask, without launching anything
+        return numba.threading_layer() != "workqueue"
+    except ValueError:
+        pass
+    try:
+        # numba loads its threading layer on the first parallel launch; only this thread launches
+        # parallel code now (every parallel kernel here waits for this answer behind the lock)
+        _probe(np.zeros(4))
+        return numba.threading_layer() != "workqueue"
+    except Exception:  # pragma: no cover - exotic installations
+        return False
+
+
 def _parallel_is_safe() -> bool:
     """True when numba's threading layer may be entered from several threads at once.
 
     dask calls kernels from many threads; numba's fallback ``workqueue`` layer
     aborts the process on concurrent parallel launches, so the serial kernel is
-    used then. The answer is a property of the installation, computed once.
+    used then. The answer is a property of the installation, decided once and
+    without ever launching parallel code from two threads: from
+    ``numba.config.THREADING_LAYER`` when it names ``workqueue``, from the
+    loaded layer when there is one, else by one launch of a tiny parallel
+    function behind a lock that every caller waits on.
     """
-    try:
-        _probe(np.zeros(4))
-        return numba.threading_layer() != "workqueue"
-    except Exception:  # pragma: no cover - exotic installations
-        return False
+    global _parallel_safe
+    if _parallel_safe is None:
+        with _PARALLEL_LOCK:
+            if _parallel_safe is None:
+                _parallel_safe = _decide_parallel()
+    return _parallel_safe
 
 
 def _native(x: np.ndarray) -> np.ndarray:

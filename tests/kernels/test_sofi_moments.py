@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+import subprocess
+import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -258,3 +263,45 @@ def test_pair_comoments_lead_dims():
     assert C.shape == (1, 2, 5, 5) and mean.shape == (2, 5, 5)
     for c in range(2):
         np.testing.assert_allclose(C[:, c], ref_pairs(x[:, c], pairs))
+
+
+# -------------------------------------------------------------------------------------------- threading layer
+
+_MANY_THREADS = """
+import numba, numpy as np, dask, fluoxr
+from fluoxr.kernels import moments as km
+x = np.random.default_rng(0).random((64, 40, 40))  # 1600 pixels: more than one tile, the parallel path
+with dask.config.set(scheduler="threads", num_workers=8):
+    m = fluoxr.moments(fluoxr.as_video(x, chunks=2), 4).compute()
+d = x - x.mean(0)
+for k in (2, 3, 4):
+    np.testing.assert_allclose(m.sel(order=k).values, np.mean(d**k, axis=0), rtol=1e-9, atol=1e-15)
+print(km._parallel_is_safe())
+"""
+
+
+def test_workqueue_layer_from_many_dask_threads():
+    """numba's workqueue layer aborts on concurrent parallel launches: fluoxr must never make one."""
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
+    run = subprocess.run([sys.executable, "-c", _MANY_THREADS], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split()[-1] == "False"  # serial kernel under workqueue
+
+
+def test_parallel_decision_is_made_once_behind_a_lock(monkeypatch):
+    calls = []
+
+    def slow_decision():
+        calls.append(threading.get_ident())
+        time.sleep(0.05)  # wide window: without the lock every thread would decide (and launch) at once
+        return True
+
+    monkeypatch.setattr(km, "_parallel_safe", None)
+    monkeypatch.setattr(km, "_decide_parallel", slow_decision)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(km._parallel_is_safe())) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and results == [True] * 8
