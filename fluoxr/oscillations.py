@@ -123,11 +123,13 @@ def _same(block: np.ndarray) -> np.ndarray:
 def _shifted(src: da.Array, shift: int, template: da.Array) -> da.Array:
     """Block ``i`` is block ``i + shift`` of ``src``, and an empty array where there is none."""
     n = src.numblocks[0]
-    rest = (0,) * (src.ndim - 1)
     name = f"osc-halo-{shift:+d}-" + dask.base.tokenize(src.name, shift)
-    empty = (np.zeros, (0,) + src.shape[1:], src.dtype)
-    dsk = {(name, i) + rest: ((_same, (src.name, i + shift) + rest) if 0 <= i + shift < n else empty)
-           for i in range(n)}
+    dsk = {}
+    # every block of the other dims (z, channel, or y/x): a video chunked along z has several per time chunk
+    for rest in np.ndindex(*src.numblocks[1:]):
+        empty = (np.zeros, (0,) + tuple(c[j] for c, j in zip(src.chunks[1:], rest)), src.dtype)
+        for i in range(n):
+            dsk[(name, i) + rest] = (_same, (src.name, i + shift) + rest) if 0 <= i + shift < n else empty
     sizes = tuple(src.chunks[0][i + shift] if 0 <= i + shift < n else 0 for i in range(n))
     graph = dask.highlevelgraph.HighLevelGraph.from_collections(name, dsk, dependencies=[src])
     return da.Array(graph, name, chunks=(sizes,) + src.chunks[1:], meta=template._meta)

@@ -95,6 +95,25 @@ def test_colour_video_uses_first_channel_and_z_planes_are_independent():
         np.testing.assert_array_equal(got.isel(z=z).values, O.detect(v, **kw).values)
 
 
+def test_detect_of_videos_chunked_along_z_and_channel():
+    """One plane per chunk along z (and channel): the halos must exist for every plane's blocks."""
+    video, other = _wavy(seed=4), _wavy(seed=5)
+    kw = dict(period_s=12.0, interval_s=2.0, min_cluster_size=3)
+    planes = np.stack([video.values, other.values], axis=1)
+    halo = O.detection_halo(period_s=12.0, interval_s=2.0)
+    stack = fluoxr.as_video(planes, dims=("time", "z", "y", "x"), fps=0.5, chunks={"time": 23, "z": 1})
+    assert stack.chunks[1] == (1, 1)
+    got = assert_chunk_invariant(lambda v: O.detect(v, **kw), stack, halo=halo)
+    for z, v in enumerate((video, other)):
+        np.testing.assert_array_equal(got.isel(z=z).values, ref_detect(v.values, **kw))
+    # z and channel both chunked: the first channel of each plane
+    both = fluoxr.as_video(np.stack([planes, planes[:, ::-1]], axis=2), dims=("time", "z", "channel", "y", "x"),
+                           fps=0.5, chunks={"time": 5, "z": 1, "channel": 1})
+    labels = O.detect(both, **kw)
+    assert labels.dims == ("time", "z", "y", "x") and labels.chunks[1] == (1, 1)
+    np.testing.assert_array_equal(labels.values, got.values)
+
+
 def test_detect_is_lazy_and_labelled():
     video = _wavy().chunk({"time": 6})
     with raise_if_dask_computes():
