@@ -416,8 +416,16 @@ def _dask_data(labels: xr.DataArray) -> da.Array:
 # coordinates table
 
 
+def _check_label_values(block: np.ndarray) -> None:
+    """Labels are 0, 1 or 2: a video passed by mistake would otherwise give an empty or wrong table silently."""
+    if block.size and (block.min() < 0 or block.max() > 2):
+        raise ValueError(f"labels must hold only 0 (none), 1 (influx) and 2 (efflux), found values from "
+                         f"{int(block.min())} to {int(block.max())}; pass the output of fluoxr.oscillations.detect")
+
+
 def _coords_block(block: np.ndarray, t0: int) -> np.ndarray:
     block = np.asarray(block)
+    _check_label_values(block)
     nz = np.nonzero((block == K.INFLUX) | (block == K.EFFLUX))
     out = np.empty((nz[0].size, block.ndim + 1), np.int32)
     out[:, 0] = nz[0] + t0
@@ -525,7 +533,9 @@ def oscillation_coordinates(labels: xr.DataArray) -> CoordinateTable:
     Parameters
     ----------
     labels : xarray.DataArray
-        Result of :func:`detect` (``("time", [z], "y", "x")``).
+        Result of :func:`detect` (``("time", [z], "y", "x")``): 0 none,
+        1 influx, 2 efflux; any other value is a ValueError when the table
+        is computed (as in :func:`track_clusters`).
 
     Returns
     -------
@@ -591,10 +601,7 @@ def _track_chunk(block: np.ndarray, prev: np.ndarray | None, *, t0: int, onset_a
     from scipy.sparse.csgraph import connected_components
 
     block = np.asarray(block)
-    if block.size and (block.min() < 0 or block.max() > 2):
-        # a video passed by mistake would otherwise give an empty table without a word
-        raise ValueError(f"labels must hold only 0 (none), 1 (influx) and 2 (efflux), found values from "
-                         f"{int(block.min())} to {int(block.max())}; pass the output of fluoxr.oscillations.detect")
+    _check_label_values(block)
     block = np.ascontiguousarray(block, dtype=np.int8)
     has_prev = prev is not None
     if has_prev:
@@ -823,7 +830,8 @@ def track_clusters(
     ----------
     labels : xarray.DataArray
         ``("time", "y", "x")`` result of :func:`detect` (0 none, 1 influx,
-        2 efflux); other values count as 0. Its attribute ``start`` (set by
+        2 efflux); any other value is a ValueError (when the table is
+        computed, as values are only known then). Its attribute ``start`` (set by
         :func:`detect`) is the first analysed frame: onsets are not counted
         there, since runs in progress have an unknown beginning.
     min_overlap : int

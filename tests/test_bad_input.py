@@ -192,6 +192,8 @@ CASES: list[Case] = [
      "labels"),
     ("track_clusters: float labels", lambda i: fluoxr.oscillations.track_clusters(i.video.astype(float)), TypeError,
      "labels"),
+    ("oscillation_coordinates: a video, not labels",
+     lambda i: fluoxr.oscillations.oscillation_coordinates(i.video).compute(), ValueError, "labels"),
     # -- synthetic data ---------------------------------------------------------------------
     ("datasets: n_frames 0", lambda i: datasets.calcium_neurons(n_frames=0), ValueError, "n_frames"),
     ("datasets: bad fps", lambda i: datasets.blinking_emitters(fps=-1), ValueError, "fps"),

@@ -313,6 +313,22 @@ def test_coordinates_table_is_lazy_exact_and_savable(tmp_path, monkeypatch):
     assert back.attrs["fps"] == 0.5
 
 
+@pytest.mark.parametrize("bad", [3, -1])
+def test_coordinates_and_tracks_reject_values_other_than_0_1_2(bad):
+    frames = np.zeros((4, 5, 5), np.int8)
+    frames[1:3, 1:3, 1:3] = 1
+    frames[0, 4, 4] = bad
+    labels = xr.DataArray(frames, dims=("time", "y", "x"), attrs={"fps": 2.0}).chunk({"time": 2})
+    with raise_if_dask_computes():
+        table = O.oscillation_coordinates(labels)  # the values are known only when computed
+    with pytest.raises(ValueError, match="^labels must hold only 0 .none., 1 .influx. and 2 .efflux."):
+        table.compute()
+    with pytest.raises(ValueError, match="^labels must hold only 0 .none., 1 .influx. and 2 .efflux."):
+        O.track_clusters(labels)
+    frames[0, 4, 4] = 0
+    assert len(O.oscillation_coordinates(xr.DataArray(frames, dims=("time", "y", "x"))).compute()) == 8
+
+
 def test_coordinates_of_z_planes_and_of_nothing(tmp_path):
     labels = xr.DataArray(np.zeros((3, 2, 4, 5), np.int8), dims=("time", "z", "y", "x"))
     labels[1, 1, 2, 3] = 2
