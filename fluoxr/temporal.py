@@ -325,6 +325,16 @@ def normalize(
     ``clip``, the result is clipped to ``[ymin, ymax]``. ``ymax`` defaults to
     1, or the largest value of an integer ``dtype``.
 
+    Integer ``dtype``: the fraction ``(x - vmin) / (vmax - vmin + eps)`` is
+    computed as optimap does, then mapped to ``[ymin, ymax]`` in float64,
+    always clipped to ``[ymin, ymax]`` (which must lie in the dtype's range),
+    rounded half to even and cast with saturation, so a trace's minimum and
+    maximum land exactly on ``ymin`` and ``ymax`` for every integer dtype up
+    to 64 bits (unless ``vmax - vmin`` is so small that ``eps`` counts);
+    NaN samples become ``ymin``. optimap maps in float32 and truncates, so
+    its ``int32``/``uint32``/``int64`` maxima wrap to negative values or 0
+    and values just below an integer lose one.
+
     optimap normalises along axis 0 of a ``(T, N)`` array; fluoxr along the
     named ``time`` dim, whatever its position.
 
@@ -351,10 +361,22 @@ def normalize(
         if v is not None and not isinstance(v, (xr.DataArray, int, float, np.number)):
             raise TypeError(f"{name} must be a number or a DataArray, got {type(v).__name__}")
     eps = np.finfo(x.dtype).eps
-    out = (x - lo) / (hi - lo + eps) * (ymax - ymin) + ymin
-    if do_clip:
-        out = out.clip(ymin, ymax)
-    out = out.astype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        for name, v in (("ymin", ymin), ("ymax", ymax)):
+            if not float(info.min) <= v <= float(info.max):
+                raise ValueError(f"{name} must be within the range of {dtype} [{info.min}, {info.max}], got {v!r}")
+        # the scale in the data's precision (as optimap), the rest in float64 with a saturating cast:
+        # in float32, iinfo(int32).max rounds up to 2**31, which astype wraps to the minimum
+        unit = ((x - lo) / (hi - lo + eps)).astype(np.float64)
+        scaled = unit * (ymax - ymin) + ymin
+        out = xr.apply_ufunc(ktemporal.round_to_int, scaled, dask="parallelized", output_dtypes=[dtype],
+                             kwargs=dict(dtype=dtype, lo=min(ymin, ymax), hi=max(ymin, ymax)))
+    else:
+        out = (x - lo) / (hi - lo + eps) * (ymax - ymin) + ymin
+        if do_clip:
+            out = out.clip(ymin, ymax)
+        out = out.astype(dtype)
     out.name = traces.name
     out.attrs = dict(traces.attrs)
     return out.transpose(*traces.dims)

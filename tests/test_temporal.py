@@ -143,6 +143,61 @@ def test_normalize_equals_optimap_statement(rng):
     assert normalize(tr, dtype=np.uint8).values.max() == 255
 
 
+INT_DTYPES = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64]
+
+
+@pytest.mark.parametrize("dtype", INT_DTYPES)
+@pytest.mark.parametrize("data_dtype", [np.float32, np.float64, np.uint16])
+def test_normalize_to_integers_hits_the_extremes_exactly(dtype, data_dtype):
+    info = np.iinfo(dtype)
+    tr = xr.DataArray(np.array([[2, 4, 6, 3], [7, 0, 5, 1]], data_dtype), dims=("roi", "time"))
+    got = normalize(tr, dtype=dtype)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got.values.min(axis=1), [0, 0])
+    np.testing.assert_array_equal(got.values.max(axis=1), [info.max, info.max])
+    full = normalize(tr, ymin=int(info.min), dtype=dtype).values
+    np.testing.assert_array_equal(full.min(axis=1), [info.min] * 2)
+    np.testing.assert_array_equal(full.max(axis=1), [info.max] * 2)
+    # the whole map against a float64 reference where float64 holds the dtype's integers exactly
+    if info.bits <= 32:
+        x = tr.values.astype(np.float32 if data_dtype == np.uint16 else data_dtype)
+        eps = np.finfo(x.dtype).eps
+        unit = ((x - x.min(1, keepdims=True)) / (x.max(1, keepdims=True) - x.min(1, keepdims=True) + eps))
+        ref = np.rint(unit.astype(np.float64) * float(info.max))
+        np.testing.assert_array_equal(got.values, ref.astype(dtype))
+    # clipped with vmin/vmax: saturates at the bounds, never wraps
+    clipped = normalize(tr, vmin=3, vmax=5, dtype=dtype).values
+    assert clipped[0, 0] == clipped[0, 3] == 0 and clipped[0, 2] == info.max
+    assert abs(int(clipped[0, 1]) - int(info.max) // 2) <= int(info.max) * 1e-6 + 1
+
+
+def test_round_to_int_against_python_rounding():
+    from fluoxr.kernels.temporal import round_to_int
+
+    y = np.array([-1e20, -129.5, -128.5, -0.5, 0.5, 1.5, 2.5, 126.5, 127.49, 127.5, 1e20, np.inf, -np.inf, np.nan])
+    ref = [int(min(max(round(v), -128), 127)) if np.isfinite(v) else (127 if v > 0 else -128) for v in y]
+    np.testing.assert_array_equal(round_to_int(y, np.int8, -1000, 1000), ref)
+    np.testing.assert_array_equal(round_to_int(y, np.uint16, -5, 3.7), [0, 0, 0, 0, 0, 2, 2, 3, 3, 3, 3, 3, 0, 0])
+    big = round_to_int(np.array([2.0**64, 2.0**64 - 2048, -1.0]), np.uint64, 0, 2.0**64)
+    assert big.tolist() == [2**64 - 1, 2**64 - 2048, 0]
+
+
+def test_normalize_to_integers_nan_bounds_and_chunks():
+    tr = xr.DataArray(np.array([[2.0, np.nan, 6.0, 4.0]]), dims=("roi", "time"))
+    np.testing.assert_array_equal(normalize(tr, dtype=np.int32).values, [[0, 0, 2147483647, 1073741824]])
+    np.testing.assert_array_equal(normalize(tr, ymin=10, ymax=20, dtype=np.uint8).values, [[10, 10, 20, 15]])
+    # an inverted range maps the maximum to ymax all the same
+    np.testing.assert_array_equal(normalize(tr, ymin=255, ymax=0, dtype=np.uint8).values, [[255, 0, 0, 128]])
+    with pytest.raises(ValueError, match="^ymax must be within the range of uint8"):
+        normalize(tr, ymax=256, dtype=np.uint8)
+    with pytest.raises(ValueError, match="^ymin must be within the range of uint16"):
+        normalize(tr, ymin=-1, dtype=np.uint16)
+    rng = np.random.default_rng(0)
+    traces = _traces(rng)
+    got = assert_chunk_invariant(lambda t: normalize(t, dtype=np.int64), traces)
+    assert got.dtype == np.int64 and (got.values.max(axis=1) == np.iinfo(np.int64).max).all()
+
+
 def test_theil_sen_equals_scipy_and_selection_path(rng):
     for n in (2, 3, 10, 57):
         y = np.round(rng.standard_normal(n) * 3)  # ties in y change the interval

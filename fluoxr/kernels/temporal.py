@@ -15,6 +15,9 @@ References in ``tests/test_temporal.py``: suite2p's maximin restated with
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 from scipy.ndimage import correlate1d, maximum_filter1d, minimum_filter1d
 
@@ -26,6 +29,7 @@ __all__ = [
     "gaussian_weights",
     "gaussian_halo",
     "gaussian_reflect",
+    "round_to_int",
 ]
 
 
@@ -151,3 +155,35 @@ def gaussian_reflect(x: np.ndarray, sigma: float, *, pad_left: bool = True, pad_
         idx = np.where(idx >= n, 2 * n - 1 - idx, idx) if pad_right else idx
     padded = y[..., idx]
     return _valid(correlate1d(padded, w, axis=-1, mode="nearest"), r)
+
+
+def round_to_int(y: np.ndarray, dtype: Any, lo: float, hi: float) -> np.ndarray:
+    """``y`` rounded (half to even) to the integer ``dtype``, saturating at ``[lo, hi]``; NaN becomes the lower bound.
+
+    The bounds are applied to the rounded float64 values and the saturated
+    samples are set to the bounds as integers, so the extremes of every
+    integer dtype are exact: ``float(np.iinfo(np.int64).max)`` is ``2**63``,
+    which a plain ``astype`` would wrap to the minimum. ``lo`` and ``hi`` are
+    first narrowed to the integers of the dtype's range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fluoxr.kernels.temporal import round_to_int
+    >>> round_to_int(np.array([-3.0, 0.5, 1.5, 2.0**63, np.nan]), np.int64, 0, 2.0**63).tolist()
+    [0, 0, 2, 9223372036854775807, 0]
+    """
+    dtype = np.dtype(dtype)
+    info = np.iinfo(dtype)
+    lo_i = max(math.ceil(lo), int(info.min))
+    hi_i = min(math.floor(hi), int(info.max))
+    y = np.rint(np.asarray(y, dtype=np.float64))
+    out = np.empty(y.shape, dtype)
+    with np.errstate(invalid="ignore"):
+        low = ~(y > lo_i)  # NaN too: an integer has no NaN
+        high = y >= hi_i
+    mid = ~(low | high)
+    out[mid] = y[mid].astype(dtype)
+    out[high] = hi_i
+    out[low] = lo_i
+    return out
