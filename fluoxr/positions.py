@@ -115,7 +115,8 @@ def collage_positions(positions: Sequence[Any], image_shape: Sequence[int], ncol
     Parameters
     ----------
     positions : sequence of ``(n_i, 2)`` arrays
-        ``(y, x)`` rows per image.
+        ``(y, x)`` rows per image, integer pixel coordinates (integral floats
+        such as ``3.0`` are accepted; ``1.5`` is a ValueError, not truncated).
     image_shape : (Ly, Lx)
         Shape shared by the images.
     ncols : int
@@ -132,11 +133,14 @@ def collage_positions(positions: Sequence[Any], image_shape: Sequence[int], ncol
     >>> collage_positions([[(1, 2)], [(1, 2)], [(1, 2)]], (10, 20), ncols=2).tolist()
     [[1, 2], [1, 22], [11, 2]]
     """
-    if len(image_shape) != 2:
-        raise ValueError(f"image_shape must be (Ly, Lx), got {image_shape!r}")
+    if isinstance(image_shape, (str, bytes)) or not hasattr(image_shape, "__len__") or len(image_shape) != 2:
+        raise ValueError(f"image_shape must be the image shape (Ly, Lx), got {image_shape!r}")
     ly = check_int(image_shape[0], "image_shape[0]", min_value=1)
     lx = check_int(image_shape[1], "image_shape[1]", min_value=1)
     ncols = check_int(ncols, "ncols", min_value=1)
+    if isinstance(positions, (str, bytes)) or not hasattr(positions, "__iter__"):
+        raise TypeError(f"positions must be a sequence of (n, 2) arrays of (y, x) rows, one per image, "
+                        f"got {type(positions).__name__}")
     out = []
     for i, p in enumerate(positions):
         a = np.asarray(p)
@@ -146,6 +150,14 @@ def collage_positions(positions: Sequence[Any], image_shape: Sequence[int], ncol
             a = a[None]
         if a.ndim != 2 or a.shape[1] != 2:
             raise ValueError(f"positions[{i}] must be (n, 2) rows of (y, x), got shape {a.shape}")
+        # as ROISet.from_positions: integral floats are pixel positions, anything else would be truncated
+        if a.dtype.kind == "f":
+            with np.errstate(invalid="ignore"):
+                bad = a[~(np.mod(a, 1) == 0)]  # fractions, NaN and inf
+            if bad.size:
+                raise ValueError(f"positions[{i}] must be integer pixel coordinates (y, x), got {float(bad[0])!r}")
+        elif a.dtype.kind not in "iu":
+            raise ValueError(f"positions[{i}] must be integer pixel coordinates (y, x), got dtype {a.dtype}")
         off = np.array([(i // ncols) * ly, (i % ncols) * lx])
         out.append(a.astype(np.int64) + off)
     return np.concatenate(out) if out else np.zeros((0, 2), np.int64)

@@ -138,6 +138,10 @@ CASES: list[Case] = [
     ("detrend: unknown kind", lambda i: fluoxr.detrend(fluoxr.traces(i.video, [(3, 3)]), kind="poly"), ValueError,
      "kind"),
     ("positions: too many", lambda i: fluoxr.random_positions((2, 2), 5), ValueError, "n must be at most"),
+    ("positions: fractional collage position", lambda i: fluoxr.collage_positions([[(1.5, 2.7)]], (10, 10)),
+     ValueError, "positions[0]"),
+    ("positions: collage image_shape of one int", lambda i: fluoxr.collage_positions([[(1, 2)]], 10), ValueError,
+     "image_shape"),
     # -- SOFI ----------------------------------------------------------------------------------
     ("sofi: order 0", lambda i: fluoxr.moments(i.video, 0), ValueError, "orders"),
     ("sofi: non-integer order", lambda i: fluoxr.cumulants(i.video, 2.5), ValueError, "orders"),

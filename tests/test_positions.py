@@ -45,3 +45,25 @@ def test_collage_positions_layout_and_input_untouched():
         np.testing.assert_array_equal(p, b)
     with pytest.raises(ValueError, match="image_shape"):
         collage_positions(pos, (10,))
+
+
+def test_collage_positions_rejects_fractions_and_bad_shapes():
+    # integral floats are pixel positions (as ROISet.from_positions); fractions were silently truncated
+    np.testing.assert_array_equal(collage_positions([[(1.0, 2.0)], [(3.0, 4.0)]], (10, 20), ncols=2),
+                                  [[1, 2], [3, 24]])
+    for bad, shown in (((1.5, 2.7), "1.5"), ((1.0, np.nan), "nan"), ((np.inf, 2.0), "inf")):
+        with pytest.raises(ValueError, match=rf"^positions\[1\] must be integer pixel coordinates .* {shown}"):
+            collage_positions([[(1, 2)], [bad]], (10, 10))
+    with pytest.raises(ValueError, match=r"^positions\[0\] must be integer pixel coordinates .* dtype"):
+        collage_positions([[("a", "b")]], (10, 10))
+    with pytest.raises(ValueError, match=r"^positions\[0\] must be integer pixel coordinates .* dtype bool"):
+        collage_positions([np.array([[True, False]])], (10, 10))
+    for shape in (10, "ab", None, (10, 10, 3)):
+        with pytest.raises(ValueError, match="^image_shape must be the image shape"):
+            collage_positions([[(1, 2)]], shape)
+    with pytest.raises(ValueError, match=r"^image_shape\[0\] must be an integer"):
+        collage_positions([[(1, 2)]], (10.5, 10))
+    with pytest.raises(TypeError, match=r"^image_shape\[1\] must be an integer"):
+        collage_positions([[(1, 2)]], (10, "10"))
+    with pytest.raises(TypeError, match="^positions must be a sequence"):
+        collage_positions(5, (10, 10))
