@@ -573,13 +573,6 @@ def test_fill_value_semantics_match_cellector(rng, fill):
                                    err_msg=k)
 
 
-def test_docstring_examples_run():
-    import doctest
-
-    res = doctest.testmod(F, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert res.attempted >= 15 and res.failed == 0
-
-
 # --------------------------------------------------------------------------------------------
 # the benchmark must keep running
 

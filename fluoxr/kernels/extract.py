@@ -50,6 +50,14 @@ def weighted_sums(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray, 
     -------
     numpy.ndarray
         ``(n_rows, n_frames)`` float32.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fluoxr.kernels.extract import weighted_sums
+    >>> indptr, indices, weights = np.array([0, 2, 3]), np.array([0, 3, 1]), np.array([0.5, 0.5, 1.0])
+    >>> weighted_sums(indptr, indices, weights, np.arange(8.0).reshape(2, 4)).tolist()
+    [[1.5, 5.5], [1.0, 5.0]]
     """
     n_frames = frames.shape[0]
     out = np.empty((indptr.size - 1, n_frames), np.float32)

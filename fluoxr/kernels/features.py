@@ -124,7 +124,14 @@ def gather_patches(padded: np.ndarray, centers: np.ndarray, width: int, *, volum
 
 
 def window_2d(shape: tuple[int, int], kind: str = "hanning") -> np.ndarray:
-    """Outer product of NumPy's 1-D window ``kind`` over the last two axes (cellector's ``filters.window``)."""
+    """Outer product of NumPy's 1-D window ``kind`` over the last two axes (cellector's ``filters.window``).
+
+    Examples
+    --------
+    >>> from fluoxr.kernels.features import window_2d
+    >>> window_2d((3, 3), "bartlett").tolist()
+    [[0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]
+    """
     fn = {"hanning": np.hanning, "hamming": np.hamming, "blackman": np.blackman, "bartlett": np.bartlett}[kind]
     return np.outer(fn(shape[0]), fn(shape[1]))
 
@@ -187,6 +194,15 @@ def surround(center: np.ndarray, iterations: int, ndim: int = 2) -> np.ndarray:
     batch; the patch edge is background, as in
     ``scipy.ndimage.binary_dilation(center, cross, iterations)`` applied to
     each patch alone. The result contains the centre.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fluoxr.kernels.features import surround
+    >>> centre = np.zeros((5, 5), bool)
+    >>> centre[2, 2] = True
+    >>> surround(centre, 1).astype(int).tolist()
+    [[0, 0, 0, 0, 0], [0, 0, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 0, 0], [0, 0, 0, 0, 0]]
     """
     c = np.asarray(center, dtype=bool)
     patch = c.shape[c.ndim - ndim:]
@@ -701,7 +717,15 @@ def feature_batch(
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve from the Mann-Whitney U statistic (ties count one half)."""
+    """Area under the ROC curve from the Mann-Whitney U statistic (ties count one half).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fluoxr.kernels.features import roc_auc
+    >>> roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]))
+    0.75
+    """
     from scipy.stats import rankdata
 
     s = np.asarray(scores, np.float64)

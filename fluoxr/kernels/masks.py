@@ -36,6 +36,13 @@ def lam_map(flat: np.ndarray, weight: np.ndarray, n_pixels: int) -> np.ndarray:
 
     suite2p's ``create_cell_pix`` builds the same map ROI by ROI with
     ``np.maximum``; starting from zeros, negative weights never show.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fluoxr.kernels.masks import lam_map
+    >>> lam_map(np.array([0, 2, 2]), np.array([0.5, 0.2, 0.9]), 4).tolist()
+    [0.5, 0.0, 0.9, 0.0]
     """
     out = np.zeros(n_pixels, np.float64)
     np.maximum.at(out, np.asarray(flat, np.int64), np.asarray(weight, np.float64))
@@ -43,7 +50,14 @@ def lam_map(flat: np.ndarray, weight: np.ndarray, n_pixels: int) -> np.ndarray:
 
 
 def percentile_rank(filter_size: int, percentile: float) -> int:
-    """Rank (0-based) that ``scipy.ndimage.percentile_filter`` takes in a window of ``filter_size`` values."""
+    """Rank (0-based) that ``scipy.ndimage.percentile_filter`` takes in a window of ``filter_size`` values.
+
+    Examples
+    --------
+    >>> from fluoxr.kernels.masks import percentile_rank
+    >>> percentile_rank(9, 50.0), percentile_rank(9, 100.0)
+    (4, 8)
+    """
     if percentile < 0.0:
         percentile += 100.0
     if percentile == 100.0:
