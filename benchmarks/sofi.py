@@ -31,6 +31,7 @@ Usage::
     python benchmarks/sofi.py                      # 2000, 8000 (+16000 for RSS) frames
     python benchmarks/sofi.py --quick              # tiny files, seconds
     python benchmarks/sofi.py --agreement          # fluoxr vs pysofi, function by function
+    python benchmarks/sofi.py --cold               # every read from the disk (drops the page cache; root)
 """
 
 from __future__ import annotations
@@ -135,15 +136,27 @@ def write_tiff(path: str, n_frames: int, shape: tuple[int, int] = FRAME, seed: i
         tw.write(frames(), shape=(n_frames, h, w), dtype=np.uint16, photometric="minisblack")
 
 
-def run(code: str, path: str, python: str = sys.executable) -> dict:
+def drop_page_cache() -> None:
+    """Empty the kernel's page cache so that the next read comes from the disk (needs root)."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as fh:
+            fh.write("1")
+    except OSError as exc:
+        raise SystemExit(f"--cold needs to drop the page cache (root): {exc}")
+
+
+def run(code: str, path: str, python: str = sys.executable, cold: bool = False) -> dict:
+    if cold:
+        drop_page_cache()
     out = subprocess.run([python, "-c", f"P = {path!r}\n" + code], capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(f"benchmark case failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def best_of(code: str, path: str, repeat: int, python: str = sys.executable) -> dict:
-    return min((run(code, path, python) for _ in range(repeat)), key=lambda r: r["secs"])
+def best_of(code: str, path: str, repeat: int, python: str = sys.executable, cold: bool = False) -> dict:
+    return min((run(code, path, python, cold) for _ in range(repeat)), key=lambda r: r["secs"])
 
 
 def benchmark(args: argparse.Namespace) -> int:
@@ -155,7 +168,8 @@ def benchmark(args: argparse.Namespace) -> int:
     counts = sorted(set(args.frames) | set(args.rss_frames))
     print(f"# SOFI benchmark: mean + moments + cumulants of orders 1..6, {shape[0]}x{shape[1]} uint16 frames")
     print(f"# {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"warm page cache, fluoxr on the threaded scheduler; best of {args.repeat} for fluoxr and the reads")
+          f"{'cold page cache (dropped before every case)' if args.cold else 'warm page cache'}, fluoxr on the "
+          f"threaded scheduler; best of {args.repeat} for fluoxr and the reads")
     if os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1):
         print(f"# load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: other processes compete for the "
               "CPUs, wall times are inflated (CPU seconds are not)")
@@ -169,11 +183,11 @@ def benchmark(args: argparse.Namespace) -> int:
             write_tiff(path, n, shape)
             run(PLAIN, path)  # warm the page cache
             row = {"frames": n, "mb": n * frame_bytes / 1e6, "write_s": time.perf_counter() - t0}
-            row["read"] = best_of(PLAIN, path, args.repeat)
-            row["fromfile"] = best_of(FROMFILE, path, args.repeat)
-            row["fluoxr"] = best_of(FLUOXR, path, args.repeat)
+            row["read"] = best_of(PLAIN, path, args.repeat, cold=args.cold)
+            row["fromfile"] = best_of(FROMFILE, path, args.repeat, cold=args.cold)
+            row["fluoxr"] = best_of(FLUOXR, path, args.repeat, cold=args.cold)
             if peer and n in args.peer_frames:
-                row["pysofi"] = run(PYSOFI, path, args.peer_python)
+                row["pysofi"] = run(PYSOFI, path, args.peer_python, cold=args.cold)
             rows.append(row)
             os.remove(path)
             print(f"# {n} frames done ({row['mb']:.0f} MB)", flush=True)
@@ -376,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peer-python", default=PEER_PYTHON, help="python of a venv with pysofi")
     ap.add_argument("--tmp", default=None, help="folder for the test files (default: the system temp folder)")
     ap.add_argument("--quick", action="store_true", help="64 x 64 frames, 200 and 800 frames, seconds")
+    ap.add_argument("--cold", action="store_true",
+                    help="drop the page cache before every case (needs root): every read comes from the disk, "
+                         "as it does for a recording larger than memory")
     ap.add_argument("--agreement", action="store_true", help="compare with pysofi function by function")
     args = ap.parse_args(argv)
     if args.agreement:

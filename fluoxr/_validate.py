@@ -142,12 +142,17 @@ def check_video(
             f"{name} must be a video with dims ('time', 'y', 'x'); got dims {dims} "
             f"(shape {video.shape}); a single image needs a time axis, e.g. image.expand_dims('time')"
         )
-    if dims[-2:] != SPATIAL_DIMS:
-        raise ValueError(f"{name} must have 'y' and 'x' as its last two dims, got dims {dims}")
+    if not set(SPATIAL_DIMS) <= set(dims):
+        raise ValueError(f"{name} must have 'y' and 'x' dims, got dims {dims}")
     extra = set(dims) - {"time", "y", "x"} - set(allowed_extra_dims)
     if extra:
         raise ValueError(f"{name} has unsupported dims {sorted(extra)}; expected ('time', 'y', 'x') "
                          f"plus optional {tuple(allowed_extra_dims)}")
+    canonical = tuple(d for d in ("time", "z", "channel", "y", "x") if d in dims)
+    if dims != canonical:
+        # kernels index axis 0 as time and the last two as the frame (xr.concat along
+        # channel, for one, puts channel first): reorder, which is free for a lazy array
+        video = video.transpose(*canonical)
     if video.sizes["time"] < min_frames:
         raise ValueError(f"{name} must have at least {min_frames} frame(s) along 'time', got {video.sizes['time']}")
     if video.dtype.kind not in "biuf":

@@ -99,11 +99,33 @@ def _add_output_args(p: argparse.ArgumentParser, what: str = "outputs") -> None:
                    help=f"finish an interrupted run: chunks of {what} already written are kept, not recomputed")
 
 
-def _check_output(path: str | None, args: argparse.Namespace, flag: str) -> None:
-    """Refuse an existing output unless --overwrite or --resume says what to do with it."""
-    if path is not None and os.path.exists(path) and not (args.overwrite or getattr(args, "resume", False)):
+def _check_output(path: str | None, args: argparse.Namespace, flag: str, *, replace: bool = False) -> None:
+    """Refuse an output that is an input, or that exists unless --overwrite or --resume (or ``replace``) allows it."""
+    if path is None:
+        return
+    target = os.path.abspath(path)
+    for src in _input_paths(args):
+        if target == src or target.startswith(src.rstrip(os.sep) + os.sep) or src.startswith(target + os.sep):
+            raise ValueError(f"{flag} {path!r} is (or contains) an input ({src}); inputs are never written")
+    if os.path.exists(path) and not (replace or args.overwrite or getattr(args, "resume", False)):
         raise ValueError(f"{flag} {path!r} already exists; pass --overwrite to replace it "
                          "or --resume to finish an interrupted run")
+
+
+def _input_paths(args: argparse.Namespace) -> list[str]:
+    """Absolute paths of every file a subcommand reads (globs expanded, HDF5 '::' parts dropped)."""
+    from .io import _expand_paths
+
+    found = []
+    for attr in ("input", "stat", "labels", "positions", "mask"):
+        value = getattr(args, attr, None)
+        for item in (value if isinstance(value, list) else [value] if value else []):
+            try:
+                expanded = _expand_paths(item)
+            except (ValueError, TypeError):
+                expanded = [item]
+            found += [os.path.abspath(p.split("::")[0]) for p in expanded]
+    return found
 
 
 def _add_scheduler_args(p: argparse.ArgumentParser) -> None:
@@ -223,6 +245,7 @@ def _cmd_sofi(args: argparse.Namespace) -> int:
     out = args.output
     png = args.png or _sofi_png_path(out)
     _check_output(out, args, "-o")
+    _check_output(png, args, "--png", replace=True)  # a figure is simply redrawn
     video = open_video(args.input if len(args.input) > 1 else args.input[0], fps=args.fps)
     nbytes = video.nbytes
     if args.finterp > 1:

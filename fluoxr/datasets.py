@@ -331,8 +331,8 @@ def _neuropil_modulation(t: np.ndarray, fps: float, fluct: float, seed: int) -> 
     return 1.0 + fluct * np.sin(2 * np.pi * freqs * secs + phases).mean(1)
 
 
-def _calcium_block(t: np.ndarray, table: np.ndarray, *, shape: tuple[int, int], n_cells: int, rate: float,
-                   decay: float, k_len: int, seed: int, f0: np.ndarray, amplitude: float, neuropil: np.ndarray,
+def _calcium_block(t: np.ndarray, table: np.ndarray, neuropil: np.ndarray, *, shape: tuple[int, int],
+                   n_cells: int, rate: float, decay: float, k_len: int, seed: int, f0: np.ndarray, amplitude: float,
                    fps: float, neuropil_fluct: float, read_noise: float, red: np.ndarray | None,
                    red_levels: tuple[float, float, float], out_dtype: np.dtype) -> np.ndarray:
     import scipy.sparse as sp
@@ -482,11 +482,13 @@ def calcium_neurons(
     t = _time_blocks(n_frames, frame_shape, dtype, chunks)
     tab = da.from_array(table, chunks=-1)
     out_ind = "tyx" if red is None else "tcyx"
-    new_axes = {"y": shape[0], "x": shape[1]} | ({} if red is None else {"c": 2})
+    # frame-sized inputs enter the graph once (as one-chunk arrays), not once per task
+    npil_da = da.from_array(npil, chunks=-1)
     data = da.blockwise(
-        _calcium_block, out_ind, t, "t", tab, "pq", new_axes=new_axes, concatenate=True, dtype=dtype,
+        _calcium_block, out_ind, t, "t", tab, "pq", npil_da, "yx", new_axes={} if red is None else {"c": 2},
+        concatenate=True, dtype=dtype,
         meta=np.empty((0,) * len(out_ind), dtype), shape=shape, n_cells=n_cells, rate=rate, decay=decay,
-        k_len=k_len, seed=seed, f0=f0, amplitude=amplitude, neuropil=npil, fps=fps, neuropil_fluct=neuropil_fluct,
+        k_len=k_len, seed=seed, f0=f0, amplitude=amplitude, fps=fps, neuropil_fluct=neuropil_fluct,
         read_noise=read_noise, red=red, red_levels=(0.15 * baseline, 1.5 * baseline, 0.3 * neuropil), out_dtype=dtype,
     )
     dims = ("time", "y", "x") if red is None else ("time", "channel", "y", "x")
@@ -546,7 +548,7 @@ def _sheet_phase(t: np.ndarray, shape: tuple[int, int], period_s: float, interva
     return 2 * np.pi * (secs / period_s - along[None] / wavelength_px)
 
 
-def _sheet_block(t: np.ndarray, *, shape: tuple[int, int], mask: np.ndarray, period_s: float, interval_s: float,
+def _sheet_block(t: np.ndarray, mask: np.ndarray, *, shape: tuple[int, int], period_s: float, interval_s: float,
                  wavelength_px: float, direction_deg: float, base: float, amplitude: float, background: float,
                  read_noise: float, seed: int, out_dtype: np.dtype) -> np.ndarray:
     out = np.empty((t.size,) + shape, out_dtype)
@@ -557,7 +559,7 @@ def _sheet_block(t: np.ndarray, *, shape: tuple[int, int], mask: np.ndarray, per
     return out
 
 
-def _sheet_truth_block(t: np.ndarray, *, what: str, mask: np.ndarray, **kw: Any) -> np.ndarray:
+def _sheet_truth_block(t: np.ndarray, mask: np.ndarray, *, what: str, **kw: Any) -> np.ndarray:
     phase = _sheet_phase(t, mask.shape, **kw)
     if what == "phase":
         return phase
@@ -632,17 +634,17 @@ def oscillating_sheet(
     mask = _sheet_mask(np.random.default_rng((seed, 0)), shape, coverage)
     wave = dict(period_s=period_s, interval_s=interval_s, wavelength_px=wavelength_px, direction_deg=direction_deg)
     t = _time_blocks(n_frames, shape, dtype, chunks)
-    data = da.map_blocks(
-        _sheet_block, t, new_axis=[1, 2], chunks=(t.chunks[0], (shape[0],), (shape[1],)), dtype=dtype,
-        meta=np.empty((0, 0, 0), dtype), shape=shape, mask=mask, base=base, amplitude=amplitude,
-        background=background, read_noise=read_noise, seed=seed, out_dtype=dtype, **wave,
+    mask_da = da.from_array(mask, chunks=-1)  # one graph key, not a copy per task
+    data = da.blockwise(
+        _sheet_block, "tyx", t, "t", mask_da, "yx", dtype=dtype, meta=np.empty((0, 0, 0), dtype), shape=shape,
+        base=base, amplitude=amplitude, background=background, read_noise=read_noise, seed=seed, out_dtype=dtype,
+        **wave,
     )
     video = as_video(data, fps=1.0 / interval_s, name="video", source="fluoxr.datasets.oscillating_sheet")
 
     def truth_array(what: str, out_dtype: Any) -> xr.DataArray:
-        arr = da.map_blocks(_sheet_truth_block, t, what=what, mask=mask, new_axis=[1, 2],
-                            chunks=(t.chunks[0], (shape[0],), (shape[1],)), dtype=out_dtype,
-                            meta=np.empty((0, 0, 0), out_dtype), **wave)
+        arr = da.blockwise(_sheet_truth_block, "tyx", t, "t", mask_da, "yx", what=what, dtype=out_dtype,
+                           meta=np.empty((0, 0, 0), out_dtype), **wave)
         return xr.DataArray(arr, dims=("time", "y", "x"), coords=video.coords, name=what)
 
     truth = SheetTruth(mask, truth_array("phase", np.float64), truth_array("expected", np.int8), period_s,

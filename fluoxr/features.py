@@ -118,6 +118,8 @@ from __future__ import annotations
 import logging
 import numbers
 import uuid
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import dask
@@ -158,10 +160,10 @@ FEATURES = ("phase_corr", "dot_product", "corr_coef", "in_vs_out")
 
 #: Keyword arguments of :func:`roi_features` that reproduce cellector's
 #: ``RoiProcessor`` with its default parameters (``DEFAULT_PARAMETERS``).
-CELLECTOR_DEFAULTS: dict[str, Any] = dict(
+CELLECTOR_DEFAULTS: Mapping[str, Any] = MappingProxyType(dict(
     width=40, iterations=2, centroid_method="median", fill_value=0.0, eps=1e6, window="hanning",
     lowcut=12.0, highcut=250.0, order=3.0,
-)
+))
 
 WINDOWS = ("hanning", "hamming", "blackman", "bartlett")
 PRECISIONS = ("single", "double")

@@ -33,7 +33,7 @@ import numpy as np
 import xarray as xr
 
 from ._video import ChunksLike, as_video, normalize_chunks_arg
-from ._validate import check_choice, check_fps, check_number
+from ._validate import check_choice, check_fps, check_int, check_number
 
 logger = logging.getLogger(__name__)
 
@@ -365,16 +365,34 @@ def _tiff_reader(path: str, series: int) -> tuple[_Reader, tuple[str, ...], dict
         return reader, dims, meta
 
 
+_TIME_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, "msec": 1e-3,
+               "millisecond": 1e-3, "milliseconds": 1e-3, "us": 1e-6, "µs": 1e-6, "\\u00b5s": 1e-6,
+               "microsecond": 1e-6, "microseconds": 1e-6, "min": 60.0, "minute": 60.0, "minutes": 60.0,
+               "h": 3600.0, "hour": 3600.0, "hours": 3600.0}
+
+
 def _tiff_metadata(tif: Any, series: Any) -> dict[str, Any]:
     """fps and pixel size (µm) from ImageJ or OME metadata, when present."""
     meta: dict[str, Any] = {}
     ij = tif.imagej_metadata or {}
-    fps = ij.get("fps")
-    if not fps and ij.get("finterval"):
+    fps = None
+    if ij.get("finterval"):
+        # finterval is the acquisition interval in `tunit` (seconds unless said otherwise)
+        unit = str(ij.get("tunit", "sec")).strip().lower()
+        scale = _TIME_UNITS.get(unit)
         try:
-            fps = 1.0 / float(ij["finterval"])
-        except (TypeError, ValueError, ZeroDivisionError):
-            fps = None
+            interval = float(ij["finterval"]) * scale if scale is not None else None
+        except (TypeError, ValueError):
+            interval = None
+        if scale is None:
+            logger.info("%s: ImageJ time unit %r is not known; frame interval ignored", tif.filename, unit)
+        elif interval and interval > 0:
+            fps = 1.0 / interval
+    if fps is None and ij.get("fps"):
+        # ImageJ's 'fps' is the animation speed, not always the acquisition rate: last resort
+        logger.info("%s: frame rate taken from ImageJ's animation speed (fps=%s); pass fps= if it differs",
+                    tif.filename, ij["fps"])
+        fps = ij["fps"]
     if fps:
         meta["fps"] = float(fps)
     try:
@@ -621,6 +639,13 @@ def open_video(
     if len(kinds) > 1:
         raise ValueError(f"path: all files must have the same format, got {sorted(kinds)}")
     kind = kinds.pop()
+    if kind != "bin" and (shape is not None or dtype is not None):
+        raise ValueError(f"shape and dtype describe a raw .bin file; {kind} files carry their own "
+                         f"(got shape={shape!r}, dtype={dtype!r})")
+    if shape is not None:
+        if not isinstance(shape, (tuple, list)) or len(shape) != 2:
+            raise ValueError(f"shape must be the frame shape (Ly, Lx), got {shape!r}")
+        shape = (check_int(shape[0], "shape[0]", min_value=1), check_int(shape[1], "shape[1]", min_value=1))
     if len(paths) > 1 and kind not in ("tiff", "npy", "bin", "h5"):
         raise ValueError(f"path: only TIFF, .npy, .bin and HDF5 files can be concatenated, got {kind}")
 
@@ -631,7 +656,8 @@ def open_video(
             raise ValueError("path: open one zarr store at a time")
         arr = _open_zarr_any(paths[0], chunks)
         meta = {k: arr.attrs[k] for k in ("fps", "pixel_size") if arr.attrs.get(k)}
-        video = as_video(arr, fps=fps or meta.get("fps"), pixel_size=pixel_size or meta.get("pixel_size"),
+        # only a frame rate given here replaces the stored one; as_video keeps the stored time coordinate
+        video = as_video(arr, fps=fps, pixel_size=pixel_size or meta.get("pixel_size"),
                          source=os.path.abspath(paths[0]))
         return video
 
@@ -1085,10 +1111,18 @@ def save(
     ds = _prepare_dataset(obj)
     plan = _plan(ds)
     exists = os.path.exists(path)
+    plan_file = os.path.join(partial, "plan.json")
+    meta_done = os.path.join(partial, "metadata.done")
     resuming = False
+    if resume and os.path.exists(partial) and not os.path.exists(plan_file):
+        # killed before the plan was written: nothing of the data can have been written yet
+        if exists and not _is_zarr_store(path) and not (os.path.isdir(path) and not os.listdir(path)):
+            raise ValueError(f"path {path!r} exists and is not a zarr store; fluoxr will not delete it")
+        _remove_store(path, partial)
+        exists = False
     if exists or os.path.exists(partial):
-        if resume and os.path.exists(os.path.join(partial, "plan.json")):
-            with open(os.path.join(partial, "plan.json")) as fh:
+        if resume and os.path.exists(plan_file):
+            with open(plan_file) as fh:
                 old = json.load(fh)
             if old != json.loads(json.dumps(plan)):
                 raise ValueError(
@@ -1100,13 +1134,15 @@ def save(
             logger.info("%s is already complete; nothing to resume", path)
             return path if compute else dask.delayed(lambda: path)()
         elif overwrite:
-            if exists and not _is_zarr_store(path):
+            if exists and not _is_zarr_store(path) and not (os.path.isdir(path) and not os.listdir(path)):
                 raise ValueError(f"path {path!r} exists and is not a zarr store; fluoxr will not delete it")
-            shutil.rmtree(path, ignore_errors=not exists) if os.path.isdir(path) else (os.remove(path) if exists else None)
-            shutil.rmtree(partial, ignore_errors=True)
-        else:
+            _remove_store(path, partial)
+        elif exists:
             raise ValueError(f"path {path!r} already exists; pass overwrite=True to replace it "
                              "(or resume=True to finish an interrupted write)")
+        else:
+            raise ValueError(f"path {path!r} has an interrupted write ({partial} is there); pass resume=True "
+                             "to finish it or overwrite=True to start again")
 
     ragged = plan.get("ragged")
     table = ds[list(ragged["variables"])] if ragged else None
@@ -1114,11 +1150,15 @@ def save(
         ds = ds.drop_vars(list(ragged["variables"]))
     if not resuming:
         os.makedirs(os.path.join(partial, "done"), exist_ok=True)
-        with open(os.path.join(partial, "plan.json.tmp"), "w") as fh:
+        with open(plan_file + ".tmp", "w") as fh:
             json.dump(plan, fh)
-        os.replace(os.path.join(partial, "plan.json.tmp"), os.path.join(partial, "plan.json"))
-        # metadata, coordinates and in-memory variables are written now; dask data below
-        ds.to_zarr(path, mode="w-", compute=False, consolidated=False, zarr_format=3)
+        os.replace(plan_file + ".tmp", plan_file)
+    if not os.path.exists(meta_done):
+        # metadata, coordinates and in-memory variables are written now, dask data below; a run
+        # killed before the marker writes them again (no data chunk is written before it)
+        ds.to_zarr(path, mode="w", compute=False, consolidated=False, zarr_format=3)
+        with open(meta_done, "wb"):
+            pass
 
     tasks = []
     if ragged:
@@ -1155,6 +1195,15 @@ def save(
     if not compute:
         return done
     return done.compute()
+
+
+def _remove_store(path: str, partial: str) -> None:
+    """Delete a store fluoxr was writing (or replaces) and its progress folder."""
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    elif os.path.exists(path):
+        os.remove(path)
+    shutil.rmtree(partial, ignore_errors=True)
 
 
 def _is_zarr_store(path: str) -> bool:

@@ -110,7 +110,9 @@ class ROISet:
         w = w.astype(np.float32) if w.dtype != np.float64 else w
         if w.size and not np.all(np.isfinite(w)):
             raise ValueError("weight must be finite (found NaN or inf)")
-        n = int(roi.max()) + 1 if roi.size else 0
+        if roi.size == 0:
+            raise ValueError("rois: a ROISet needs at least one ROI with at least one pixel, got none")
+        n = int(roi.max()) + 1
         if roi.size and roi.min() < 0:
             raise ValueError(f"roi indices must be >= 0, got {int(roi.min())}")
         counts = np.bincount(roi, minlength=n)

@@ -158,10 +158,22 @@ def subtract_neuropil(F: xr.DataArray | xr.Dataset, Fneu: xr.DataArray | None = 
     if F.sizes != Fneu.sizes:
         raise ValueError(f"F and Fneu must have the same dims and sizes, got {dict(F.sizes)} and {dict(Fneu.sizes)}")
     coeff = check_number(coeff, "coeff")
+    F, Fneu = _aligned(F, Fneu, "Fneu")
     out = (F - np.float32(coeff) * Fneu).astype(np.float32)
     out.name = "Fc"
     out.attrs = dict(F.attrs)
     return out
+
+
+def _aligned(a: xr.DataArray, b: xr.DataArray, name: str) -> tuple[xr.DataArray, xr.DataArray]:
+    """``a`` and ``b`` whose shared coordinates must match exactly (xarray would inner-join them)."""
+    try:
+        return xr.align(a, b, join="exact")
+    except ValueError as exc:
+        bad = [d for d in set(a.dims) & set(b.dims) if d in a.indexes and d in b.indexes
+               and not a.indexes[d].equals(b.indexes[d])]
+        raise ValueError(f"{name} must have the same {bad or 'coordinate'} labels as the traces it is combined "
+                         f"with (arithmetic would silently drop unmatched ones): {exc}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,6 +307,8 @@ def dff(
                       fps=fps)
     elif not isinstance(f0, xr.DataArray):
         raise TypeError(f"f0 must be an xarray.DataArray broadcastable to traces, got {type(f0).__name__}")
+    else:
+        traces, f0 = _aligned(traces, f0, "f0")
     out = ((traces - f0) / f0).astype(np.float32)
     out.name = "dff"
     out.attrs = dict(traces.attrs)

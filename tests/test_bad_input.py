@@ -271,3 +271,20 @@ def test_cli_bad_input(case, inputs, unchanged, capsys):
 
 def test_catalogue_is_large_enough():
     assert len(CASES) + len(CLI_CASES) >= 40
+
+
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["sofi", "{tif}", "-o", "{dir}/out.zarr", "--png", "{tif}", "--scheduler", "threads"], "--png"),
+        (["oscillations", "{tif}", "--period", "10", "--interval", "1", "--min-cluster-size", "3", "-o",
+          "{dir}/o.zarr", "--tracks", "{tif}", "--overwrite", "--scheduler", "threads"], "--tracks"),
+        (["extract", "{tif}", "--labels", "{dir}/image.tif", "-o", "{dir}/image.tif", "--overwrite",
+          "--scheduler", "threads"], "-o"),
+    ],
+)
+def test_cli_never_writes_onto_an_input(argv, flag, inputs, unchanged, capsys):
+    unchanged(inputs.dir)
+    assert cli_main([a.format(dir=inputs.dir, tif=inputs.tif) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert flag in err and "input" in err

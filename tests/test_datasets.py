@@ -141,3 +141,16 @@ def test_large_recording_is_lazy():
         video, _ = datasets.oscillating_sheet(n_frames=400_000, shape=(256, 256))
     assert video.nbytes > 5e10
     assert fluoxr.as_video(video).chunks[0][0] * 256 * 256 * 2 <= 128e6
+
+
+def test_frame_sized_inputs_enter_the_graph_once():
+    import cloudpickle
+
+    sizes = {}
+    for n in (40, 400):
+        video, _ = datasets.calcium_neurons(n_frames=n, shape=(128, 128), n_cells=5, chunks=10)
+        sheet, truth = datasets.oscillating_sheet(n_frames=n, shape=(128, 128), chunks=10)
+        sizes[n] = [len(cloudpickle.dumps(dict(x.data.__dask_graph__()))) for x in (video, sheet, truth.expected)]
+    for small, large in zip(sizes[40], sizes[400]):
+        # 10x the tasks may cost a little per task, never a frame (128 KB) per task
+        assert large - small < 36 * 20_000, (small, large)

@@ -583,3 +583,11 @@ def test_benchmark_quick_runs():
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "fluoxr" in res.stdout and "ROIs/s" in res.stdout
+
+
+def test_cellector_defaults_cannot_be_changed_by_a_caller():
+    from fluoxr import features as F
+
+    with pytest.raises(TypeError):
+        F.CELLECTOR_DEFAULTS["width"] = 3
+    assert F.CELLECTOR_DEFAULTS["width"] == 40

@@ -418,3 +418,53 @@ def test_info_and_read_helpers(tmp_path, stack):
     np.save(tmp_path / "notstat.npy", np.zeros(3))
     with pytest.raises(ValueError, match="stat.npy"):
         fluoxr.read_suite2p_stat(tmp_path / "notstat.npy")
+
+
+def test_resume_after_a_kill_before_the_metadata_was_written(tmp_path, stack):
+    v = fluoxr.as_video(stack, chunks=5)
+    p = str(tmp_path / "early.zarr")
+    # killed after the plan, before the store's metadata: only the plan is there
+    fluoxr.save(v, p, compute=False)
+    os.remove(os.path.join(p + ".partial", "metadata.done"))
+    import shutil
+
+    shutil.rmtree(p)
+    with pytest.raises(ValueError, match="interrupted write"):
+        fluoxr.save(v, p)
+    fluoxr.save(v, p, resume=True)
+    np.testing.assert_array_equal(fluoxr.open_video(p).values, stack)
+    # killed even earlier: a progress folder without a plan
+    q = str(tmp_path / "earlier.zarr")
+    os.makedirs(q + ".partial")
+    fluoxr.save(v, q, resume=True)
+    np.testing.assert_array_equal(fluoxr.open_video(q).values, stack)
+
+
+def test_open_video_keeps_a_saved_time_coordinate(tmp_path, stack):
+    v = fluoxr.as_video(stack, fps=2.0).isel(time=slice(10, 13))
+    fluoxr.save(v, tmp_path / "slice.zarr")
+    back = fluoxr.open_video(tmp_path / "slice.zarr")
+    np.testing.assert_allclose(back.time.values, [5.0, 5.5, 6.0])
+    assert back.attrs["fps"] == 2.0
+    np.testing.assert_allclose(fluoxr.open_video(tmp_path / "slice.zarr", fps=4).time.values, [0, 0.25, 0.5])
+
+
+@pytest.mark.parametrize(
+    "meta, fps",
+    [({"finterval": 50, "tunit": "ms"}, 20.0), ({"finterval": 0.05, "fps": 7.0}, 20.0),
+     ({"finterval": 2, "tunit": "min"}, 1 / 120), ({"fps": 7.0}, 7.0), ({"finterval": 1, "tunit": "fortnight"}, None)],
+)
+def test_imagej_frame_interval_and_unit(tmp_path, stack, meta, fps):
+    p = tmp_path / "ij.tif"
+    tifffile.imwrite(p, stack, imagej=True, metadata=dict(axes="TYX", **meta))
+    got = fluoxr.open_video(p).attrs.get("fps")
+    assert (got is None) if fps is None else got == pytest.approx(fps)
+
+
+def test_shape_and_dtype_only_for_raw_binaries(tmp_path, stack):
+    np.save(tmp_path / "a.npy", stack)
+    with pytest.raises(ValueError, match="shape and dtype"):
+        fluoxr.open_video(tmp_path / "a.npy", dtype=np.float32)
+    stack.astype(np.int16).tofile(tmp_path / "data.bin")
+    with pytest.raises(ValueError, match=r"shape\[0\]"):
+        fluoxr.open_video(tmp_path / "data.bin", shape=(4.5, 11))

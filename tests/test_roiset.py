@@ -196,3 +196,8 @@ def test_immutable():
     with pytest.raises(ValueError):
         rois.y[0] = 2
     assert isinstance(rois.meta, pd.DataFrame)
+
+
+def test_a_roiset_cannot_be_empty():
+    with pytest.raises(ValueError, match="at least one ROI"):
+        ROISet(roi=[], y=[], x=[], weight=[], shape=(7, 9))

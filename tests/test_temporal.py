@@ -300,3 +300,17 @@ def test_accessor_methods(rng):
     xr.testing.assert_identical(tr.fluo.dff(method="prctile"), dff(tr, method="prctile"))
     xr.testing.assert_identical(tr.fluo.subtract_neuropil(tr / 2), subtract_neuropil(tr, tr / 2))
     assert fluoxr.baseline is baseline
+
+
+def test_neuropil_and_f0_must_share_coordinates():
+    import xarray as xr
+
+    F = xr.DataArray(np.ones((2, 20), np.float32), dims=("roi", "time"), coords={"time": np.arange(20) / 10})
+    Fneu = F.assign_coords(time=np.arange(20))
+    with pytest.raises(ValueError, match="Fneu must have the same"):
+        fluoxr.subtract_neuropil(F, Fneu)
+    with pytest.raises(ValueError, match="f0 must have the same"):
+        fluoxr.dff(F, f0=Fneu)
+    with pytest.raises(ValueError, match="Fneu must have the same"):
+        fluoxr.subtract_neuropil(F.assign_coords(roi=[0, 1]), F.assign_coords(roi=[5, 6]))
+    assert fluoxr.subtract_neuropil(F, F).shape == (2, 20)

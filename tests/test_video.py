@@ -118,3 +118,20 @@ def test_options_context_and_validation():
         fluoxr.set_options(colour="red")
     with pytest.raises(ValueError, match="chunk_mb"):
         fluoxr.set_options(chunk_mb=0)
+
+
+def test_check_video_puts_time_first():
+    import xarray as xr
+
+    from fluoxr._validate import check_video
+
+    a = fluoxr.as_video(np.random.default_rng(0).random((30, 5, 6)), chunks=7)
+    both = xr.concat([a, 2 * a], dim="channel")  # xarray puts the new dim first
+    assert both.dims == ("channel", "time", "y", "x")
+    assert check_video(both).dims == ("time", "channel", "y", "x")
+    m = fluoxr.moments(both, 2)
+    assert m.dims == ("order", "channel", "y", "x")
+    np.testing.assert_allclose(m.sel(order=2, channel=1).values, 4 * a.var("time").values, rtol=1e-12)
+    labels = fluoxr.oscillations.detect(both.transpose("y", "x", "channel", "time"), period_s=5, interval_s=1,
+                                        min_cluster_size=1)
+    assert labels.dims == ("time", "y", "x")
