@@ -128,6 +128,14 @@ def _input_paths(args: argparse.Namespace) -> list[str]:
     return found
 
 
+def _save_figure(fig: Any, path: str) -> None:
+    """Write a figure as PNG and release it (pyplot keeps every open figure alive)."""
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def _add_scheduler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="dask scheduler address (tcp://host:port), 'threads' for in-process threads, "
@@ -216,7 +224,7 @@ def _demo_overview(ctx: DemoContext) -> None:
     nbytes = sum(v.nbytes for v in ctx.videos.values())
     computed = ctx.runner.compute(list(means.values()), label="mean images", nbytes=nbytes)
     fig = show_images(computed, titles=[f"{k}: mean" for k in means])
-    fig.savefig(ctx.path("recordings.png"), dpi=100)
+    _save_figure(fig, ctx.path("recordings.png"))
     ctx.report.append(f"figure recordings.png: mean image of each recording ({ctx.runner.throughput('mean images')})")
 
 
@@ -262,7 +270,7 @@ def _cmd_sofi(args: argparse.Namespace) -> int:
                        nbytes=nbytes)
     result = open_result(out).compute()
     fig = show_orders(result["cumulants" if args.cumulants else "moments"], mean_image=result["mean_image"])
-    fig.savefig(png, dpi=100)
+    _save_figure(fig, png)
     print(f"fluoxr sofi: {label} of {dict(video.sizes)} in {runner.throughput(label)}")
     print(f"  results: {out}  (open with fluoxr.open_result)")
     print(f"  figure:  {png}")
@@ -305,7 +313,7 @@ def _demo_sofi(ctx: DemoContext) -> None:
     plain, corrected, xc = ctx.runner.compute([plain, corrected, xc], label=label, nbytes=video.nbytes)
     save(plain, ctx.path("sofi.zarr"), overwrite=True)
     fig = show_orders(plain.cumulants, mean_image=plain.mean_image, ncols=order)
-    fig.savefig(ctx.path("sofi.png"), dpi=100)
+    _save_figure(fig, ctx.path("sofi.png"))
     import warnings
 
     ratios = []
@@ -535,7 +543,7 @@ def _demo_calcium(ctx: DemoContext) -> None:
     corr, f1 = _spike_scores(res.spikes.values, truth.spikes.values)
     red = res.F.sel(channel=1).mean("time").values
     fig = show_rois(rois, mean_img, neuropil=neuropil_masks(rois[[0]]), annotate=True)
-    fig.savefig(ctx.path("calcium_rois.png"), dpi=100)
+    _save_figure(fig, ctx.path("calcium_rois.png"))
     import matplotlib.pyplot as plt
 
     best = np.argsort(-np.nanstd(fc, axis=1))[:4]
@@ -549,7 +557,7 @@ def _demo_calcium(ctx: DemoContext) -> None:
     axes[1].plot(times, np.full(times.size, -0.1 * float(one.max())), "r|", ms=8, label="true spikes")
     axes[1].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(ctx.path("calcium_traces.png"), dpi=100)
+    _save_figure(fig, ctx.path("calcium_traces.png"))
     plt.close("all")
     ctx.report.append(
         f"calcium: {len(rois)} ROIs, F/Fneu/Fc/spikes in one read ({ctx.runner.throughput('calcium traces')}) "
@@ -596,7 +604,7 @@ def _demo_oscillations(ctx: DemoContext) -> None:
     frames = [n // 4, n // 2, (3 * n) // 4]
     fig = oscillation_overlay(video.isel(time=frames).values, saved.isel(time=frames).values,
                               titles=[f"sheet, frame {t}" for t in frames])
-    fig.savefig(ctx.path("oscillations.png"), dpi=100)
+    _save_figure(fig, ctx.path("oscillations.png"))
     periods = table["period_s"].dropna()
     ctx.report.append(
         f"oscillations.zarr: influx/efflux agree with the true wave phase on {float(agree):.1%} of sheet "

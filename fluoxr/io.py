@@ -897,6 +897,10 @@ def _prepare_dataset(obj: xr.DataArray | xr.Dataset) -> xr.Dataset:
             var.encoding["chunks"] = tuple(c[0] for c in var.data.chunks)
         if var.dtype == object:
             raise TypeError(f"obj: variable {name!r} has dtype object, which zarr cannot store")
+        if var.dtype.kind == "U" and isinstance(var.data, np.ndarray):
+            # fixed-width unicode has no zarr v3 specification (other readers may not open it);
+            # NumPy's variable-width strings do
+            var.data = var.data.astype(np.dtypes.StringDType())
     return ds
 
 
