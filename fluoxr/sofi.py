@@ -537,15 +537,7 @@ def moments(video: Any, orders: int | Sequence[int] = 6, *, bleach_correction: b
     >>> bool(abs(float(m.sel(order=2).mean()) / 100 - 1) < 0.1)   # Poisson: variance = mean
     True
     """
-    orders = _check_orders(orders)
-    bleach_correction, fbc, smooth_kernel = _bleach_args(bleach_correction, fbc, smooth_kernel)
-    video = _as_lazy_video(video, plain=bleach_correction, what="bleach_correction", device_ok=True)
-    mean, rows, _ = _sofi_core(video, max(orders), bleach_correction, fbc, smooth_kernel)
-    extra = {"bleach_correction": int(bleach_correction)}
-    if bleach_correction:
-        extra.update(fbc=fbc, smooth_kernel=smooth_kernel)
-    return _orders_dataarray(_orders_array(rows, orders), mean, video, orders, "moments",
-                             "central moment", **extra)
+    return _moments_or_cumulants(video, orders, bleach_correction, fbc, smooth_kernel, cumulant=False)
 
 
 def cumulants(video: Any, orders: int | Sequence[int] = 6, *, bleach_correction: bool = False,
@@ -580,14 +572,22 @@ def cumulants(video: Any, orders: int | Sequence[int] = 6, *, bleach_correction:
     >>> bool(np.all(np.abs(k.sel(order=4)) < 0.5 * k.sel(order=2) ** 2))  # Gaussian noise: small k4
     True
     """
+    return _moments_or_cumulants(video, orders, bleach_correction, fbc, smooth_kernel, cumulant=True)
+
+
+def _moments_or_cumulants(video: Any, orders: int | Sequence[int], bleach_correction: bool, fbc: float,
+                          smooth_kernel: int, *, cumulant: bool) -> xr.DataArray:
+    """The one-pass result behind :func:`moments` and :func:`cumulants`."""
     orders = _check_orders(orders)
     bleach_correction, fbc, smooth_kernel = _bleach_args(bleach_correction, fbc, smooth_kernel)
     video = _as_lazy_video(video, plain=bleach_correction, what="bleach_correction", device_ok=True)
-    mean, _, cum = _sofi_core(video, max(orders), bleach_correction, fbc, smooth_kernel)
+    mean, rows, cum = _sofi_core(video, max(orders), bleach_correction, fbc, smooth_kernel)
     extra = {"bleach_correction": int(bleach_correction)}
     if bleach_correction:
         extra.update(fbc=fbc, smooth_kernel=smooth_kernel)
-    return _orders_dataarray(_orders_array(cum, orders), mean, video, orders, "cumulants", "cumulant", **extra)
+    name, long_name = ("cumulants", "cumulant") if cumulant else ("moments", "central moment")
+    return _orders_dataarray(_orders_array(cum if cumulant else rows, orders), mean, video, orders, name,
+                             long_name, **extra)
 
 
 def sofi_images(video: Any, orders: int | Sequence[int] = 6, *, bleach_correction: bool = False,
