@@ -12,16 +12,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 logger = logging.getLogger(__name__)
 
 EXIT_BAD_INPUT = 2
+DEMO_MARKER = ".fluoxr-demo"
 
 
 # --------------------------------------------------------------------------------------------
@@ -100,16 +102,23 @@ def _add_output_args(p: argparse.ArgumentParser, what: str = "outputs") -> None:
 
 
 def _check_output(path: str | None, args: argparse.Namespace, flag: str, *, replace: bool = False) -> None:
-    """Refuse an output that is an input, or that exists unless --overwrite or --resume (or ``replace``) allows it."""
+    """Refuse an output that could destroy data (see :func:`fluoxr._outputs.check_output_path`), or that
+    exists unless --overwrite or --resume (or ``replace``, for a figure that is simply redrawn) allows it."""
     if path is None:
         return
-    target = os.path.abspath(path)
-    for src in _input_paths(args):
-        if target == src or target.startswith(src.rstrip(os.sep) + os.sep) or src.startswith(target + os.sep):
-            raise ValueError(f"{flag} {path!r} is (or contains) an input ({src}); inputs are never written")
-    if os.path.exists(path) and not (replace or args.overwrite or getattr(args, "resume", False)):
+    from ._outputs import check_output_path
+
+    check_output_path(path, _input_paths(args), name=flag, siblings=(".partial", ".lock"))
+    if os.path.lexists(path) and not (replace or args.overwrite or getattr(args, "resume", False)):
         raise ValueError(f"{flag} {path!r} already exists; pass --overwrite to replace it "
                          "or --resume to finish an interrupted run")
+
+
+def _write_table(table: Any, path: str, **kwargs: Any) -> None:
+    """Write a DataFrame as CSV through a temporary file (a link at ``path`` is replaced, not written through)."""
+    from ._outputs import write_file_atomically
+
+    write_file_atomically(path, lambda tmp: table.to_csv(tmp, **kwargs))
 
 
 def _input_paths(args: argparse.Namespace) -> list[str]:
@@ -129,18 +138,57 @@ def _input_paths(args: argparse.Namespace) -> list[str]:
 
 
 def _save_figure(fig: Any, path: str) -> None:
-    """Write a figure as PNG and release it (pyplot keeps every open figure alive)."""
+    """Write a figure as PNG through a temporary file and release it (pyplot keeps every open figure alive)."""
     import matplotlib.pyplot as plt
 
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    from ._outputs import write_file_atomically
+
+    try:
+        write_file_atomically(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (and exit code 2), like every other CLI error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(kind: type, *, ge: float | None = None, gt: float | None = None,
+            lt: float | None = None) -> Callable[[str], Any]:
+    """An argparse type: an int or float within bounds, refused at once (exit 2) otherwise."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if ge is not None and value < ge:
+            raise argparse.ArgumentTypeError(f"must be at least {ge:g}, got {text}")
+        if gt is not None and value <= gt:
+            raise argparse.ArgumentTypeError(f"must be greater than {gt:g}, got {text}")
+        if lt is not None and value >= lt:
+            raise argparse.ArgumentTypeError(f"must be less than {lt:g}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+_POSITIVE = _number(float, gt=0)
+_COUNT = _number(int, ge=1)
+_INDEX = _number(int, ge=0)
 
 
 def _add_scheduler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="dask scheduler address (tcp://host:port), 'threads' for in-process threads, "
                         "or 'local' (default) to start a local cluster of worker processes")
-    p.add_argument("--workers", type=int, default=None, help="workers of the local cluster (default: cores, at most 4)")
+    p.add_argument("--workers", type=_COUNT, default=None, help="workers of the local cluster (default: cores, at most 4)")
     p.add_argument("--no-progress", action="store_true", help="do not show progress bars")
 
 
@@ -244,12 +292,6 @@ def _cmd_sofi(args: argparse.Namespace) -> int:
     from .plot import show_orders
     from .sofi import fourier_interpolate, sofi_images
 
-    if args.order < 1:
-        raise ValueError(f"--order must be at least 1, got {args.order}")
-    if args.finterp < 1:
-        raise ValueError(f"--finterp must be at least 1, got {args.finterp}")
-    if not 0 < args.fbc < 1:
-        raise ValueError(f"--fbc must be in (0, 1), got {args.fbc}")
     out = args.output
     png = args.png or _sofi_png_path(out)
     _check_output(out, args, "-o")
@@ -281,14 +323,14 @@ def _add_sofi_parser(sub: Any) -> None:
     p = sub.add_parser("sofi", help="SOFI moment and cumulant images of every order, from one pass over a recording")
     p.add_argument("input", nargs="+", help="recording: TIFF(s), zarr, .bin, .npy or file.h5::/dataset")
     p.add_argument("-o", "--output", required=True, help="output zarr store (mean image, moments, cumulants)")
-    p.add_argument("--order", type=int, default=6, help="highest order (default 6)")
+    p.add_argument("--order", type=_COUNT, default=6, help="highest order (default 6)")
     p.add_argument("--cumulants", action="store_true", help="also write cumulants (and plot them)")
     p.add_argument("--bleach-correction", action="store_true",
                    help="average the moments of blocks of equal bleaching (reads the data twice)")
-    p.add_argument("--fbc", type=float, default=0.04, help="bleaching fraction per block (default 0.04)")
-    p.add_argument("--smooth-kernel", type=int, default=251, help="median window of the total signal (default 251)")
-    p.add_argument("--finterp", type=int, default=1, help="Fourier interpolation factor (default 1: none)")
-    p.add_argument("--fps", type=float, default=None, help="frame rate, if the file does not say")
+    p.add_argument("--fbc", type=_number(float, gt=0, lt=1), default=0.04, help="bleaching fraction per block (default 0.04)")
+    p.add_argument("--smooth-kernel", type=_COUNT, default=251, help="median window of the total signal (default 251)")
+    p.add_argument("--finterp", type=_COUNT, default=1, help="Fourier interpolation factor (default 1: none)")
+    p.add_argument("--fps", type=_POSITIVE, default=None, help="frame rate, if the file does not say")
     p.add_argument("--png", default=None, help="figure of the orders side by side (default: OUTPUT with .png)")
     _add_output_args(p, "output")
     _add_scheduler_args(p)
@@ -344,7 +386,7 @@ def _demo_features(ctx: DemoContext) -> None:
     t0 = time.perf_counter()
     table = roi_features(rois, reference)
     secs = time.perf_counter() - t0
-    table.assign(red=truth.red).to_csv(ctx.path("roi_features.csv"))
+    _write_table(table.assign(red=truth.red), ctx.path("roi_features.csv"))
     aucs = ", ".join(f"{k} {roc_auc(table[k], truth.red):.2f}" for k in FEATURES)
     ctx.report.append(
         f"ROI features of {len(rois)} cells against the red channel ({int(truth.red.sum())} bright; reference "
@@ -356,12 +398,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    if args.frames is not None and args.frames < 10:
-        raise ValueError(f"--frames must be at least 10, got {args.frames}")
-    out = os.path.abspath(args.out)
+    from ._outputs import check_output_path
+
+    out = check_output_path(args.out, name="--out")
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"--out {out!r} exists and is not a folder")
+    # the demo replaces its own results on every run; it never writes into a folder it did not make
+    marker = os.path.join(out, DEMO_MARKER)
+    if os.path.isdir(out) and os.listdir(out) and not os.path.exists(marker):
+        raise ValueError(f"--out {out!r} is a folder with other files in it; the demo writes only into a new "
+                         f"folder or one of its own earlier runs (give another --out)")
     os.makedirs(out, exist_ok=True)
+    with open(marker, "w") as fh:
+        fh.write("written by `fluoxr demo`; its results here are replaced by the next run\n")
     t0 = time.perf_counter()
     with scheduler(args.scheduler, workers=args.workers) as client:
         where = "in-process threads" if client is None else (
@@ -422,7 +471,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         out = extract(video, rois, neuropil="auto" if args.neuropil else None)
     F = out["F"]
     if args.spikes:
-        if args.tau is None or args.tau <= 0:
+        if args.tau is None:
             raise ValueError(f"--tau must be a positive decay time in seconds, got {args.tau}")
         f = F.isel(channel=args.channel) if "channel" in F.dims else F
         if "Fneu" in out:
@@ -457,16 +506,16 @@ def _add_extract_parser(sub: Any) -> None:
                      help="CSV of positions with columns y,x (row, column; header optional, order y then x)")
     p.add_argument("-o", "--output", required=True, help="output zarr store")
     p.add_argument("--neuropil", action="store_true", help="also extract suite2p neuropil traces (Fneu)")
-    p.add_argument("--coeff", type=float, default=0.7, help="neuropil coefficient for Fc = F - coeff*Fneu (0.7)")
+    p.add_argument("--coeff", type=_number(float, ge=0), default=0.7, help="neuropil coefficient for Fc = F - coeff*Fneu (0.7)")
     p.add_argument("--spikes", action="store_true", help="deconvolve spikes (maximin baseline, then OASIS)")
-    p.add_argument("--tau", type=float, default=None, help="indicator decay time in seconds (with --spikes)")
-    p.add_argument("--window-s", type=float, default=60.0, help="maximin baseline window in seconds (60)")
-    p.add_argument("--sigma", type=float, default=10.0, help="maximin Gaussian width in frames (10)")
-    p.add_argument("--channel", type=int, default=0, help="functional channel for spikes in multi-channel input")
-    p.add_argument("--size", type=int, default=5, help="window size for --positions (5)")
+    p.add_argument("--tau", type=_POSITIVE, default=None, help="indicator decay time in seconds (with --spikes)")
+    p.add_argument("--window-s", type=_POSITIVE, default=60.0, help="maximin baseline window in seconds (60)")
+    p.add_argument("--sigma", type=_number(float, ge=0), default=10.0, help="maximin Gaussian width in frames (10)")
+    p.add_argument("--channel", type=_INDEX, default=0, help="functional channel for spikes in multi-channel input")
+    p.add_argument("--size", type=_COUNT, default=5, help="window size for --positions (5)")
     p.add_argument("--window", choices=("rect", "disc", "pixel"), default=None, help="window for --positions")
-    p.add_argument("--fps", type=float, default=None, help="frame rate, if the file does not say")
-    p.add_argument("--shape", type=int, nargs=2, default=None, metavar=("LY", "LX"), help="frame shape of a raw .bin")
+    p.add_argument("--fps", type=_POSITIVE, default=None, help="frame rate, if the file does not say")
+    p.add_argument("--shape", type=_COUNT, nargs=2, default=None, metavar=("LY", "LX"), help="frame shape of a raw .bin")
     _add_output_args(p, "output store")
     _add_scheduler_args(p)
     p.set_defaults(func=_cmd_extract)
@@ -599,7 +648,7 @@ def _demo_oscillations(ctx: DemoContext) -> None:
     agree, agree_lag, table = ctx.runner.compute(dask.delayed(tuple)([agree, agree_lag, tracks]),
                                                  label="oscillations: score against the truth, track clusters",
                                                  nbytes=video.nbytes)
-    table.to_csv(ctx.path("oscillation_tracks.csv"), index=False)
+    _write_table(table, ctx.path("oscillation_tracks.csv"), index=False)
     n = saved.sizes["time"]
     frames = [n // 4, n // 2, (3 * n) // 4]
     fig = oscillation_overlay(video.isel(time=frames).values, saved.isel(time=frames).values,
@@ -635,7 +684,7 @@ def _cmd_oscillations(args: argparse.Namespace) -> int:
 
     for flag, target in (("-o", args.out), ("--tracks", args.tracks), ("--coordinates", args.coordinates)):
         _check_output(target, args, flag)
-    fps = None if args.interval is None or args.interval <= 0 else 1.0 / args.interval
+    fps = None if args.interval is None else 1.0 / args.interval
     video = open_video(args.input if len(args.input) > 1 else args.input[0], fps=fps)
     if args.interval is None and not video.attrs.get("fps"):
         raise ValueError("--interval is required: the recording does not say its frame rate "
@@ -662,7 +711,7 @@ def _cmd_oscillations(args: argparse.Namespace) -> int:
         if args.tracks:
             table = runner.compute(track_clusters(saved, min_overlap=args.min_overlap, compute=False),
                                    label="tracking oscillating clusters", nbytes=saved.nbytes)
-            table.to_csv(args.tracks, index=False)
+            _write_table(table, args.tracks, index=False)
             periods = table["period_s"].dropna()
             print(f"{args.tracks}: {len(table)} clusters"
                   + (f", median local period {periods.median():.1f} s" if len(periods) else ""))
@@ -673,18 +722,18 @@ def _add_oscillations_parser(sub: Any) -> None:
     p = sub.add_parser("oscillations", help="influx/efflux detection (Cellects) to zarr, with cluster tracks")
     p.add_argument("input", nargs="+", help="recording: TIFF(s), zarr, .bin, .npy or file.h5::/dataset")
     p.add_argument("-o", "--out", required=True, help="output zarr of int8 labels (0 none, 1 influx, 2 efflux)")
-    p.add_argument("--period", type=float, required=True, metavar="SECONDS", help="expected oscillation period")
-    p.add_argument("--interval", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--period", type=_POSITIVE, required=True, metavar="SECONDS", help="expected oscillation period")
+    p.add_argument("--interval", type=_POSITIVE, default=None, metavar="SECONDS",
                    help="seconds between frames (default: from the file's frame rate)")
-    p.add_argument("--min-cluster-size", type=int, required=True, metavar="PIXELS", help="smallest cluster kept")
+    p.add_argument("--min-cluster-size", type=_COUNT, required=True, metavar="PIXELS", help="smallest cluster kept")
     p.add_argument("--mask", default=None, help="frame mask image or mask video (nonzero = specimen)")
-    p.add_argument("--start", type=int, default=0, help="first analysed frame (earlier frames are 0)")
+    p.add_argument("--start", type=_INDEX, default=0, help="first analysed frame (earlier frames are 0)")
     p.add_argument("--lag", choices=("gradient", "period"), default="gradient",
                    help="np.gradient over adjacent frames (Cellects, default) or a difference over P/4 frames")
     p.add_argument("--compat", choices=("none", "cellects", "cellects-lowmem"), default="none",
                    help="plain 8-connected clusters (default), or Cellects' cc() rule (and its float16 path)")
     p.add_argument("--tracks", default=None, metavar="CSV", help="write the oscillating-cluster table here")
-    p.add_argument("--min-overlap", type=int, default=1, help="pixels that link clusters of consecutive frames")
+    p.add_argument("--min-overlap", type=_COUNT, default=1, help="pixels that link clusters of consecutive frames")
     p.add_argument("--coordinates", default=None, metavar="ZARR", help="write the table of influx/efflux pixels here")
     _add_output_args(p, "outputs")
     _add_scheduler_args(p)
@@ -701,21 +750,21 @@ DEMO_STEPS: list[Callable[[DemoContext], None]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fluoxr", description="Out-of-core fluorescence microscopy analysis.")
+    parser = _Parser(prog="fluoxr", description="Out-of-core fluorescence microscopy analysis.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log messages (-vv for debug)")
-    parser.add_argument("--chunk-mb", type=float, default=None, metavar="MB",
+    parser.add_argument("--chunk-mb", type=_POSITIVE, default=None, metavar="MB",
                         help="target size of one time chunk when opening recordings (default 96 MB)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("info", help="shape, dtype, chunks, fps and size of a recording (reads metadata only)")
     p.add_argument("path", nargs="+", help="recording: TIFF(s), zarr, .bin, .npy or file.h5::/dataset")
-    p.add_argument("--fps", type=float, default=None, help="frame rate, if the file does not say")
-    p.add_argument("--shape", type=int, nargs=2, default=None, metavar=("LY", "LX"), help="frame shape of a raw .bin")
+    p.add_argument("--fps", type=_POSITIVE, default=None, help="frame rate, if the file does not say")
+    p.add_argument("--shape", type=_COUNT, nargs=2, default=None, metavar=("LY", "LX"), help="frame shape of a raw .bin")
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("demo", help="run every analysis on synthetic recordings and write results and figures")
     p.add_argument("--out", default="fluoxr-demo", help="output folder (default ./fluoxr-demo)")
-    p.add_argument("--frames", type=int, default=None, help="frames per synthetic recording (default: per recording)")
+    p.add_argument("--frames", type=_number(int, ge=10), default=None, help="frames per synthetic recording (default: per recording)")
     _add_scheduler_args(p)
     p.set_defaults(func=_cmd_demo)
     _add_extract_parser(sub)
@@ -727,7 +776,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``fluoxr`` command; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or an argument error already printed as one line
+        return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_BAD_INPUT
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -736,11 +788,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         with set_options(**({} if args.chunk_mb is None else {"chunk_mb": args.chunk_mb})):
             return int(args.func(args) or 0)
     except (ValueError, TypeError, FileNotFoundError, ImportError, OSError) as exc:
-        print(f"fluoxr {args.command}: error: {exc}", file=sys.stderr)
+        print(f"fluoxr {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:  # pragma: no cover - interactive
         print(f"fluoxr {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        # never a traceback on the terminal: one line, and the traceback in the log with -vv
+        logger.debug("fluoxr %s failed", args.command, exc_info=True)
+        print(f"fluoxr {args.command}: error: {type(exc).__name__}: {_one_line(exc)} (run with -vv for details)",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

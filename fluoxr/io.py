@@ -14,6 +14,7 @@ zarr v2/v3 (arrays, and groups written by :func:`save`), suite2p ``data.bin``,
 
 from __future__ import annotations
 
+import contextlib
 import glob as _glob
 import json
 import logging
@@ -45,6 +46,8 @@ __all__ = [
     "read_image",
     "read_suite2p_stat",
     "VideoFileNotFoundError",
+    "IncompleteStoreError",
+    "check_complete",
 ]
 
 PathLike = str | os.PathLike
@@ -527,6 +530,8 @@ def _consolidated(path: str) -> bool:
 def _open_zarr_any(path: str, chunks: ChunksLike) -> xr.DataArray:
     import zarr
 
+    check_complete(path)
+
     try:
         node = zarr.open(store=path, mode="r")
     except Exception as exc:
@@ -559,7 +564,7 @@ def _open_zarr_any(path: str, chunks: ChunksLike) -> xr.DataArray:
         warnings.filterwarnings("ignore", message=".*separate the stored chunks", category=UserWarning)
         ds = xr.open_zarr(path, chunks=dict(zip(var.dims, dchunks)), consolidated=_consolidated(path))
     out = ds[name]
-    out.attrs = {k: v for k, v in ds.attrs.items() if k != "fluoxr_dataarray"} | dict(out.attrs)
+    out.attrs = {k: v for k, v in _public_attrs(ds.attrs).items() if k != "fluoxr_dataarray"} | dict(out.attrs)
     return out
 
 
@@ -714,13 +719,13 @@ def open_result(path: PathLike, *, chunks: Mapping[Hashable, Any] | None = None)
     """
     text = os.fspath(path)
     _check_exists(text)
-    if os.path.exists(text + _PARTIAL):
-        raise ValueError(f"path {text!r} is an interrupted write; finish it with fluoxr.save(..., resume=True)")
+    check_complete(text)
     ds = xr.open_zarr(text, chunks=chunks if chunks is not None else {}, consolidated=_consolidated(text))
-    name = ds.attrs.get("fluoxr_dataarray")
+    ds.attrs = _public_attrs(ds.attrs)
+    name = ds.attrs.pop("fluoxr_dataarray", None)
     if name is not None and name in ds:
         out = ds[name]
-        out.attrs = {k: v for k, v in ds.attrs.items() if k != "fluoxr_dataarray"}
+        out.attrs = dict(ds.attrs)
         return out
     return ds
 
@@ -808,45 +813,99 @@ def info(path: PathLike | Sequence[PathLike], **kwargs: Any) -> dict[str, Any]:
 # saving: chunk by chunk, resumable, never into an input
 
 
+# The store says itself whether it is complete: its root attribute _WRITE_ATTR holds the
+# fingerprint of what it holds and "complete", set true (by an atomic rename of zarr.json) only
+# after the last chunk. Progress markers live beside it in PATH.partial, and PATH.lock keeps a
+# second writer out. A store written by another tool has no such attribute and counts as complete.
+_WRITE_ATTR = "fluoxr_write"
+_INTERNAL_ATTRS = (_WRITE_ATTR,)
+_STORE_FILES = ("zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata")
+# zarr-python's temporary files (name.<32 hex>.partial), left inside a store by a kill mid-write
+_ZARR_TMP = re.compile(r".*\.[0-9a-f]{32}\.partial$")
+
+
+class IncompleteStoreError(ValueError):
+    """A zarr store whose write was interrupted: resume it before reading it."""
+
+
+def _public_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in attrs.items() if k not in _INTERNAL_ATTRS}
+
+
+def _root_metadata(path: str) -> dict[str, Any] | None:
+    """The parsed root ``zarr.json`` of a v3 store (None if absent or unreadable)."""
+    try:
+        with open(os.path.join(path, "zarr.json")) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def _store_state(path: str) -> str | None:
+    """None (nothing there), "empty" (an empty folder), "complete" or "incomplete" (a fluoxr store),
+    "foreign" (a zarr store without fluoxr's write record), "broken" (zarr.json unreadable) or "other"."""
+    if not os.path.lexists(path):
+        return None
+    if not os.path.isdir(path) or os.path.islink(path):
+        return "other"
+    if not os.listdir(path):
+        return "empty"
+    if os.path.exists(os.path.join(path, "zarr.json")):
+        meta = _root_metadata(path)
+        if meta is None:
+            return "broken"
+        record = (meta.get("attributes") or {}).get(_WRITE_ATTR)
+        if isinstance(record, dict):
+            return "complete" if record.get("complete") is True else "incomplete"
+        return "foreign"
+    if any(os.path.exists(os.path.join(path, m)) for m in _STORE_FILES):
+        return "foreign"
+    return "other"
+
+
+def _write_record(path: str) -> dict[str, Any]:
+    meta = _root_metadata(path) or {}
+    record = (meta.get("attributes") or {}).get(_WRITE_ATTR)
+    return record if isinstance(record, dict) else {}
+
+
+def check_complete(path: PathLike) -> None:
+    """Raise :class:`IncompleteStoreError` if ``path`` is a store whose write did not finish.
+
+    A store fluoxr is writing is marked complete only after its last chunk, so a
+    store that was interrupted (or copied or moved before it finished) is
+    refused instead of read with its unwritten chunks as zeros.
+    """
+    text = os.path.abspath(os.fspath(path))
+    state = _store_state(text)
+    legacy = state == "foreign" and os.path.exists(text + _PARTIAL)  # written by fluoxr 0.1
+    if state in ("incomplete", "broken") or legacy:
+        raise IncompleteStoreError(
+            f"path {os.fspath(path)!r} is an incomplete store: its write was interrupted. Finish it by running the "
+            "same computation again with fluoxr.save(..., resume=True) (or the same command with --resume), "
+            "or write it again with overwrite=True (--overwrite)"
+        )
+
+
 def _paths_of(value: Any, depth: int = 0) -> set[str]:
-    """Files behind an array source: a fluoxr reader, a zarr array, or xarray's lazy wrappers of one."""
-    if isinstance(value, _Reader):
-        return {os.path.abspath(p) for p in value.paths}
-    root = getattr(getattr(value, "store", None), "root", None)
-    if root is not None:
-        return {os.path.abspath(str(root))}
-    found: set[str] = set()
-    if depth < 6:
-        for attr in ("array", "_array", "datastore", "zarr_group", "_ds"):
-            inner = getattr(value, attr, None)
-            if inner is not None and inner is not value:
-                found |= _paths_of(inner, depth + 1)
-    return found
+    """Files behind an array source (kept for callers of fluoxr 0.1; see fluoxr._outputs)."""
+    from ._outputs import _sources_of
+
+    return _sources_of(value, depth)
 
 
 def _graph_sources(obj: xr.DataArray | xr.Dataset) -> set[str]:
     """Absolute paths of every file the object's graph reads, plus its ``source`` attributes."""
-    found: set[str] = set()
-    variables = list(obj.variables.values()) if isinstance(obj, xr.Dataset) else [obj.variable, *obj.coords.values()]
-    for var in variables:
-        if isinstance(var.data, da.Array):
-            for name, layer in var.data.__dask_graph__().layers.items():
-                # dask keeps an array source (our reader, a zarr array) as the one value of an 'original-' layer
-                if str(name).startswith("original-") and len(layer) == 1:
-                    for value in layer.values():
-                        found |= _paths_of(value)
-    for attrs in [obj.attrs] + [v.attrs for v in variables]:
-        src = attrs.get("source")
-        if isinstance(src, str):
-            found.update(os.path.abspath(s.strip()) for s in src.split(";") if s.strip())
-    return found
+    from ._outputs import attr_sources, graph_inputs
+
+    return graph_inputs(obj) | attr_sources(obj)
 
 
 def _json_attrs(attrs: Mapping[str, Any], where: str) -> dict[str, Any]:
     """Attributes that zarr can store as JSON (None dropped, NumPy scalars and arrays converted)."""
     out = {}
     for k, v in attrs.items():
-        if v is None:
+        if v is None or k in _INTERNAL_ATTRS:
             continue
         if isinstance(v, np.generic):
             v = v.item()
@@ -860,6 +919,18 @@ def _json_attrs(attrs: Mapping[str, Any], where: str) -> dict[str, Any]:
             raise TypeError(f"obj: attribute {k!r} of {where} cannot be stored ({type(v).__name__})") from exc
         out[str(k)] = v
     return out
+
+
+def _check_name(name: Any) -> None:
+    """Refuse a variable or coordinate name that is not a valid zarr node name."""
+    text = str(name)
+    if (not text or "/" in text or "\\" in text or set(text) == {"."} or text.startswith("__")
+            or text in _STORE_FILES or text != text.strip()):
+        raise ValueError(
+            f"obj: the variable name {text!r} cannot be stored in zarr (no '/', '\\\\', names of only dots, "
+            f"leading '__', surrounding spaces or zarr's own file names); rename it first, "
+            f"e.g. result.rename({{{text!r}: 'dff'}})"
+        )
 
 
 def _uniform_chunks(arr: da.Array) -> da.Array:
@@ -878,6 +949,7 @@ def _uniform_chunks(arr: da.Array) -> da.Array:
 def _prepare_dataset(obj: xr.DataArray | xr.Dataset) -> xr.Dataset:
     if isinstance(obj, xr.DataArray):
         name = obj.name if obj.name is not None else "data"
+        _check_name(name)
         ds = obj.to_dataset(name=str(name))
         ds.attrs = dict(obj.attrs)
         ds[str(name)].attrs = {}
@@ -888,6 +960,7 @@ def _prepare_dataset(obj: xr.DataArray | xr.Dataset) -> xr.Dataset:
         raise TypeError(f"obj must be an xarray DataArray or Dataset, got {type(obj).__name__}")
     ds.attrs = _json_attrs(ds.attrs, "the result")
     for name, var in ds.variables.items():
+        _check_name(name)
         var.attrs = _json_attrs(var.attrs, repr(name))
         var.encoding = {}
         if not isinstance(var.data, (np.ndarray, da.Array)) and hasattr(var.data, "get"):
@@ -934,7 +1007,7 @@ def _plan(ds: xr.Dataset) -> dict[str, Any]:
     ragged = _ragged_spec(ds)
     skip = set(ragged["variables"]) if ragged else set()
     plan = {
-        "format": "fluoxr-save-1",
+        "format": "fluoxr-save-2",
         "variables": {
             str(n): {"shape": list(v.shape), "dtype": str(v.dtype),
                      "chunks": [list(c) for c in v.data.chunks]}
@@ -943,7 +1016,7 @@ def _plan(ds: xr.Dataset) -> dict[str, Any]:
     }
     if ragged:
         plan["ragged"] = ragged
-    return plan
+    return json.loads(json.dumps(plan))
 
 
 # A table of unknown length is written in two steps: every block to its own
@@ -951,6 +1024,12 @@ def _plan(ds: xr.Dataset) -> dict[str, Any]:
 # then, once all lengths are known, the blocks are copied in order into zarr
 # arrays. Memory: one block at a time.
 _RAGGED_ROWS_PER_CHUNK = 1 << 20
+
+
+def _touch_atomically(marker: str) -> None:
+    with open(marker + ".tmp", "wb"):
+        pass
+    os.replace(marker + ".tmp", marker)
 
 
 def _write_ragged_block(columns: Sequence[np.ndarray], names: Sequence[str], folder: str, index: int,
@@ -965,9 +1044,7 @@ def _write_ragged_block(columns: Sequence[np.ndarray], names: Sequence[str], fol
         with open(target + ".tmp", "wb") as fh:
             np.save(fh, np.asarray(col))
         os.replace(target + ".tmp", target)
-    with open(marker + ".tmp", "wb"):
-        pass
-    os.replace(marker + ".tmp", marker)
+    _touch_atomically(marker)
     return lengths.pop()
 
 
@@ -1005,9 +1082,7 @@ def _write_block(block: np.ndarray, store: str, var: str, region: tuple[slice, .
         block = block.get()  # CuPy -> host
     arr[region] = np.asarray(block)
     # the marker is written only after the chunk: a chunk without one is rewritten on resume
-    with open(marker + ".tmp", "wb"):
-        pass
-    os.replace(marker + ".tmp", marker)
+    _touch_atomically(marker)
     return int(np.prod(block.shape))
 
 
@@ -1029,13 +1104,60 @@ def _gather_tree(tasks: list, split_every: int = 8) -> list:
     return tasks
 
 
-def _finish(results: Sequence[int], path: str) -> str:
-    partial = path + _PARTIAL
-    if os.path.exists(partial):
-        trash = partial + ".done"
-        os.replace(partial, trash)  # atomic: the store counts as complete from here on
-        shutil.rmtree(trash, ignore_errors=True)
+def _mark_complete(path: str) -> None:
+    """Set the store's write record to complete by an atomic rename of its root ``zarr.json``."""
+    from ._outputs import fsync_dir
+
+    meta = _root_metadata(path)
+    if meta is None:
+        raise ValueError(f"path {path!r}: the store's zarr.json cannot be read; write it again with overwrite=True")
+    record = dict((meta.get("attributes") or {}).get(_WRITE_ATTR) or {})
+    record["complete"] = True
+    meta.setdefault("attributes", {})[_WRITE_ATTR] = record
+    target = os.path.join(path, "zarr.json")
+    with open(target + ".tmp", "w") as fh:
+        json.dump(meta, fh, indent=2)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(target + ".tmp", target)
+    fsync_dir(path)
+
+
+def _remove_zarr_leftovers(path: str) -> None:
+    """Delete temporary files a killed writer left inside the store (zarr's and fluoxr's own)."""
+    for root, _, names in os.walk(path):
+        for n in names:
+            if _ZARR_TMP.match(n) or n == "zarr.json.tmp":
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(root, n))
+
+
+def _finish(results: Sequence[int], path: str, lock: str, owner: str) -> str:
+    from ._outputs import release_lock
+
+    _remove_zarr_leftovers(path)
+    _mark_complete(path)  # atomic: the store counts as complete from here on
+    _discard([path + _PARTIAL], path + _PARTIAL + ".done")
+    release_lock(lock, owner)
     return path
+
+
+def _clear_leftovers(path: str, *, progress: bool) -> None:
+    """Remove the trash of a finished write, and with ``progress`` the progress folder too."""
+    trash = path + _PARTIAL + ".done"
+    _discard([path + _PARTIAL] if progress else [], trash)
+
+
+def _refuse_different(path: str, shown: str, old: Mapping[str, Any], new: Mapping[str, Any], what: str) -> None:
+    from ._outputs import describe_fingerprint_change
+
+    reasons = describe_fingerprint_change(old, new)
+    if reasons:
+        raise ValueError(
+            f"path {shown!r} holds {what} of a different computation, so resume=True cannot continue it: "
+            + "; ".join(reasons)
+            + ". To start over, pass overwrite=True (on the command line --overwrite) or choose another path"
+        )
 
 
 def save(
@@ -1046,13 +1168,27 @@ def save(
     resume: bool = False,
     compute: bool = True,
 ) -> str | Any:
-    """Write a fluoxr result to zarr chunk by chunk, with bounded memory.
+    """Write a fluoxr result to zarr chunk by chunk, with bounded memory, never losing data.
 
-    The store is written so that an interrupted run leaves a store the next
-    ``save(..., resume=True)`` completes: a sibling ``PATH.partial`` folder
-    records the plan and one marker per chunk written; a chunk is marked only
-    after it is fully written, so a half-written chunk is rewritten, never
-    trusted. The folder is removed when the write completes.
+    What is promised:
+
+    * Inputs are never written: an output that is, contains, or lies inside a
+      file the result reads (found from the readers in its graph, symlinks and
+      hard links resolved) is refused before anything is touched, and so are an
+      empty path, ``"."`` and the working directory.
+    * One writer at a time: a lock file ``PATH.lock`` is taken before the
+      store is touched; a second writer fails at once naming the first. The
+      lock is released when the write ends or the process exits, and taken over
+      when the process that held it is gone.
+    * The store records a fingerprint of what it holds (the result's dask
+      token and the path, size and modification time of every input file) and
+      is marked complete, atomically, only after its last chunk.
+      :func:`open_result` and :func:`open_video` refuse an incomplete store,
+      wherever it was copied or moved.
+    * ``resume=True`` continues only the same computation on the same inputs
+      (anything else is a ``ValueError`` saying what differs); chunks already
+      written, each marked only after it is fully written (in the sibling
+      ``PATH.partial`` folder), are not recomputed.
 
     Parameters
     ----------
@@ -1062,19 +1198,23 @@ def save(
         length along their first dim (NaN chunks: a lazily computed table such
         as :func:`fluoxr.oscillations.oscillation_coordinates`) are written
         block by block and reopen with their length known. Other objects with
-        a ``to_xarray()`` method are converted with it first.
+        a ``to_xarray()`` method are converted with it first. Variable names
+        must be valid zarr names (no ``/``; not ``..`` or ``zarr.json``).
     path : path
-        Target zarr store (a folder).
+        Target zarr store (a folder). Relative paths are resolved now, against
+        the current working directory.
     overwrite : bool
         Replace an existing zarr store at ``path``. A path that is not a zarr
-        store is never deleted.
+        store (or an empty folder) is never deleted.
     resume : bool
         Complete an interrupted write of the same result at ``path``; chunks
-        already written are not recomputed. A completed store is left as is.
+        already written are not recomputed. A completed store of the same
+        result is left as is.
     compute : bool
         If False, write the metadata now and return a ``dask.delayed`` object
         that writes the data when computed (to run with a progress bar or on a
-        cluster).
+        cluster). The lock is held until that object has been computed (or
+        this process exits).
 
     Returns
     -------
@@ -1084,9 +1224,9 @@ def save(
     Raises
     ------
     ValueError
-        If ``path`` exists (and neither ``overwrite`` nor ``resume`` is set),
-        if ``path`` is one of the inputs of ``obj``, or if an interrupted
-        write at ``path`` was of a different result.
+        If ``path`` is refused (see above), exists (and neither ``overwrite``
+        nor ``resume`` is set), is being written by another process, or holds
+        a write of a different computation and ``resume`` is set.
 
     Examples
     --------
@@ -1097,72 +1237,115 @@ def save(
     >>> fluoxr.open_video("/tmp/doc_video.zarr").attrs["fps"]
     2.0
     """
-    import zarr
+    from ._outputs import (LOCK_SUFFIX, OutputLock, attr_sources, check_output_path, fingerprint_inputs,
+                           graph_inputs)
 
     if not isinstance(obj, (xr.DataArray, xr.Dataset)) and callable(getattr(obj, "to_xarray", None)):
         obj = obj.to_xarray()  # a lazy table (fluoxr.oscillations.CoordinateTable) or a DataFrame
     if not isinstance(obj, (xr.DataArray, xr.Dataset)):
         raise TypeError(f"obj must be an xarray DataArray or Dataset, got {type(obj).__name__}")
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a path, got {type(path).__name__}")
-    path = os.fspath(path).rstrip("/\\") or os.fspath(path)
-    apath = os.path.abspath(path)
-    for src in _graph_sources(obj):
-        if apath == src or apath.startswith(src.rstrip(os.sep) + os.sep) or src.startswith(apath.rstrip(os.sep) + os.sep):
-            raise ValueError(f"path {path!r} is (or contains) an input of the result ({src}); choose another output path")
+    if overwrite and resume:
+        raise ValueError("overwrite and resume exclude each other: resume continues a write, overwrite starts over")
+    inputs = graph_inputs(obj)
+    apath = check_output_path(path, inputs | attr_sources(obj), name="path",
+                              siblings=(_PARTIAL, _PARTIAL + ".done", LOCK_SUFFIX))
+    shown = os.fspath(path).rstrip("/\\") or os.fspath(path)
 
-    partial = path + _PARTIAL
     ds = _prepare_dataset(obj)
     plan = _plan(ds)
-    exists = os.path.exists(path)
+    fingerprint = {"token": dask.base.tokenize(ds), "inputs": fingerprint_inputs(inputs), "plan": plan}
+
+    partial = apath + _PARTIAL
     plan_file = os.path.join(partial, "plan.json")
     meta_done = os.path.join(partial, "metadata.done")
-    resuming = False
-    if resume and os.path.exists(partial) and not os.path.exists(plan_file):
-        # killed before the plan was written: nothing of the data can have been written yet
-        if exists and not _is_zarr_store(path) and not (os.path.isdir(path) and not os.listdir(path)):
-            raise ValueError(f"path {path!r} exists and is not a zarr store; fluoxr will not delete it")
-        _remove_store(path, partial)
-        exists = False
-    if exists or os.path.exists(partial):
-        if resume and os.path.exists(plan_file):
-            with open(plan_file) as fh:
-                old = json.load(fh)
-            if old != json.loads(json.dumps(plan)):
-                raise ValueError(
-                    f"path {path!r} holds an interrupted write of a different result "
-                    "(variables, shapes or chunks differ); pass overwrite=True to start again"
-                )
-            resuming = True
-        elif resume and exists and not os.path.exists(partial):
-            logger.info("%s is already complete; nothing to resume", path)
-            return path if compute else dask.delayed(lambda: path)()
-        elif overwrite:
-            if exists and not _is_zarr_store(path) and not (os.path.isdir(path) and not os.listdir(path)):
-                raise ValueError(f"path {path!r} exists and is not a zarr store; fluoxr will not delete it")
-            _remove_store(path, partial)
-        elif exists:
-            raise ValueError(f"path {path!r} already exists; pass overwrite=True to replace it "
-                             "(or resume=True to finish an interrupted write)")
-        else:
-            raise ValueError(f"path {path!r} has an interrupted write ({partial} is there); pass resume=True "
-                             "to finish it or overwrite=True to start again")
+    lock = OutputLock(apath).acquire()
+    try:
+        job = _start_write(ds, apath, shown, fingerprint, lock, overwrite=overwrite, resume=resume,
+                           partial=partial, plan_file=plan_file, meta_done=meta_done)
+    except BaseException:
+        lock.release()
+        raise
+    if job is None:  # resume of a complete store: nothing to write
+        lock.release()
+        return shown if compute else dask.delayed(lambda: shown)()
+    if not compute:
+        return job
+    try:
+        job.compute()
+    finally:
+        lock.release()  # already released by the last task when the write completed
+    return shown
 
+
+def _start_write(ds: xr.Dataset, path: str, shown: str, fingerprint: dict[str, Any], lock: Any, *,
+                 overwrite: bool, resume: bool, partial: str, plan_file: str, meta_done: str) -> Any:
+    """Under the lock: decide what to do with what is at ``path``, write the metadata, return the delayed write."""
+    state = _store_state(path)
+    has_plan = os.path.exists(plan_file)
+    resuming = False
+    if resume:
+        if state == "complete":
+            _refuse_different(path, shown, _write_record(path), fingerprint, "a complete result")
+            _clear_leftovers(path, progress=True)
+            logger.info("%s is already complete; nothing to resume", shown)
+            return None
+        if has_plan:
+            try:
+                with open(plan_file) as fh:
+                    recorded = json.load(fh)
+            except (OSError, ValueError):
+                recorded = {}
+            if not (isinstance(recorded, dict) and "token" in recorded):
+                raise ValueError(f"path {shown!r} holds an interrupted write that fluoxr cannot identify (written by "
+                                 "an older version, or damaged); pass overwrite=True to start again")
+            _refuse_different(path, shown, recorded, fingerprint, "an interrupted write")
+            if state in ("other", "foreign"):
+                raise ValueError(f"path {shown!r} was replaced by something fluoxr did not write since the interrupted "
+                                 "write; move it away or pass overwrite=True")
+            resuming = True
+        elif state == "incomplete":
+            # the store was moved or copied without its progress folder: same computation, written again
+            _refuse_different(path, shown, _write_record(path), fingerprint, "an interrupted write")
+            _remove_store(path, partial)
+        elif state in ("other", "foreign"):
+            raise ValueError(f"path {shown!r} exists and is not an interrupted fluoxr write; "
+                             "pass overwrite=True to replace it, or choose another path")
+        else:  # nothing written yet (killed before the plan), an empty folder or unreadable metadata
+            _remove_store(path, partial)
+    elif overwrite:
+        if state == "other":
+            raise ValueError(f"path {shown!r} exists and is not a zarr store; fluoxr will not delete it")
+        _remove_store(path, partial)
+    elif state is not None:
+        raise ValueError(f"path {shown!r} already exists; pass overwrite=True to replace it "
+                         "(or resume=True to finish an interrupted write)")
+    elif os.path.exists(partial):
+        raise ValueError(f"path {shown!r} has an interrupted write ({partial} is there); pass resume=True "
+                         "to finish it or overwrite=True to start again")
+    _clear_leftovers(path, progress=False)
+
+    plan = fingerprint["plan"]
     ragged = plan.get("ragged")
     table = ds[list(ragged["variables"])] if ragged else None
     if ragged:
         ds = ds.drop_vars(list(ragged["variables"]))
     if not resuming:
+        _discard([partial], partial + ".done")
         os.makedirs(os.path.join(partial, "done"), exist_ok=True)
         with open(plan_file + ".tmp", "w") as fh:
-            json.dump(plan, fh)
+            json.dump(fingerprint, fh)
         os.replace(plan_file + ".tmp", plan_file)
-    if not os.path.exists(meta_done):
+    if not os.path.exists(meta_done) or _store_state(path) != "incomplete":
         # metadata, coordinates and in-memory variables are written now, dask data below; a run
         # killed before the marker writes them again (no data chunk is written before it)
+        for stale in _marker_folders(partial):
+            shutil.rmtree(stale, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(meta_done)
+        ds = ds.copy()
+        ds.attrs[_WRITE_ATTR] = {**fingerprint, "complete": False}
         ds.to_zarr(path, mode="w", compute=False, consolidated=False, zarr_format=3)
-        with open(meta_done, "wb"):
-            pass
+        _touch_atomically(meta_done)
 
     tasks = []
     if ragged:
@@ -1194,20 +1377,32 @@ def save(
             region = tuple(slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, index))
             tasks.append(dask.delayed(_write_block, pure=False)(blocks[index], path, name, region, marker))
     if resuming:
-        logger.info("resuming %s: %d chunk(s) left to write", path, len(tasks))
-    done = dask.delayed(_finish, pure=False)(_gather_tree(tasks), path)
-    if not compute:
-        return done
-    return done.compute()
+        logger.info("resuming %s: %d chunk(s) left to write", shown, len(tasks))
+    return dask.delayed(_finish, pure=False)(_gather_tree(tasks), path, lock.lock, lock.owner)
+
+
+def _marker_folders(partial: str) -> list[str]:
+    """Chunk-marker folders of a progress folder (cleared when the metadata is written again)."""
+    done = os.path.join(partial, "done")
+    return [os.path.join(done, n) for n in os.listdir(done)] if os.path.isdir(done) else []
+
+
+def _discard(paths: Sequence[str], trash: str) -> None:
+    """Move ``paths`` into the folder ``trash`` (one atomic rename each), then delete it.
+
+    A kill at any point leaves each path either where it was or in the trash,
+    which the next save deletes: never a half-deleted store at ``path``.
+    """
+    for p in paths:
+        if os.path.lexists(p):
+            os.makedirs(trash, exist_ok=True)
+            os.replace(p, os.path.join(trash, f"{os.path.basename(p)}.{os.getpid()}.{len(os.listdir(trash))}"))
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _remove_store(path: str, partial: str) -> None:
     """Delete a store fluoxr was writing (or replaces) and its progress folder."""
-    if os.path.isdir(path):
-        shutil.rmtree(path)
-    elif os.path.exists(path):
-        os.remove(path)
-    shutil.rmtree(partial, ignore_errors=True)
+    _discard([path, partial], partial + ".done")
 
 
 def _is_zarr_store(path: str) -> bool:

@@ -366,9 +366,9 @@ def test_cli_oscillations(tmp_path, capsys):
     assert cli_main(argv + ["--overwrite"]) == 0
 
 
-@pytest.mark.parametrize("extra, words", [(["--interval", "1", "--min-cluster-size", "0"], "min_cluster_size"),
+@pytest.mark.parametrize("extra, words", [(["--interval", "1", "--min-cluster-size", "0"], "--min-cluster-size"),
                                           (["--interval", "1", "--mask", "{bad}"], "mask"),
-                                          (["--interval", "0"], "interval_s"),
+                                          (["--interval", "0"], "--interval"),
                                           ([], "--interval")])
 def test_cli_oscillations_bad_input(tmp_path, capsys, extra, words):
     tifffile.imwrite(tmp_path / "v.tif", np.ones((6, 8, 9), np.uint16))

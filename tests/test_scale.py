@@ -20,9 +20,23 @@ from fluoxr import io as fio
 pytestmark = pytest.mark.slow
 
 
-def _slow_video(n_frames: int = 60, delay: float = 0.05):
-    """A synthetic recording whose chunks (one frame each) take ``delay`` seconds to produce."""
+def _sleep_then_pass(block):
+    # the delay is read from the environment, not captured: a slow and a fast run are the same computation
+    # (the same dask token), so one may resume the other
+    time.sleep(float(os.environ.get("FLUOXR_TEST_DELAY", "0")))
+    return block
+
+
+def _slow_video(n_frames: int = 60, delay: float = 0.05, *, resumable: bool = False):
+    """A synthetic recording whose chunks (one frame each) take ``delay`` seconds to produce.
+
+    With ``resumable`` the delay is not part of the computation (it is read from the environment of the
+    process that computes), so a slow run killed mid-write can be resumed by a fast one.
+    """
     video, _ = fluoxr.datasets.oscillating_sheet(n_frames=n_frames, shape=(32, 32), chunks=1, seed=7)
+    if resumable:
+        os.environ["FLUOXR_TEST_DELAY"] = str(delay)
+        return video.copy(data=video.data.map_blocks(_sleep_then_pass, dtype=video.dtype))
 
     def slow(block):
         time.sleep(delay)
@@ -62,7 +76,7 @@ _WRITER = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     from test_scale import _slow_video
     dask.config.set(scheduler="synchronous")
-    fluoxr.save(_slow_video(60, delay=0.1), {path!r})
+    fluoxr.save(_slow_video(60, delay=0.1, resumable=True), {path!r})
     """
 )
 
@@ -95,7 +109,7 @@ def test_sigkilled_write_resumes_to_the_same_store(tmp_path, monkeypatch):
     written = []
     original = fio._write_block
     monkeypatch.setattr(fio, "_write_block", lambda b, s, v, r, m: written.append(r[0].start) or original(b, s, v, r, m))
-    video = _slow_video(60, delay=0.0)
+    video = _slow_video(60, delay=0.0, resumable=True)
     with dask.config.set(scheduler="threads"):
         fluoxr.save(video, path, resume=True)
     assert len(written) == 60 - done  # chunks already written were not recomputed
@@ -127,15 +141,16 @@ def test_half_written_chunk_is_never_taken_as_complete(tmp_path):
     os.remove(marker)
     with pytest.raises(Exception):
         np.asarray(arr[:])  # the damaged chunk really is unreadable
-    video = _slow_video(60, delay=0.0)
+    video = _slow_video(60, delay=0.0, resumable=True)
     fluoxr.save(video, path, resume=True)
     np.testing.assert_array_equal(fluoxr.open_result(path).values, video.values)
 
 
 def test_resume_with_nothing_written_and_compute_false(tmp_path):
     path = str(tmp_path / "out.zarr")
-    video = _slow_video(10, delay=0.0)
+    video = _slow_video(10, delay=0.0, resumable=True)
     fluoxr.save(video, path, compute=False)  # metadata only, like a process killed at once
+    fluoxr._outputs._HELD.clear()  # ... whose lock is then stale
     job = fluoxr.save(video, path, resume=True, compute=False)
     job.compute()
     np.testing.assert_array_equal(fluoxr.open_result(path).values, video.values)

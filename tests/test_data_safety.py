@@ -1,0 +1,590 @@
+"""Data safety: no output can delete, overwrite or mix anyone's data; readers fail loudly, naming the file.
+
+Every test runs in its own temporary directory (as working directory too, where
+a mistake could delete it), and every test that has an input checks that the
+input's bytes (sha256) are unchanged at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import dask
+import numpy as np
+import pytest
+import tifffile
+import xarray as xr
+
+import fluoxr
+from fluoxr import _outputs
+from fluoxr import io as fio
+from fluoxr.cli import main as cli_main
+
+
+def _sha256(path) -> str:
+    """SHA-256 of a file, or of every file (and its name) below a folder."""
+    h = hashlib.sha256()
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        for root, dirs, names in sorted(os.walk(path)):
+            dirs.sort()
+            for n in sorted(names):
+                full = os.path.join(root, n)
+                h.update(os.path.relpath(full, path).encode())
+                with open(full, "rb") as fh:
+                    h.update(fh.read())
+    else:
+        with open(path, "rb") as fh:
+            h.update(fh.read())
+    return h.hexdigest()
+
+
+@pytest.fixture
+def work(tmp_path, monkeypatch):
+    """A temporary working directory holding one input TIFF; yields (folder, tif, its sha256, frames)."""
+    monkeypatch.chdir(tmp_path)
+    frames = np.random.default_rng(5).integers(0, 3000, (24, 12, 10)).astype(np.uint16)
+    tif = tmp_path / "in.tif"
+    tifffile.imwrite(tif, frames, photometric="minisblack")
+    digest = _sha256(tif)
+    yield tmp_path, tif, digest, frames
+    assert _sha256(tif) == digest, "the input was modified"
+    # a lock is never left behind by a test that finished its writes
+    with _outputs._HELD_GUARD:
+        _outputs._HELD.clear()
+
+
+def _snapshot(folder) -> dict[str, str]:
+    return {os.path.relpath(os.path.join(r, n), folder): _sha256(os.path.join(r, n))
+            for r, _, names in os.walk(folder) for n in names}
+
+
+# -- 1. output paths ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["", " ", ".", "./", "..", "{cwd}", "{parent}"])
+def test_save_refuses_paths_that_would_delete_a_directory(work, target):
+    folder, tif, _, _ = work
+    before = _snapshot(folder)
+    v = fluoxr.open_video(tif)
+    path = target.format(cwd=os.getcwd(), parent=os.path.dirname(os.getcwd()))
+    for kwargs in ({}, {"overwrite": True}, {"resume": True}):
+        with pytest.raises(ValueError, match="path"):
+            fluoxr.save(v * 2, path, **kwargs)
+    assert _snapshot(folder) == before
+
+
+def test_cli_with_an_unset_output_variable_touches_nothing(work):
+    folder, tif, _, _ = work
+    before = _snapshot(folder)
+    r = subprocess.run([sys.executable, "-m", "fluoxr.cli", "sofi", str(tif), "-o", "", "--overwrite",
+                        "--scheduler", "threads", "--no-progress"], capture_output=True, text=True, cwd=folder,
+                       timeout=300)
+    assert r.returncode == 2 and "-o is empty" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert _snapshot(folder) == before
+
+
+def test_save_refuses_an_input_reached_through_links(work):
+    folder, tif, _, frames = work
+    link = folder / "link.tif"
+    link.symlink_to(tif)
+    hard = folder / "hard.tif"
+    os.link(tif, hard)
+    v = fluoxr.open_video(link)
+    for target in (tif, link, hard):
+        with pytest.raises(ValueError, match="is an input"):
+            fluoxr.save(v.mean("time"), target, overwrite=True)
+    # a hard link opened by itself is the same file as the original
+    with pytest.raises(ValueError, match="is an input"):
+        fluoxr.save(fluoxr.open_video(hard) + 1, tif, overwrite=True)
+    # a symlinked output that points at the input
+    out_link = folder / "out.zarr"
+    out_link.symlink_to(tif)
+    with pytest.raises(ValueError, match="is an input"):
+        fluoxr.save(v + 1, out_link, overwrite=True)
+    np.testing.assert_array_equal(fluoxr.open_video(tif).values, frames)
+
+
+def test_save_refuses_folders_holding_an_input_and_paths_inside_an_input_store(work):
+    folder, _, _, frames = work
+    data = folder / "data"
+    data.mkdir()
+    inner = data / "rec.tif"
+    tifffile.imwrite(inner, frames)
+    v = fluoxr.open_video(inner)
+    with pytest.raises(ValueError, match="holds an input"):
+        fluoxr.save(v * 2, data, overwrite=True)
+    store = folder / "rec.zarr"
+    fluoxr.save(v, store)
+    z = fluoxr.open_video(store)
+    digest = _sha256(store)
+    for target in (store / "sub.zarr", store, folder / "rec.zarr" / "video"):
+        with pytest.raises(ValueError, match="input"):
+            fluoxr.save(z + 1, target, overwrite=True)
+    # the graph's readers are found without any attribute naming them
+    bare = (z + 1).mean("time")
+    bare.attrs = {}
+    with pytest.raises(ValueError, match="is an input"):
+        fluoxr.save(bare, store, overwrite=True)
+    assert _sha256(store) == digest and inner.exists()
+
+
+def test_graph_inputs_come_from_the_readers(work):
+    folder, tif, _, _ = work
+    v = fluoxr.open_video(tif)
+    derived = (v.astype("float32") * 3).std("time")
+    derived.attrs = {}
+    assert _outputs.graph_inputs(derived) == {str(tif)}
+    assert _outputs.graph_inputs(xr.DataArray(np.zeros(3))) == set()
+
+
+@pytest.mark.parametrize("flag", ["--png", "--tracks"])
+def test_cli_file_outputs_linked_to_the_input_are_refused(work, flag):
+    folder, tif, _, _ = work
+    link = folder / "figure.png"
+    link.symlink_to(tif)
+    if flag == "--png":
+        argv = ["sofi", str(tif), "-o", str(folder / "s.zarr"), "--png", str(link), "--order", "2"]
+    else:
+        argv = ["oscillations", str(tif), "--period", "10", "--interval", "1", "--min-cluster-size", "3",
+                "-o", str(folder / "o.zarr"), "--tracks", str(link), "--overwrite"]
+    assert cli_main(argv + ["--scheduler", "threads", "--no-progress"]) == 2
+    assert not (folder / "s.zarr").exists() and not (folder / "o.zarr").exists()
+
+
+def test_cli_figure_replaces_a_link_instead_of_writing_through_it(work, capsys):
+    folder, tif, _, _ = work
+    precious = folder / "notes.txt"
+    precious.write_text("lab notebook")
+    link = folder / "s.png"
+    link.symlink_to(precious)
+    assert cli_main(["sofi", str(tif), "-o", str(folder / "s.zarr"), "--order", "2", "--png", str(link),
+                     "--scheduler", "threads", "--no-progress"]) == 0
+    assert precious.read_text() == "lab notebook"
+    assert not link.is_symlink() and link.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_never_writes_into_a_foreign_folder(work, capsys):
+    folder, _, _, _ = work
+    mine = folder / "mine"
+    mine.mkdir()
+    (mine / "calcium.zarr").mkdir()
+    (mine / "calcium.zarr" / "zarr.json").write_text("{}")
+    before = _snapshot(mine)
+    assert cli_main(["demo", "--out", str(mine), "--frames", "20", "--scheduler", "threads", "--no-progress"]) == 2
+    assert "other files" in capsys.readouterr().err
+    assert _snapshot(mine) == before
+    assert cli_main(["demo", "--out", ".", "--frames", "20", "--scheduler", "threads", "--no-progress"]) == 2
+
+
+# -- 2. resume means the same computation -----------------------------------------------------------
+
+
+def _interrupt(obj, path, n_chunks: int = 2) -> None:
+    """Write ``obj`` to ``path`` and stop after ``n_chunks`` chunks, like a kill (the lock is left stale)."""
+    original = fio._write_block
+    count = [0]
+
+    def failing(*args):
+        count[0] += 1
+        if count[0] > n_chunks:
+            raise KeyboardInterrupt("simulated kill")
+        return original(*args)
+
+    fio._write_block = failing
+    try:
+        with dask.config.set(scheduler="sync"), pytest.raises(KeyboardInterrupt):
+            fluoxr.save(obj, path)
+    finally:
+        fio._write_block = original
+    assert os.path.exists(str(path) + ".partial")
+
+
+def test_resume_refuses_another_computation(work):
+    folder, tif, _, _ = work
+    v = fluoxr.open_video(tif, chunks=4)
+    out = folder / "o.zarr"
+    _interrupt(v * 2, out)
+    with pytest.raises(ValueError, match="different computation.*dask token.*overwrite=True"):
+        fluoxr.save(v * 3, out, resume=True)  # same shapes and chunks, other values
+    with pytest.raises(ValueError, match="chunks differ"):
+        fluoxr.save((v * 2).chunk({"time": 6}), out, resume=True)
+    fluoxr.save(v * 2, out, resume=True)
+    np.testing.assert_array_equal(fluoxr.open_video(out).values, v.values * 2)
+
+
+def test_resume_refuses_a_changed_input(work):
+    folder, tif, _, frames = work
+    copy = folder / "copy.tif"
+    shutil.copy(tif, copy)
+    out = folder / "o.zarr"
+    _interrupt(fluoxr.open_video(copy, chunks=4) + 1, out)
+    tifffile.imwrite(copy, frames[::-1].copy(), photometric="minisblack")  # same size, other frames
+    with pytest.raises(ValueError, match=r"input .*copy.tif changed since the interrupted write"):
+        fluoxr.save(fluoxr.open_video(copy, chunks=4) + 1, out, resume=True)
+
+
+def test_resume_of_a_complete_store(work):
+    folder, tif, _, _ = work
+    v = fluoxr.open_video(tif, chunks=5)
+    out = folder / "o.zarr"
+    fluoxr.save(v, out)
+    before = _snapshot(out)
+    assert fluoxr.save(v, out, resume=True) == str(out)  # the same result: nothing to do
+    assert _snapshot(out) == before
+    with pytest.raises(ValueError, match="complete result of a different computation"):
+        fluoxr.save(v + 1, out, resume=True)
+    assert _snapshot(out) == before
+
+
+def test_cli_resume_with_other_parameters_is_refused(work, capsys):
+    folder, tif, _, _ = work
+    out = folder / "labels.zarr"
+    video = fluoxr.open_video(tif, fps=1.0)
+    _interrupt(fluoxr.oscillations.detect(video, period_s=10, interval_s=1, min_cluster_size=3), out, n_chunks=0)
+    argv = ["oscillations", str(tif), "--interval", "1", "--min-cluster-size", "3", "-o", str(out), "--resume",
+            "--scheduler", "threads", "--no-progress"]
+    assert cli_main(argv + ["--period", "20"]) == 2
+    err = capsys.readouterr().err
+    assert "different computation" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+
+
+# -- 3. one writer at a time ------------------------------------------------------------------------
+
+
+_SLOW_WRITER = textwrap.dedent(
+    """
+    import os, sys, time, dask, numpy as np, fluoxr
+    dask.config.set(scheduler="synchronous")
+    go = {go!r}
+    while go and not os.path.exists(go):
+        time.sleep(0.01)
+
+    def slow(block):
+        time.sleep({delay})
+        return block
+
+    v = fluoxr.open_video({tif!r}, chunks=1)
+    try:
+        fluoxr.save((v * {factor}).copy(data=(v * {factor}).data.map_blocks(slow, dtype=v.dtype)), {out!r},
+                    overwrite=True)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(3)
+    """
+)
+
+
+def _writer(tif, out, *, factor=1, delay=0.05, go="") -> subprocess.Popen:
+    code = _SLOW_WRITER.format(tif=str(tif), out=str(out), factor=factor, delay=delay, go=str(go))
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path, proc, timeout=120):
+    deadline = time.time() + timeout
+    while not os.path.exists(path):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() < deadline
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_a_second_writer_fails_at_once_naming_the_first(work):
+    folder, tif, _, frames = work
+    out = folder / "o.zarr"
+    proc = _writer(tif, out, delay=0.3)
+    try:
+        _wait_for(os.path.join(str(out) + ".partial", "metadata.done"), proc)
+        t0 = time.perf_counter()
+        with pytest.raises(ValueError, match=f"being written by process {proc.pid} on"):
+            fluoxr.save(fluoxr.open_video(tif), out, overwrite=True)
+        assert time.perf_counter() - t0 < 5
+        # the lock of a killed writer is stale: the next save takes it over and resumes
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with pytest.raises(fio.IncompleteStoreError):
+        fluoxr.open_video(out)
+    # resume needs the same computation: the writer's slow map is another graph, so start over
+    fluoxr.save(fluoxr.open_video(tif, chunks=1), out, overwrite=True)
+    np.testing.assert_array_equal(fluoxr.open_video(out).values, frames)
+    assert not os.path.exists(str(out) + ".lock")
+
+
+@pytest.mark.slow
+def test_two_writers_started_together_leave_exactly_one_full_result(work):
+    folder, tif, _, frames = work
+    out = folder / "o.zarr"
+    go = folder / "go"
+    procs = [_writer(tif, out, factor=f, delay=0.1, go=go) for f in (1, 2)]
+    time.sleep(3)  # both have imported fluoxr and wait for the signal
+    go.write_text("")
+    codes = [p.wait(timeout=300) for p in procs]
+    errors = [p.stderr.read() for p in procs]
+    assert sorted(codes) == [0, 3], errors
+    loser = errors[codes.index(3)]
+    assert "being written by process" in loser
+    winner = (1, 2)[codes.index(0)]
+    np.testing.assert_array_equal(fluoxr.open_video(out).values, frames * winner)
+    assert not os.path.exists(str(out) + ".lock")
+
+
+def test_lock_is_released_when_the_process_exits(work):
+    folder, tif, _, _ = work
+    out = folder / "o.zarr"
+    code = f"import fluoxr; fluoxr.save(fluoxr.open_video({str(tif)!r}) + 1, {str(out)!r}, compute=False)"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+    assert not os.path.exists(str(out) + ".lock")
+    with pytest.raises(ValueError, match="resume"):
+        fluoxr.open_result(out)
+
+
+def test_pending_write_in_this_process_keeps_the_lock(work):
+    folder, tif, _, frames = work
+    out = folder / "o.zarr"
+    job = fluoxr.save(fluoxr.open_video(tif), out, compute=False)
+    with pytest.raises(ValueError, match="this process"):
+        fluoxr.save(fluoxr.open_video(tif), out, overwrite=True)
+    job.compute()
+    assert not os.path.exists(str(out) + ".lock")
+    np.testing.assert_array_equal(fluoxr.open_video(out).values, frames)
+
+
+@pytest.mark.parametrize("content", ["", "{not json", json.dumps({"pid": 2**22 + 7, "host": "HOST", "owner": "x"})])
+def test_stale_or_half_written_locks_are_taken_over(work, content):
+    folder, tif, _, frames = work
+    out = folder / "o.zarr"
+    import socket
+
+    (folder / "o.zarr.lock").write_text(content.replace("HOST", socket.gethostname()))
+    fluoxr.save(fluoxr.open_video(tif), out)
+    np.testing.assert_array_equal(fluoxr.open_video(out).values, frames)
+    assert not (folder / "o.zarr.lock").exists()
+
+
+def test_a_lock_from_another_host_is_not_broken(work):
+    folder, tif, _, _ = work
+    (folder / "o.zarr.lock").write_text(json.dumps({"pid": 1, "host": "elsewhere", "owner": "x"}))
+    with pytest.raises(ValueError, match="cannot check another host"):
+        fluoxr.save(fluoxr.open_video(tif), folder / "o.zarr")
+
+
+# -- 4. completeness lives inside the store --------------------------------------------------------
+
+
+def test_incomplete_store_is_refused_everywhere_even_when_copied(work, capsys):
+    folder, tif, _, _ = work
+    out = folder / "o.zarr"
+    _interrupt(fluoxr.open_video(tif, chunks=4), out)
+    copy = folder / "elsewhere" / "copy.zarr"
+    shutil.copytree(out, copy)  # without its progress folder
+    for path in (out, copy):
+        with pytest.raises(ValueError, match="incomplete store.*resume"):
+            fluoxr.open_video(path)
+        with pytest.raises(ValueError, match="incomplete store.*resume"):
+            fluoxr.open_result(path)
+        assert cli_main(["info", str(path)]) == 2
+        assert "--resume" in capsys.readouterr().err
+    # the copy resumes too (every chunk written again: its progress folder stayed behind)
+    fluoxr.save(fluoxr.open_video(tif, chunks=4), copy, resume=True)
+    np.testing.assert_array_equal(fluoxr.open_video(copy).values, fluoxr.open_video(tif).values)
+
+
+def test_a_moved_complete_store_still_opens(work):
+    folder, tif, _, frames = work
+    fluoxr.save(fluoxr.open_video(tif), folder / "a.zarr")
+    os.rename(folder / "a.zarr", folder / "b.zarr")
+    np.testing.assert_array_equal(fluoxr.open_video(folder / "b.zarr").values, frames)
+
+
+def test_leftovers_of_a_kill_are_recovered_by_the_next_save(work):
+    folder, tif, _, frames = work
+    out = folder / "o.zarr"
+    v = fluoxr.open_video(tif, chunks=4)
+    fluoxr.save(v, out)
+    (folder / "o.zarr.partial.done" / "done").mkdir(parents=True)  # killed while removing the trash
+    (folder / "o.zarr.lock").write_text("")  # killed while taking the lock
+    fluoxr.save(v, out, resume=True)
+    assert not (folder / "o.zarr.partial.done").exists() and not (folder / "o.zarr.lock").exists()
+    fluoxr.save(v + 1, out, overwrite=True)
+    np.testing.assert_array_equal(fluoxr.open_video(out).values, frames + 1)
+
+
+def test_foreign_zarr_stores_open_as_complete(work):
+    folder, _, _, frames = work
+    xr.Dataset({"v": (("time", "y", "x"), frames)}).to_zarr(folder / "plain.zarr", zarr_format=3)
+    np.testing.assert_array_equal(fluoxr.open_video(folder / "plain.zarr").values, frames)
+
+
+def test_internal_write_record_is_not_a_user_attribute(work):
+    folder, tif, _, _ = work
+    out = folder / "o.zarr"
+    fluoxr.save(fluoxr.open_video(tif, fps=4.0), out)
+    assert "fluoxr_write" not in fluoxr.open_video(out).attrs
+    assert "fluoxr_write" not in fluoxr.open_result(out).attrs
+    record = json.loads((out / "zarr.json").read_text())["attributes"]["fluoxr_write"]
+    assert record["complete"] is True and record["inputs"][0]["path"] == str(tif)
+    # a result saved from a reopened store records its own write, not the old one
+    again = folder / "again.zarr"
+    fluoxr.save(fluoxr.open_result(out) * 2, again)
+    assert json.loads((again / "zarr.json").read_text())["attributes"]["fluoxr_write"]["inputs"][0]["path"] == str(out)
+
+
+# -- 6. names and numbers ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["dF/F", "..", ".", "zarr.json", "__meta", "a\\b", ""])
+def test_names_zarr_cannot_store_are_refused_before_writing(work, name):
+    folder, tif, _, _ = work
+    v = fluoxr.open_video(tif)
+    for obj in (v.rename(name), xr.Dataset({name: v}), v.assign_coords({name: ("time", np.arange(24))})):
+        with pytest.raises(ValueError, match="cannot be stored in zarr"):
+            fluoxr.save(obj, folder / "o.zarr")
+    assert not (folder / "o.zarr").exists() and not (folder / "o.zarr.lock").exists()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["sofi", "{tif}", "-o", "s.zarr", "--workers", "0"], "--workers: must be at least 1"),
+    (["sofi", "{tif}", "-o", "s.zarr", "--order", "-1"], "--order: must be at least 1"),
+    (["sofi", "{tif}", "-o", "s.zarr", "--fps", "nan"], "--fps: must be a finite number"),
+    (["sofi", "{tif}", "-o", "s.zarr", "--fbc", "1"], "--fbc: must be less than 1"),
+    (["--chunk-mb", "0", "info", "{tif}"], "--chunk-mb: must be greater than 0"),
+    (["oscillations", "{tif}", "-o", "o.zarr", "--period", "-3", "--min-cluster-size", "3"], "--period"),
+    (["oscillations", "{tif}", "-o", "o.zarr", "--period", "3", "--min-cluster-size", "x"], "expected an integer"),
+    (["extract", "{tif}", "--labels", "l.tif", "-o", "e.zarr", "--channel", "-1"], "--channel: must be at least 0"),
+    (["demo", "--workers", "-2"], "--workers"),
+    (["sofi", "{tif}"], "required"),
+    (["nonsense"], "invalid choice"),
+])
+def test_cli_numbers_out_of_range_exit_2_at_once(work, capsys, argv, words):
+    folder, tif, _, _ = work
+    before = _snapshot(folder)
+    assert cli_main([a.format(tif=tif) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert _snapshot(folder) == before
+
+
+def test_unexpected_cli_failures_are_one_line(work, capsys, monkeypatch):
+    folder, tif, _, _ = work
+    import fluoxr.io
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire\nsecond line")
+
+    monkeypatch.setattr(fluoxr.io, "info", broken)
+    assert cli_main(["info", str(tif)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "fluoxr info: error: RuntimeError: disk on fire second line (run with -vv for details)"
+
+
+# -- kills at every step of a save ------------------------------------------------------------------
+
+
+def _example(tif) -> xr.Dataset:
+    """A result with a lazy video, an image and a coordinate, read from a file (so it has an input)."""
+    v = fluoxr.open_video(tif, chunks=4, fps=5.0)
+    return xr.Dataset({"scaled": (v.astype("float32") * 1.5).chunk({"y": 7}), "mean": v.mean("time")},
+                      attrs={"note": "kill test"})
+
+
+class _Killer:
+    """Counts the steps of a save (fluoxr's own calls, renames, removals, file creations and writes) and
+    SIGKILLs the process at step ``at``; with ``at=None`` it only counts."""
+
+    FILES = (os.path.realpath(fio.__file__), os.path.realpath(_outputs.__file__))
+    C_CALLS = {"replace", "rename", "remove", "unlink", "rmdir", "mkdir", "makedirs", "open", "fsync", "write"}
+
+    def __init__(self, at: int | None) -> None:
+        self.at, self.count = at, 0
+
+    def __call__(self, frame, event, arg):
+        hit = (event == "call" and (frame.f_code.co_filename in self.FILES or frame.f_code.co_name == "rmtree")) or (
+            event == "c_call" and getattr(arg, "__name__", "") in self.C_CALLS)
+        if hit:
+            self.count += 1
+            if self.count == self.at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _in_child(fn) -> int:
+    """Run ``fn`` in a forked child; return its wait status (the test process itself is never killed)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            fn()
+            code = 0
+        finally:
+            os._exit(code)
+    return os.waitpid(pid, 0)[1]
+
+
+def _kill_points(n: int, count: int) -> list[int]:
+    spread = np.unique(np.linspace(1, n, count - 6).astype(int)).tolist()
+    return sorted(set(spread) | set(range(max(1, n - 5), n + 1)))  # the last steps: final rename and cleanup
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.parametrize("table", [False, True], ids=["dataset", "lazy-table"])
+def test_sigkill_at_any_step_then_resume_gives_the_uninterrupted_store(work, table):
+    folder, tif, _, _ = work
+    if table:
+        labels = fluoxr.oscillations.detect(fluoxr.open_video(tif, fps=1.0, chunks=6), period_s=8, interval_s=1,
+                                            min_cluster_size=2)
+        fluoxr.save(labels, folder / "labels.zarr")
+
+        def make():
+            return fluoxr.oscillations.oscillation_coordinates(fluoxr.open_result(folder / "labels.zarr"))
+    else:
+        def make():
+            return _example(tif)
+
+    reference = folder / "reference.zarr"
+    fluoxr.save(make(), reference)
+    expected = _snapshot(reference)
+    out = folder / "out.zarr"
+    fluoxr.save(make(), out)  # every run below replaces a finished store, as a rerun with --overwrite does
+    counts = folder / "steps.txt"
+
+    def write(at):
+        killer = _Killer(at)
+        sys.setprofile(killer)
+        threading.setprofile(killer)  # zarr writes from its own event-loop thread
+        with dask.config.set(scheduler="synchronous"):
+            fluoxr.save(make(), out, overwrite=True)
+        sys.setprofile(None)
+        counts.write_text(str(killer.count))
+
+    assert _in_child(lambda: write(None)) == 0
+    n = int(counts.read_text())
+    points = _kill_points(n, 26 if not table else 14)
+    assert len(points) >= (20 if not table else 10) and points[-1] == n
+    killed = 0
+    for at in points:
+        status = _in_child(lambda at=at: write(at))
+        killed += os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+        # whatever the kill left, a store that opens is never partial
+        try:
+            fluoxr.open_result(out)
+        except (ValueError, FileNotFoundError):
+            pass
+        else:
+            assert _snapshot(out) == expected, f"killed at step {at}/{n}: an incomplete store opened"
+        fluoxr.save(make(), out, resume=True)
+        assert _snapshot(out) == expected, f"killed at step {at}/{n}: the resumed store differs"
+        leftovers = [p for p in os.listdir(folder) if p.startswith("out.zarr") and p != "out.zarr"]
+        assert not leftovers, f"killed at step {at}/{n}: left {leftovers}"
+    assert killed >= len(points) - 1  # the kill hits (the last point may fall after the last counted step)
