@@ -74,7 +74,12 @@ def _mtime_text(ns: int) -> str:
 
 def _corrupt(path: str, what: str, exc: BaseException | str) -> ValueError:
     """The error of a file that cannot be decoded: names the file, the frame(s) and the cause."""
-    cause = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, str):
+        cause = exc
+    else:
+        # zlib.error and struct.error are both just 'error' by name
+        name = type(exc).__name__
+        cause = f"{type(exc).__module__ + '.' if name == 'error' else ''}{name}: {exc}"
     return ValueError(f"path {path!r}: {what} cannot be read ({cause}): the file is truncated or corrupt")
 
 
