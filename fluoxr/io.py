@@ -785,7 +785,7 @@ def _bin_reader(path: str, shape: Sequence[int] | None, dtype: Any) -> tuple[_Re
         if ops.get("fs") is not None:
             rate = _positive(ops["fs"])
             if rate is None:
-                meta["fps_error"] = _bad_fps(ops_path, "suite2p ops", "fs", ops["fs"])
+                meta["fps_error"] = _bad_fps(ops_path, "suite2p ops dict", "fs", ops["fs"])
             else:
                 meta["fps"] = rate
     if len(shape) != 2 or any(int(n) < 1 for n in shape):
@@ -865,7 +865,7 @@ def _h5_reader(text: str) -> tuple[_Reader, dict[str, Any], tuple | None]:
         if "fps" in d.attrs:
             rate = _positive(d.attrs["fps"])
             if rate is None:
-                meta["fps_error"] = _bad_fps(path, f"HDF5 attributes of {dset!r}", "fps", d.attrs["fps"])
+                meta["fps_error"] = _bad_fps(path, f"HDF5 dataset {dset!r}", "fps", d.attrs["fps"])
             else:
                 meta["fps"] = rate
         return _H5Reader(path, dset, d.shape, d.dtype, stat=st), meta, d.chunks
