@@ -22,8 +22,10 @@ import math
 import os
 import re
 import shutil
+import threading
 import warnings
 import xml.etree.ElementTree as ET
+from datetime import datetime, timezone
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,25 @@ class VideoFileNotFoundError(FileNotFoundError, ValueError):
 # readers: picklable, hold no file handle, read whole frames for a range of time indices
 
 
+def _frames_text(t0: int, t1: int) -> str:
+    return f"frame {t0}" if t1 - t0 <= 1 else f"frames {t0}..{t1 - 1}"
+
+
+def _mtime_text(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="microseconds")
+
+
+def _corrupt(path: str, what: str, exc: BaseException | str) -> ValueError:
+    """The error of a file that cannot be decoded: names the file, the frame(s) and the cause."""
+    if isinstance(exc, str):
+        cause = exc
+    else:
+        # zlib.error and struct.error are both just 'error' by name
+        name = type(exc).__name__
+        cause = f"{type(exc).__module__ + '.' if name == 'error' else ''}{name}: {exc}"
+    return ValueError(f"path {path!r}: {what} cannot be read ({cause}): the file is truncated or corrupt")
+
+
 class _Reader:
     """Array-like over a file; ``reader[t0:t1, ...]`` reads frames ``t0..t1-1``.
 
@@ -79,6 +100,10 @@ class _Reader:
     @property
     def ndim(self) -> int:
         return len(self.shape)
+
+    def files(self) -> tuple[tuple[str, int, int], ...]:  # pragma: no cover - abstract
+        """``(path, size in bytes, modification time in ns)`` of every file read, as when opened."""
+        raise NotImplementedError
 
     def __getitem__(self, key: Any) -> np.ndarray:
         if not isinstance(key, tuple):
@@ -99,41 +124,68 @@ class _Reader:
         raise NotImplementedError
 
 
-def _output_perm(axes: Sequence[str]) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """Dims in fluoxr order for file ``axes`` (tifffile letters), and the permutation file->output."""
-    dims = []
-    for a in axes:
-        if a not in _AXIS_DIMS:
-            raise ValueError(
-                f"path: TIFF axis {a!r} (of axes {''.join(axes)!r}) is not supported; "
-                "fluoxr reads time (T/I/Q), z (Z), channel (C/S), y and x"
-            )
-        dims.append(_AXIS_DIMS[a])
-    # several axes can map to the same dim (e.g. 'I' and 'T'); only one may be time
-    if dims.count("time") > 1 or dims.count("channel") > 1 or dims.count("z") > 1:
-        raise ValueError(f"path: TIFF axes {''.join(axes)!r} have several time, z or channel axes; "
-                         "fluoxr cannot tell which is which")
-    if "time" not in dims:
-        if "z" in dims:
-            # ImageJ stacks saved as 'slices' are usually time series
-            logger.info("TIFF axes %r have no time axis; reading the Z axis as time", "".join(axes))
-            dims[dims.index("z")] = "time"
-        else:
-            raise ValueError(
-                f"path holds a single image (axes {''.join(axes)!r}), not a video; "
-                "fluoxr needs a stack of frames along time"
-            )
-    order = [d for d in ("time", "z", "channel", "y", "x") if d in dims]
-    return tuple(order), tuple(dims.index(d) for d in order)
+class _FileReader(_Reader):
+    """A reader of one file, fingerprinted (size, mtime) when opened and checked at every read.
+
+    A dask graph can run long after the video was opened: a file rewritten in
+    between (a new acquisition saved under the same name, a copy still being
+    written) would otherwise be read as if it were the file that was opened,
+    with the old layout over new bytes.
+    """
+
+    def __init__(self, path: str, stat: os.stat_result | None = None) -> None:
+        # absolute, so a worker started in another directory reads the same file
+        self.path = os.path.abspath(os.fspath(path))
+        self.paths = (self.path,)
+        st = stat if stat is not None else os.stat(self.path)
+        self.size = int(st.st_size)
+        self.mtime_ns = int(st.st_mtime_ns)
+
+    def files(self) -> tuple[tuple[str, int, int], ...]:
+        return ((self.path, self.size, self.mtime_ns),)
+
+    def _check_stat(self, st: os.stat_result) -> None:
+        size, mtime = int(st.st_size), int(st.st_mtime_ns)
+        if (size, mtime) == (self.size, self.mtime_ns):
+            return
+        changes = []
+        if size != self.size:
+            changes.append(f"size {self.size} -> {size} bytes")
+        if mtime != self.mtime_ns:
+            changes.append(f"modified {_mtime_text(self.mtime_ns)} -> {_mtime_text(mtime)}")
+        raise ValueError(f"path {self.path!r} changed since it was opened ({', '.join(changes)}); "
+                         "open it again with fluoxr.open_video")
+
+    def _stat_checked(self) -> None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError as exc:
+            raise VideoFileNotFoundError(f"path {self.path!r} no longer exists (it was there when the "
+                                         "video was opened)") from exc
+        self._check_stat(st)
+
+    def _open_checked(self) -> Any:
+        """The file opened for reading, after checking that it is the file that was opened."""
+        try:
+            fh = open(self.path, "rb")
+        except FileNotFoundError as exc:
+            raise VideoFileNotFoundError(f"path {self.path!r} no longer exists (it was there when the "
+                                         "video was opened)") from exc
+        try:
+            # fstat of the handle itself: the bytes read below are those of the file checked
+            self._check_stat(os.fstat(fh.fileno()))
+        except BaseException:
+            fh.close()
+            raise
+        return fh
 
 
-class _RawReader(_Reader):
+class _RawReader(_FileReader):
     """Uncompressed frames stored contiguously in C order at a byte offset (TIFF, .bin, .npy)."""
 
     def __init__(self, path: str, dtype: np.dtype, offset: int, file_shape: Sequence[int],
-                 perm: Sequence[int]) -> None:
-        self.path = str(path)
-        self.paths = (self.path,)
+                 perm: Sequence[int], stat: os.stat_result | None = None) -> None:
+        super().__init__(path, stat)
         self.file_dtype = np.dtype(dtype)
         self.dtype = self.file_dtype.newbyteorder("=")
         self.offset = int(offset)
@@ -150,23 +202,28 @@ class _RawReader(_Reader):
             nbytes = out.nbytes
             if nbytes:
                 start = self.offset + t0 * (nbytes // n)
-                with open(self.path, "rb") as fh:
+                with self._open_checked() as fh:
                     fh.seek(start)
                     got = fh.readinto(memoryview(out).cast("B"))
                 if got != nbytes:
-                    raise OSError(f"{self.path}: file is truncated (wanted {nbytes} bytes at offset {start}, got {got})")
+                    raise _corrupt(self.path, _frames_text(t0, t1),
+                                   f"wanted {nbytes} bytes at offset {start}, got {got}")
             out = out.transpose((0,) + tuple(p for p in self.perm[1:]))
         else:
-            mm = np.memmap(self.path, dtype=self.file_dtype, mode="r", offset=self.offset, shape=self.file_shape)
-            out = np.array(mm.transpose(self.perm)[t0:t1])
-            del mm
+            with self._open_checked() as fh:
+                try:
+                    mm = np.memmap(fh, dtype=self.file_dtype, mode="r", offset=self.offset, shape=self.file_shape)
+                except ValueError as exc:
+                    raise _corrupt(self.path, _frames_text(t0, t1), exc) from exc
+                out = np.array(mm.transpose(self.perm)[t0:t1])
+                del mm
         out = np.ascontiguousarray(out)
         if not self.file_dtype.isnative:
             out = out.astype(self.dtype)
         return out
 
 
-class _TiffPagesReader(_Reader):
+class _TiffPagesReader(_FileReader):
     """TIFF pages read one by one (compressed, tiled or scattered pages).
 
     The IFD offset of every page is recorded once when the file is opened,
@@ -176,9 +233,9 @@ class _TiffPagesReader(_Reader):
     """
 
     def __init__(self, path: str, keyframe_offset: int, ifd_offsets: np.ndarray,
-                 page_shape: Sequence[int], dtype: np.dtype, out_perm: Sequence[int]) -> None:
-        self.path = str(path)
-        self.paths = (self.path,)
+                 page_shape: Sequence[int], dtype: np.dtype, out_perm: Sequence[int],
+                 stat: os.stat_result | None = None) -> None:
+        super().__init__(path, stat)
         self.keyframe_offset = int(keyframe_offset)
         # ifd_offsets: leading (page) axes, already moved so that time is axis 0
         self.ifd_offsets = np.asarray(ifd_offsets, dtype=np.int64)
@@ -194,23 +251,41 @@ class _TiffPagesReader(_Reader):
         sel = self.ifd_offsets[t0:t1]
         out = np.empty(sel.shape + self.page_shape, self.dtype)
         flat = out.reshape((-1,) + self.page_shape)
-        with tifffile.TiffFile(self.path) as tif:
-            fh = tif.filehandle
-            fh.seek(self.keyframe_offset)
-            keyframe = tifffile.TiffPage(tif, index=0)
-            for i, off in enumerate(sel.ravel()):
-                if int(off) == self.keyframe_offset:
-                    page = keyframe
-                else:
-                    page = tifffile.TiffFrame(tif, index=i, offset=int(off), keyframe=keyframe)
-                flat[i] = page.asarray().reshape(self.page_shape)
+        per_frame = max(1, int(np.prod(sel.shape[1:], dtype=np.int64)))
+        where = _frames_text(t0, t1)
+        with self._open_checked() as fh:
+            try:
+                tif = tifffile.TiffFile(fh)
+            except MemoryError:
+                raise
+            except Exception as exc:
+                raise _corrupt(self.path, where, exc) from exc
+            with tif:
+                keyframe = None
+                for i, off in enumerate(sel.ravel()):
+                    try:
+                        if keyframe is None:
+                            tif.filehandle.seek(self.keyframe_offset)
+                            keyframe = tifffile.TiffPage(tif, index=0)
+                        if int(off) == self.keyframe_offset:
+                            page = keyframe
+                        else:
+                            page = tifffile.TiffFrame(tif, index=i, offset=int(off), keyframe=keyframe)
+                        flat[i] = page.asarray().reshape(self.page_shape)
+                    except MemoryError:
+                        raise
+                    except Exception as exc:
+                        # zlib.error, struct.error, TiffFileError, ValueError (a short strip cannot
+                        # be reshaped), OSError, EOFError...: any of them means these bytes are not
+                        # the page the file's directory describes
+                        raise _corrupt(self.path, f"frame {t0 + i // per_frame}", exc) from exc
         return np.ascontiguousarray(out.transpose(self.out_perm))
 
 
-class _H5Reader(_Reader):
-    def __init__(self, path: str, dataset: str, shape: Sequence[int], dtype: np.dtype) -> None:
-        self.path = str(path)
-        self.paths = (self.path,)
+class _H5Reader(_FileReader):
+    def __init__(self, path: str, dataset: str, shape: Sequence[int], dtype: np.dtype,
+                 stat: os.stat_result | None = None) -> None:
+        super().__init__(path, stat)
         self.dataset = dataset
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype)
@@ -218,8 +293,13 @@ class _H5Reader(_Reader):
     def _read(self, t0: int, t1: int) -> np.ndarray:
         import h5py
 
-        with h5py.File(self.path, "r") as f:
-            return np.asarray(f[self.dataset][t0:t1])
+        # stat right before opening: h5py reading through a Python file object would be slower
+        self._stat_checked()
+        try:
+            with h5py.File(self.path, "r") as f:
+                return np.asarray(f[self.dataset][t0:t1])
+        except (OSError, KeyError) as exc:
+            raise _corrupt(self.path, _frames_text(t0, t1), exc) from exc
 
 
 class _ConcatReader(_Reader):
@@ -231,6 +311,9 @@ class _ConcatReader(_Reader):
         self.shape = (int(self.starts[-1]),) + tuple(self.readers[0].shape[1:])
         self.dtype = self.readers[0].dtype
         self.paths = tuple(p for r in self.readers for p in r.paths)
+
+    def files(self) -> tuple[tuple[str, int, int], ...]:
+        return tuple(f for r in self.readers for f in r.files())
 
     def _read(self, t0: int, t1: int) -> np.ndarray:
         parts = []
@@ -246,8 +329,8 @@ class _ConcatReader(_Reader):
 
 
 def _reader_to_dask(reader: _Reader, chunks: tuple, name_hint: str) -> da.Array:
-    token = dask.base.tokenize(type(reader).__name__, reader.paths, reader.shape, str(reader.dtype),
-                               [os.stat(p).st_mtime_ns for p in reader.paths])
+    # the fingerprint taken at open (path, size, mtime) makes a rewritten file a new graph
+    token = dask.base.tokenize(type(reader).__name__, reader.files(), reader.shape, str(reader.dtype))
     # inline_array=False keeps the reader as one small graph key shared by all tasks
     return da.from_array(reader, chunks=chunks, name=f"fluoxr-read-{name_hint}-{token}", lock=False,
                          asarray=False, inline_array=False, meta=np.empty((0,) * reader.ndim, reader.dtype))
@@ -319,104 +402,370 @@ def _check_exists(text: str) -> None:
 # TIFF
 
 
+def _output_perm(axes: Sequence[str], path: str = "") -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Dims in fluoxr order for file ``axes`` (tifffile letters), and the permutation file->output."""
+    text = "".join(axes)
+    where = f"path {path!r}" if path else "path"
+    dims = []
+    for i, a in enumerate(axes):
+        if a not in _AXIS_DIMS:
+            raise ValueError(
+                f"{where}: TIFF axis {a!r} (of axes {text!r}) is not supported; "
+                "fluoxr reads time (T, or I/Q first), z (Z), channel (C/S), y and x"
+            )
+        if a in "QI" and i > 0:
+            # tifffile writes Q (unknown) and I (image sequence) for axes nothing names; first they
+            # can only be the frame sequence, elsewhere they could as well be z or channels
+            raise ValueError(
+                f"{where}: TIFF axis {a!r} at position {i} of axes {text!r} is tifffile's "
+                f"{'generic' if a == 'Q' else 'image-sequence'} axis, which fluoxr reads as time only when "
+                "it is the first axis; its meaning here is unknown. Write the file with named axes, e.g. "
+                "tifffile.imwrite(path, data, metadata={'axes': 'TCYX'})"
+            )
+        dims.append(_AXIS_DIMS[a])
+    # several axes can map to the same dim (e.g. 'C' and 'S'); only one of each is readable
+    if dims.count("time") > 1 or dims.count("channel") > 1 or dims.count("z") > 1:
+        raise ValueError(f"{where}: TIFF axes {text!r} have several time, z or channel axes; "
+                         "fluoxr cannot tell which is which")
+    if "time" not in dims:
+        if "z" in dims:
+            # ImageJ stacks saved as 'slices' are usually time series
+            logger.info("TIFF axes %r have no time axis; reading the Z axis as time", text)
+            dims[dims.index("z")] = "time"
+        else:
+            raise ValueError(
+                f"{where} holds a single image (axes {text!r}), not a video; "
+                "fluoxr needs a stack of frames along time"
+            )
+    order = [d for d in ("time", "z", "channel", "y", "x") if d in dims]
+    return tuple(order), tuple(dims.index(d) for d in order)
+
+
+# tifffile's own letters for an array written without axes: leading Q axes, then the page
+_PLAIN_SHAPED = re.compile(r"^Q*(S?YX|YXS)$")
+
+
+def _n_pages(tif: Any) -> int | None:
+    """How many pages the file's IFD chain holds (None if the chain is broken)."""
+    try:
+        return len(tif.pages)
+    except MemoryError:
+        raise
+    except Exception:
+        return None
+
+
+def _ome_pixels(xml: str, index: int) -> Any:
+    """The ``Pixels`` element of OME image ``index`` (None if the XML cannot be parsed)."""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return None
+    images = [el for el in root if el.tag.endswith("Image")]
+    if not images:
+        return None
+    image = images[index] if index < len(images) else images[0]
+    return next((el for el in image.iter() if el.tag.endswith("Pixels")), None)
+
+
+def _promised_pages(tif: Any, s: Any, series: int, path: str) -> tuple[int, str] | None:
+    """Pages the file's metadata promises for series ``s``, and which metadata says so."""
+    kinds = [x.kind for x in tif.series]
+    index = kinds[:series].count(s.kind)
+    if s.kind == "imagej" or (tif.is_imagej and "imagej" not in kinds):
+        ij = tif.imagej_metadata or {}
+        try:
+            if ij.get("images"):
+                return int(ij["images"]), f"ImageJ metadata (images={ij['images']})"
+            counts = {k: int(ij.get(k, 1) or 1) for k in ("frames", "slices", "channels")}
+        except (TypeError, ValueError):
+            return None
+        n = counts["frames"] * counts["slices"] * counts["channels"]
+        return n, "ImageJ metadata (" + " x ".join(f"{k}={v}" for k, v in counts.items()) + ")"
+    if s.kind == "ome" or (tif.is_ome and "ome" not in kinds):
+        pix = _ome_pixels(tif.ome_metadata or "", index)
+        if pix is None:
+            return None
+        planes = [el for el in pix if el.tag.endswith("Plane")]
+        try:
+            sizes = {k: int(pix.get(k, 1)) for k in ("SizeT", "SizeZ", "SizeC")}
+            channels = [el for el in pix if el.tag.endswith("Channel")]
+            spp = int(channels[0].get("SamplesPerPixel", 1)) if channels else 1
+        except (TypeError, ValueError):
+            return None
+        n = sizes["SizeT"] * sizes["SizeZ"] * sizes["SizeC"] // max(1, spp)
+        text = " x ".join(f"{k}={v}" for k, v in sizes.items()) + (f" / SamplesPerPixel={spp}" if spp > 1 else "")
+        if planes and len(planes) > n:
+            return len(planes), f"OME metadata ({len(planes)} planes listed)"
+        return n, f"OME metadata ({text})"
+    if s.kind == "shaped" or (tif.is_shaped and "shaped" not in kinds):
+        shaped = tif.shaped_metadata or ()
+        if index >= len(shaped) or "shape" not in shaped[index]:
+            return None
+        want = [int(n) for n in shaped[index]["shape"]]
+        page = int(np.prod(s.keyframe.shape, dtype=np.int64)) or 1
+        return int(np.prod(want, dtype=np.int64)) // page, f"tifffile shape metadata (shape={tuple(want)})"
+    return None
+
+
+# tifffile's warnings of a damaged file: it logs them and opens what it can (fewer pages, a
+# generic series instead of the OME/ImageJ one whose description lay past the end of the file)
+_TIFF_DAMAGE = re.compile(r"invalid (page|value) offset|invalid offset to|corrupt|failed to reshape|circular "
+                          r"reference|missing data|incorrect strip|metadata invalid|invalid .*metadata", re.I)
+
+
+class _TiffDamage(logging.Handler):
+    """Collects tifffile's warnings of a damaged file that this thread logs while it is installed."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.thread = threading.get_ident()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # other threads may open other files at the same time: their warnings are not ours
+        if record.thread == self.thread:
+            message = record.getMessage()
+            if _TIFF_DAMAGE.search(message):
+                self.messages.append(message)
+
+    def __enter__(self) -> _TiffDamage:
+        logging.getLogger("tifffile").addHandler(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        logging.getLogger("tifffile").removeHandler(self)
+
+
 def _tiff_reader(path: str, series: int) -> tuple[_Reader, tuple[str, ...], dict[str, Any]]:
     import tifffile
 
-    meta: dict[str, Any] = {}
     try:
-        tif = tifffile.TiffFile(path)
-    except Exception as exc:
-        raise ValueError(f"path {path!r} is not a readable TIFF file: {exc}") from exc
-    with tif:
-        if not tif.series or series >= len(tif.series):
-            raise ValueError(f"series: {path!r} has {len(tif.series)} image series, asked for index {series}")
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise ValueError(f"path {path!r} cannot be opened: {exc}") from exc
+    with fh, _TiffDamage() as damage:
+        # the fingerprint of the bytes parsed here is what every later read is checked against
+        st = os.fstat(fh.fileno())
+        try:
+            tif = tifffile.TiffFile(fh)
+        except MemoryError:
+            raise
+        except Exception as exc:
+            raise ValueError(f"path {path!r} is not a readable TIFF file, or it is truncated or corrupt "
+                             f"({type(exc).__name__}: {exc})") from exc
+        with tif:
+            try:
+                result = _tiff_series_reader(tif, path, series, st)
+            except ValueError as exc:
+                if damage.messages and "truncated or corrupt" not in str(exc) and "is truncated" not in str(exc):
+                    # the damage explains whatever else went wrong (e.g. no time axis in the generic
+                    # series tifffile fell back to); a check that saw the damage itself says more
+                    raise _corrupt(path, "its TIFF structure", f"tifffile: {damage.messages[0]}") from exc
+                raise
+    if damage.messages:
+        raise _corrupt(path, "its TIFF structure", f"tifffile: {damage.messages[0]}")
+    return result
+
+
+def _tiff_series_reader(tif: Any, path: str, series: int, st: os.stat_result
+                        ) -> tuple[_Reader, tuple[str, ...], dict[str, Any]]:
+    size = int(st.st_size)
+    try:
+        # everything tifffile parses lazily is touched here, so that a corrupt directory
+        # surfaces as one error naming the file
+        n_series = len(tif.series)
+        if not n_series or series >= n_series:
+            raise IndexError(series)
         s = tif.series[series]
         axes = s.axes.upper()
         shape = tuple(int(n) for n in s.shape)
-        dims, perm = _output_perm(axes)
-        meta.update(_tiff_metadata(tif, s))
-        dataoffset = s.dataoffset
-        if dataoffset is not None and len(s.pages) > 0 and s.keyframe.is_contiguous:
-            dtype = np.dtype(s.dtype).newbyteorder(tif.byteorder)
-            end = dataoffset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-            if end > os.path.getsize(path):
-                raise ValueError(f"path {path!r} is truncated: its frames end at byte {end}, "
-                                 f"the file has {os.path.getsize(path)}")
-            return _RawReader(path, dtype, dataoffset, shape, perm), dims, meta
-        # scattered or compressed pages: remember every page's IFD offset once
         keyframe = s.keyframe
         page_shape = tuple(int(n) for n in keyframe.shape)
-        n_lead = len(shape) - len(page_shape)
-        if n_lead < 1 or tuple(shape[n_lead:]) != page_shape:
-            raise ValueError(f"path {path!r}: cannot map TIFF series of shape {shape} onto its pages of shape {page_shape}")
-        offsets = []
-        for p in s.pages:
-            if p is None:
-                raise ValueError(f"path {path!r}: the TIFF series has missing pages")
-            if p.parent is not tif:
-                raise ValueError(f"path {path!r}: this OME series spans several files; open the files as a list instead")
-            offsets.append(p.offset)
-        lead = np.asarray(offsets, np.int64).reshape(shape[:n_lead])
-        time_axis = perm[0]
-        if time_axis >= n_lead:
-            raise ValueError(f"path {path!r}: the time axis lies inside each TIFF page; fluoxr cannot read it lazily")
-        lead = np.moveaxis(lead, time_axis, 0)
-        # axes of the array the reader builds: lead axes (time first), then page axes
-        built = [time_axis] + [a for a in range(n_lead) if a != time_axis] + list(range(n_lead, len(shape)))
-        out_perm = tuple(built.index(p) for p in perm)
-        reader = _TiffPagesReader(path, keyframe.offset, lead, page_shape, s.dtype, out_perm)
-        return reader, dims, meta
+        dataoffset = s.dataoffset
+        contiguous = dataoffset is not None and len(s.pages) > 0 and keyframe.is_contiguous
+        promised = _promised_pages(tif, s, series, path)
+        shaped_axes = None
+        if s.kind == "shaped":
+            index = [x.kind for x in tif.series][:series].count("shaped")
+            shaped_meta = tif.shaped_metadata or ()
+            shaped_axes = shaped_meta[index].get("axes") if index < len(shaped_meta) else None
+        meta = _tiff_metadata(tif, s, path, series)
+        dtype = np.dtype(s.dtype).newbyteorder(tif.byteorder)
+    except IndexError:
+        raise ValueError(f"series: {path!r} has {n_series} image series, asked for index {series}") from None
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise _corrupt(path, "its TIFF directory", exc) from exc
+
+    page_size = int(np.prod(page_shape, dtype=np.int64)) or 1
+    held = int(np.prod(shape, dtype=np.int64)) // page_size
+    if promised is not None and held < promised[0]:
+        # tifffile opens what it finds: a truncated hyperstack would read as a shorter recording
+        in_file = _n_pages(tif)
+        holds = min(held, in_file) if in_file is not None else held
+        raise ValueError(f"path {path!r}: its {promised[1]} promises {promised[0]} pages, the file holds "
+                         f"{holds}: the file is truncated or corrupt")
+    if shaped_axes is None and s.kind == "shaped" and not _PLAIN_SHAPED.match(axes):
+        # written by tifffile without axes, and its letters are shifted (trailing length-1 axes
+        # of e.g. a (T, Y, 1) array cannot be a page): read it as the array written, like a .npy
+        from ._video import default_dims
+
+        if not 3 <= len(shape) <= 5:
+            raise ValueError(f"path {path!r} holds an array of shape {shape}, not a video")
+        dims, perm = default_dims(len(shape)), tuple(range(len(shape)))
+    else:
+        dims, perm = _output_perm(axes, path)
+
+    if contiguous:
+        end = dataoffset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if end > size:
+            frame = ""
+            if perm[0] == 0 and shape[0]:
+                frame_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+                frame = f"; frame {max(0, size - dataoffset) // max(1, frame_bytes)} is the first incomplete one"
+            raise ValueError(f"path {path!r} is truncated: its frames end at byte {end}, the file has {size}{frame}")
+        return _RawReader(path, dtype, dataoffset, shape, perm, stat=st), dims, meta
+
+    # scattered or compressed pages: remember every page's IFD offset once
+    n_lead = len(shape) - len(page_shape)
+    if n_lead < 1 or tuple(shape[n_lead:]) != page_shape:
+        raise ValueError(f"path {path!r}: cannot map TIFF series of shape {shape} onto its pages of shape "
+                         f"{page_shape} (several frames in one compressed page cannot be read lazily)")
+    time_axis = perm[0]
+    if time_axis >= n_lead:
+        raise ValueError(f"path {path!r}: the time axis lies inside each TIFF page; fluoxr cannot read it lazily")
+    lead_shape = shape[:n_lead]
+    offsets = []
+    for i, p in enumerate(s.pages):
+        frame = int(np.unravel_index(i, lead_shape)[time_axis]) if i < int(np.prod(lead_shape)) else i
+        if p is None:
+            raise ValueError(f"path {path!r}: frame {frame} has no TIFF page: the file is truncated or corrupt")
+        try:
+            parent = p.parent
+            ends = [int(o) + int(n) for o, n in zip(p.dataoffsets, p.databytecounts)]
+            offset = int(p.offset)
+        except MemoryError:
+            raise
+        except Exception as exc:
+            raise _corrupt(path, f"frame {frame}", exc) from exc
+        if parent is not tif:
+            raise ValueError(f"path {path!r}: this OME series spans several files; open the files as a list instead")
+        if ends and max(ends) > size:
+            raise _corrupt(path, f"frame {frame}", f"its data end at byte {max(ends)}, the file has {size} bytes")
+        offsets.append(offset)
+    if len(offsets) != int(np.prod(lead_shape, dtype=np.int64)):
+        raise ValueError(f"path {path!r}: the TIFF series of shape {shape} has {len(offsets)} pages: "
+                         "the file is truncated or corrupt")
+    lead = np.moveaxis(np.asarray(offsets, np.int64).reshape(lead_shape), time_axis, 0)
+    # axes of the array the reader builds: lead axes (time first), then page axes
+    built = [time_axis] + [a for a in range(n_lead) if a != time_axis] + list(range(n_lead, len(shape)))
+    out_perm = tuple(built.index(p) for p in perm)
+    reader = _TiffPagesReader(path, keyframe.offset, lead, page_shape, s.dtype, out_perm, stat=st)
+    return reader, dims, meta
 
 
 _TIME_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, "msec": 1e-3,
                "millisecond": 1e-3, "milliseconds": 1e-3, "us": 1e-6, "µs": 1e-6, "\\u00b5s": 1e-6,
                "microsecond": 1e-6, "microseconds": 1e-6, "min": 60.0, "minute": 60.0, "minutes": 60.0,
                "h": 3600.0, "hour": 3600.0, "hours": 3600.0}
+_LENGTH_UNITS = {"µm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "\\u00b5m": 1.0, "nm": 1e-3, "mm": 1e3}
 
 
-def _tiff_metadata(tif: Any, series: Any) -> dict[str, Any]:
-    """fps and pixel size (µm) from ImageJ or OME metadata, when present."""
+def _positive(value: Any) -> float | None:
+    """``value`` as a finite positive float, or None when it is not one."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) and x > 0 else None
+
+
+def _bad_fps(path: str, where: str, key: str, value: Any, what: str = "a frame rate") -> str:
+    return (f"path {path!r}: its {where} says {key}={value!r}, which is not {what}; "
+            "pass fps= to open_video to set it")
+
+
+def _bad_pixel_size(path: str, where: str, key: str, value: Any) -> str:
+    return (f"path {path!r}: its {where} says {key}={value!r}, which is not a pixel size; "
+            "pass pixel_size= to open_video to set it")
+
+
+def _tiff_metadata(tif: Any, series: Any, path: str = "", index: int = 0) -> dict[str, Any]:
+    """fps and pixel size (µm) from ImageJ or OME metadata, when present.
+
+    Malformed values are not guessed around: they are returned as messages
+    under ``fps_error`` / ``pixel_size_error``, which :func:`open_video`
+    raises unless the caller gave the value itself.
+    """
+    path = path or str(tif.filename)
     meta: dict[str, Any] = {}
     ij = tif.imagej_metadata or {}
     fps = None
-    if ij.get("finterval"):
+    if "finterval" in ij:
         # finterval is the acquisition interval in `tunit` (seconds unless said otherwise)
         unit = str(ij.get("tunit", "sec")).strip().lower()
-        scale = _TIME_UNITS.get(unit)
-        try:
-            interval = float(ij["finterval"]) * scale if scale is not None else None
-        except (TypeError, ValueError):
-            interval = None
-        if scale is None:
-            logger.info("%s: ImageJ time unit %r is not known; frame interval ignored", tif.filename, unit)
-        elif interval and interval > 0:
-            fps = 1.0 / interval
-    if fps is None and ij.get("fps"):
+        interval = _positive(ij["finterval"])
+        if interval is None:
+            meta["fps_error"] = _bad_fps(path, "ImageJ metadata", "finterval", ij["finterval"], "a frame interval")
+        elif unit not in _TIME_UNITS:
+            logger.info("%s: ImageJ time unit %r is not known; frame interval ignored", path, unit)
+        else:
+            fps = 1.0 / (interval * _TIME_UNITS[unit])
+    if fps is None and "fps_error" not in meta and "fps" in ij:
         # ImageJ's 'fps' is the animation speed, not always the acquisition rate: last resort
-        logger.info("%s: frame rate taken from ImageJ's animation speed (fps=%s); pass fps= if it differs",
-                    tif.filename, ij["fps"])
-        fps = ij["fps"]
-    if fps:
+        rate = _positive(ij["fps"])
+        if rate is None:
+            meta["fps_error"] = _bad_fps(path, "ImageJ metadata", "fps", ij["fps"])
+        else:
+            logger.info("%s: frame rate taken from ImageJ's animation speed (fps=%s); pass fps= if it differs",
+                        path, ij["fps"])
+            fps = rate
+    if fps is not None:
         meta["fps"] = float(fps)
-    try:
-        page = series.keyframe
-        unit = str(ij.get("unit", "")).lower()
-        if unit in ("micron", "um", "µm", "\\u00B5m", "microns"):
-            xres = page.tags["XResolution"].value
-            if xres and xres[0]:
-                meta["pixel_size"] = float(xres[1]) / float(xres[0])
-    except (KeyError, AttributeError, TypeError, ZeroDivisionError):
-        pass
-    if tif.is_ome and tif.ome_metadata:
+    unit = str(ij.get("unit", "")).lower()
+    if unit in ("micron", "um", "µm", "\\u00b5m", "microns"):
         try:
-            root = ET.fromstring(tif.ome_metadata)
-            pix = next(el for el in root.iter() if el.tag.endswith("Pixels"))
-            if pix.get("PhysicalSizeX") and pix.get("PhysicalSizeXUnit", "µm") in ("µm", "um"):
-                meta.setdefault("pixel_size", float(pix.get("PhysicalSizeX")))
-            if pix.get("TimeIncrement") and pix.get("TimeIncrementUnit", "s") == "s" and float(pix.get("TimeIncrement")) > 0:
-                meta.setdefault("fps", 1.0 / float(pix.get("TimeIncrement")))
-        except (ET.ParseError, StopIteration, ValueError):
-            logger.debug("could not parse OME metadata of %s", tif.filename)
+            xres = series.keyframe.tags["XResolution"].value
+        except (KeyError, AttributeError):
+            xres = None
+        if xres is not None:
+            try:
+                size = _positive(float(xres[1]) / float(xres[0]))
+            except (TypeError, ValueError, IndexError, ZeroDivisionError):
+                size = None
+            if size is None:
+                meta["pixel_size_error"] = _bad_pixel_size(path, "ImageJ metadata", "XResolution", xres)
+            else:
+                meta["pixel_size"] = size
+    if tif.is_ome and tif.ome_metadata:
+        pix = _ome_pixels(tif.ome_metadata, index)
+        if pix is None:
+            logger.debug("could not parse OME metadata of %s", path)
+        else:
+            value = pix.get("PhysicalSizeX")
+            if value is not None and "pixel_size" not in meta:
+                unit = pix.get("PhysicalSizeXUnit", "µm")
+                size = _positive(value)
+                if size is None:
+                    meta["pixel_size_error"] = _bad_pixel_size(path, "OME metadata", "PhysicalSizeX", value)
+                elif unit not in _LENGTH_UNITS:
+                    logger.info("%s: OME PhysicalSizeXUnit %r is not known; pixel size ignored", path, unit)
+                else:
+                    meta["pixel_size"] = size * _LENGTH_UNITS[unit]
+            value = pix.get("TimeIncrement")
+            if value is not None and "fps" not in meta:
+                unit = pix.get("TimeIncrementUnit", "s")
+                interval = _positive(value)
+                if interval is None:
+                    meta["fps_error"] = _bad_fps(path, "OME metadata", "TimeIncrement", value, "a frame interval")
+                elif unit not in _TIME_UNITS:
+                    logger.info("%s: OME TimeIncrementUnit %r is not known; frame interval ignored", path, unit)
+                else:
+                    meta["fps"] = 1.0 / (interval * _TIME_UNITS[unit])
     return meta
 
 
@@ -426,6 +775,7 @@ def _tiff_metadata(tif: Any, series: Any) -> dict[str, Any]:
 
 def _bin_reader(path: str, shape: Sequence[int] | None, dtype: Any) -> tuple[_Reader, dict[str, Any]]:
     meta: dict[str, Any] = {}
+    st = os.stat(path)
     ops_path = os.path.join(os.path.dirname(os.path.abspath(path)), "ops.npy")
     if shape is None:
         if not os.path.exists(ops_path):
@@ -435,13 +785,17 @@ def _bin_reader(path: str, shape: Sequence[int] | None, dtype: Any) -> tuple[_Re
             )
         ops = np.load(ops_path, allow_pickle=True).item()
         shape = (int(ops["Ly"]), int(ops["Lx"]))
-        if ops.get("fs"):
-            meta["fps"] = float(ops["fs"])
+        if ops.get("fs") is not None:
+            rate = _positive(ops["fs"])
+            if rate is None:
+                meta["fps_error"] = _bad_fps(ops_path, "suite2p ops dict", "fs", ops["fs"])
+            else:
+                meta["fps"] = rate
     if len(shape) != 2 or any(int(n) < 1 for n in shape):
         raise ValueError(f"shape must be the frame shape (Ly, Lx) of positive ints, got {tuple(shape)!r}")
     dtype = np.dtype(dtype if dtype is not None else np.int16)
     frame_bytes = int(shape[0]) * int(shape[1]) * dtype.itemsize
-    size = os.path.getsize(path)
+    size = int(st.st_size)
     if size % frame_bytes:
         raise ValueError(
             f"shape {tuple(shape)} with dtype {dtype} does not divide the size of {path!r} "
@@ -450,10 +804,11 @@ def _bin_reader(path: str, shape: Sequence[int] | None, dtype: Any) -> tuple[_Re
     n = size // frame_bytes
     if n == 0:
         raise ValueError(f"path {path!r} holds no frames")
-    return _RawReader(path, dtype, 0, (n, int(shape[0]), int(shape[1])), (0, 1, 2)), meta
+    return _RawReader(path, dtype, 0, (n, int(shape[0]), int(shape[1])), (0, 1, 2), stat=st), meta
 
 
 def _npy_reader(path: str) -> tuple[_Reader, tuple[str, ...]]:
+    st = os.stat(path)
     try:
         # only the header is parsed; the map is dropped at once (tasks read the bytes themselves)
         mm = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -480,9 +835,9 @@ def _npy_reader(path: str) -> tuple[_Reader, tuple[str, ...]]:
         file_shape = file_shape[::-1]
         perm = tuple(range(ndim))[::-1]
     expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if os.path.getsize(path) < expected:
-        raise ValueError(f"path {path!r} is truncated: {os.path.getsize(path)} bytes, the header promises {expected}")
-    return _RawReader(path, dtype, offset, file_shape, perm), dims
+    if st.st_size < expected:
+        raise ValueError(f"path {path!r} is truncated: {st.st_size} bytes, the header promises {expected}")
+    return _RawReader(path, dtype, offset, file_shape, perm, stat=st), dims
 
 
 def _h5_reader(text: str) -> tuple[_Reader, dict[str, Any], tuple | None]:
@@ -491,6 +846,7 @@ def _h5_reader(text: str) -> tuple[_Reader, dict[str, Any], tuple | None]:
     except ImportError as exc:
         raise ImportError("reading HDF5 needs h5py: pip install 'fluoxr[h5]'") from exc
     path, dset = _split_h5(text)
+    st = os.stat(path)
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
@@ -508,8 +864,14 @@ def _h5_reader(text: str) -> tuple[_Reader, dict[str, Any], tuple | None]:
         if dset not in f or not isinstance(f[dset], h5py.Dataset):
             raise ValueError(f"path: {path!r} has no dataset {dset!r}")
         d = f[dset]
-        meta = {k: float(d.attrs[k]) for k in ("fps",) if k in d.attrs}
-        return _H5Reader(path, dset, d.shape, d.dtype), meta, d.chunks
+        meta: dict[str, Any] = {}
+        if "fps" in d.attrs:
+            rate = _positive(d.attrs["fps"])
+            if rate is None:
+                meta["fps_error"] = _bad_fps(path, f"HDF5 dataset {dset!r}", "fps", d.attrs["fps"])
+            else:
+                meta["fps"] = rate
+        return _H5Reader(path, dset, d.shape, d.dtype, stat=st), meta, d.chunks
 
 
 # --------------------------------------------------------------------------------------------
@@ -570,6 +932,28 @@ def _open_zarr_any(path: str, chunks: ChunksLike) -> xr.DataArray:
 
 # --------------------------------------------------------------------------------------------
 # public openers
+
+
+def _absolute(text: str) -> str:
+    """``text`` with its file made absolute (an HDF5 ``'file::/dataset'`` keeps its dataset)."""
+    f, dset = _split_h5(text)
+    return os.path.abspath(f) + (f"::{dset}" if dset is not None else "")
+
+
+def _settle_metadata(metas: Sequence[dict[str, Any]], meta: dict[str, Any], *, fps: float | None,
+                     pixel_size: float | None) -> dict[str, Any]:
+    """The first file's metadata without its malformed entries; raise for those the caller did not give."""
+    given = {"fps": fps, "pixel_size": pixel_size}
+    for m in metas:
+        for key, value in given.items():
+            message = m.get(f"{key}_error")
+            if message is None:
+                continue
+            if value is None:
+                raise ValueError(message)
+            # the caller's value replaces the metadata, so its fault does not matter here
+            logger.info("%s (ignored: %s=%g was given)", message.split("; pass")[0], key, value)
+    return {k: v for k, v in meta.items() if not k.endswith("_error")}
 
 
 def open_video(
@@ -637,7 +1021,8 @@ def open_video(
     fps = check_fps(fps)
     if pixel_size is not None:
         pixel_size = check_number(pixel_size, "pixel_size", gt=0)
-    paths = _expand_paths(path)
+    # absolute now: the readers travel to workers that may run in another directory
+    paths = [_absolute(p) for p in _expand_paths(path)]
     for p in paths:
         _check_exists(p)
     kinds = {_kind(p) for p in paths}
@@ -668,6 +1053,7 @@ def open_video(
 
     readers: list[_Reader] = []
     dims: tuple[str, ...] | None = None
+    metas: list[dict[str, Any]] = []
     for p in paths:
         if kind == "tiff":
             r, d, m = _tiff_reader(p, series)
@@ -681,6 +1067,7 @@ def open_video(
 
             d = default_dims(len(r.shape))
             base = h5chunks
+        metas.append(m)
         if dims is None:
             dims, meta = d, m
         elif d != dims or r.shape[1:] != readers[0].shape[1:]:
@@ -692,6 +1079,7 @@ def open_video(
             raise ValueError(f"path: the files differ in dtype ({readers[0].dtype} vs {r.dtype} in {p!r})")
         readers.append(r)
     assert dims is not None
+    meta = _settle_metadata(metas, meta, fps=fps, pixel_size=pixel_size)
     reader = readers[0] if len(readers) == 1 else _ConcatReader(readers)
     if reader.shape[0] < 1:
         raise ValueError(f"path {paths[0]!r} holds no frames")

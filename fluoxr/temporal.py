@@ -181,6 +181,10 @@ def _aligned(a: xr.DataArray, b: xr.DataArray, name: str) -> tuple[xr.DataArray,
 
 
 def _percentile_rows(block: np.ndarray, *, q: float) -> np.ndarray:
+    if block.dtype == np.float16:
+        # np.percentile interpolates in the input's dtype: float16 would round the
+        # baseline to 3 significant digits, unlike the float32 result of the same values
+        block = block.astype(np.float32)
     return np.percentile(block, q, axis=-1, keepdims=True).astype(np.float32)
 
 

@@ -40,7 +40,8 @@ def weighted_sums(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray, 
     weights : float64 array
         The ``nnz`` weights.
     frames : array ``(n_frames, n_pixels)``
-        Frames of any real dtype, raveled.
+        Frames of any real dtype, raveled. float16 frames are converted to
+        float32 one batch at a time (numba has no float16).
     batch : int, optional
         Frames per kernel call. The gather loop reads the frames in place
         (no float copy), so memory does not depend on it; it only splits
@@ -67,5 +68,10 @@ def weighted_sums(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray, 
     for t0 in range(0, n_frames, step):
         t1 = min(n_frames, t0 + step)
         # strided frames (one channel of a multi-channel block) are read in place, not copied
-        _weighted_sums(indptr, indices, weights, frames[t0:t1], out[:, t0:t1])
+        part = frames[t0:t1]
+        if part.dtype == np.float16:
+            # numba cannot type float16 arrays; float32 holds every float16 value exactly,
+            # and converting per batch keeps the copy to one batch of frames
+            part = part.astype(np.float32)
+        _weighted_sums(indptr, indices, weights, part, out[:, t0:t1])
     return out

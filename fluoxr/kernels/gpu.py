@@ -488,6 +488,9 @@ def gaussian_reflect(x: Any, sigma: float, *, pad_left: bool = True, pad_right: 
 def percentile_rows(block: Any, q: float) -> Any:
     """The ``q`` percentile of each row along the last axis (keepdims), float32 (linear interpolation, as NumPy's default)."""
     xp = array_module(block)
+    if block.dtype == xp.float16:
+        # interpolate as for float32 input, not in float16's 3 significant digits
+        block = block.astype(xp.float32)
     out = xp.percentile(block, q, axis=-1, keepdims=True).astype(xp.float32)
     # NumPy's percentile is NaN for a row with a NaN; a sort-based one need not be: make it so
     return xp.where(xp.isnan(block).any(axis=-1, keepdims=True), xp.float32(np.nan), out)
