@@ -97,7 +97,7 @@ def graph_inputs(obj: Any) -> set[str]:
     Examples
     --------
     >>> import numpy as np, tifffile, fluoxr
-    >>> tifffile.imwrite("/tmp/doc_inputs.tif", np.zeros((4, 3, 3), np.uint16))
+    >>> tifffile.imwrite("/tmp/doc_inputs.tif", np.zeros((4, 5, 6), np.uint16), photometric="minisblack")
     >>> sorted(graph_inputs(fluoxr.open_video("/tmp/doc_inputs.tif").mean("time")))
     ['/tmp/doc_inputs.tif']
     """
