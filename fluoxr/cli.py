@@ -394,6 +394,22 @@ def _demo_features(ctx: DemoContext) -> None:
     )
 
 
+# what `fluoxr demo` writes (a folder holding only these is an earlier demo run, from before the marker)
+DEMO_FILES = {"blinking.zarr", "calcium.zarr", "sheet.zarr", "recordings.png", "sofi.zarr", "sofi.png",
+              "calcium_traces.zarr", "calcium_traces.png", "calcium_rois.png", "roi_features.csv",
+              "oscillations.zarr", "oscillations.png", "oscillation_tracks.csv"}
+
+
+def _only_demo_files(names: Sequence[str]) -> bool:
+    def base(name: str) -> str:
+        for suffix in (".partial.done", ".partial", ".lock"):
+            if name.endswith(suffix):
+                return name[: -len(suffix)]
+        return name
+
+    return all(base(n) in DEMO_FILES for n in names)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     import matplotlib
 
@@ -405,7 +421,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {out!r} exists and is not a folder")
     # the demo replaces its own results on every run; it never writes into a folder it did not make
     marker = os.path.join(out, DEMO_MARKER)
-    if os.path.isdir(out) and os.listdir(out) and not os.path.exists(marker):
+    if os.path.isdir(out) and not os.path.exists(marker) and not _only_demo_files(os.listdir(out)):
         raise ValueError(f"--out {out!r} is a folder with other files in it; the demo writes only into a new "
                          f"folder or one of its own earlier runs (give another --out)")
     os.makedirs(out, exist_ok=True)

@@ -180,8 +180,8 @@ def test_demo_never_writes_into_a_foreign_folder(work, capsys):
     folder, _, _, _ = work
     mine = folder / "mine"
     mine.mkdir()
-    (mine / "calcium.zarr").mkdir()
-    (mine / "calcium.zarr" / "zarr.json").write_text("{}")
+    (mine / "experiment.zarr").mkdir()
+    (mine / "experiment.zarr" / "zarr.json").write_text("{}")
     before = _snapshot(mine)
     assert cli_main(["demo", "--out", str(mine), "--frames", "20", "--scheduler", "threads", "--no-progress"]) == 2
     assert "other files" in capsys.readouterr().err
@@ -189,7 +189,42 @@ def test_demo_never_writes_into_a_foreign_folder(work, capsys):
     assert cli_main(["demo", "--out", ".", "--frames", "20", "--scheduler", "threads", "--no-progress"]) == 2
 
 
+def test_demo_recognises_its_own_earlier_runs():
+    from fluoxr.cli import _only_demo_files
+
+    assert _only_demo_files(["sofi.zarr", "sofi.zarr.partial", "oscillations.png", "calcium.zarr.lock"])
+    assert not _only_demo_files(["sofi.zarr", "thesis.docx"])
+
+
 # -- 2. resume means the same computation -----------------------------------------------------------
+
+
+_TOKENS = textwrap.dedent(
+    """
+    import dask, numpy as np, fluoxr
+    from fluoxr.io import _prepare_dataset
+    v = fluoxr.open_video({tif!r}, fps=5.0, chunks=5)
+    rois = fluoxr.ROISet.from_labels(np.kron(np.arange(4).reshape(2, 2), np.ones((6, 5), int)))
+    out = fluoxr.extract(v, rois, neuropil=None)
+    f = out["F"]
+    out["spikes"] = fluoxr.oasis(f - fluoxr.baseline(f, window_s=2, sigma_frames=1), tau_s=0.5)
+    results = [out, fluoxr.sofi_images(v, 4, bleach_correction=True, fbc=0.2, smooth_kernel=5),
+               fluoxr.oscillations.detect(v, period_s=4, min_cluster_size=2).to_dataset(),
+               fluoxr.traces(v, [(3, 3), (8, 6)], size=3).to_dataset(name="F")]
+    print(" ".join(dask.base.tokenize(_prepare_dataset(r)) for r in results))
+    """
+)
+
+
+@pytest.mark.slow
+def test_every_analysis_has_the_same_token_in_another_process(work):
+    """Resume compares dask tokens across processes: they must not depend on the process."""
+    folder, tif, _, _ = work
+    code = _TOKENS.format(tif=str(tif))
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+            for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
+    assert runs[0].stdout.split() == runs[1].stdout.split() and len(runs[0].stdout.split()) == 4
 
 
 def _interrupt(obj, path, n_chunks: int = 2) -> None:
