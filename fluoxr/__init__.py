@@ -4,6 +4,10 @@ A video is a lazy, dask-backed ``xarray.DataArray`` with dims
 ``("time", "y", "x")`` chunked along time; every analysis maps a kernel over
 chunks so that it scales past memory and onto a dask cluster unchanged.
 
+``import fluoxr`` is light: each public name is imported from its module when
+it is first used, and the ``.fluo`` accessor is registered when xarray is
+imported (see :mod:`fluoxr._lazy`).
+
 Examples
 --------
 >>> import numpy as np, fluoxr
@@ -12,53 +16,38 @@ Examples
 ('time', 'y', 'x')
 """
 
-import logging
+from __future__ import annotations
 
-from . import accessor as _accessor  # noqa: F401  registers ``.fluo``
-from . import datasets, features, oscillations, sofi
+import importlib
+import logging
+from typing import Any
+
+from . import _lazy
 from ._options import get_options, set_options
-from ._video import as_video
-from .device import to_device
-from .extraction import cell_masks, extract, neuropil_masks, traces
-from .features import roi_features
-from .io import (
-    VideoFileNotFoundError,
-    open_result,
-    open_video,
-    read_image,
-    read_positions,
-    read_suite2p_stat,
-    save,
-)
-from .positions import collage_positions, positions_between, random_positions
-from .rois import ROISet
-from .sofi import (
-    bleach_blocks,
-    bleach_correct,
-    block_moments,
-    cross_cumulants,
-    cumulants,
-    deconvsk,
-    fourier_interpolate,
-    gauss1d_mask,
-    gauss2d_mask,
-    lag_cumulants,
-    lag_moments,
-    ldrc,
-    moments,
-    noise_filter,
-    psf_width,
-    reconstruct,
-    sofi_images,
-    total_signal,
-    xc_image,
-)
-from .spikes import oasis
-from .temporal import baseline, detrend, dff, normalize, subtract_neuropil
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __version__ = "0.1.0"
+
+# public name -> module it is imported from on first use
+_LAZY: dict[str, str] = {
+    "as_video": "._video",
+    "to_device": ".device",
+    **dict.fromkeys(("cell_masks", "extract", "neuropil_masks", "traces"), ".extraction"),
+    "roi_features": ".features",
+    **dict.fromkeys(("VideoFileNotFoundError", "open_result", "open_video", "read_image", "read_positions",
+                     "read_suite2p_stat", "save"), ".io"),
+    **dict.fromkeys(("collage_positions", "positions_between", "random_positions"), ".positions"),
+    "ROISet": ".rois",
+    **dict.fromkeys(("bleach_blocks", "bleach_correct", "block_moments", "cross_cumulants", "cumulants", "deconvsk",
+                     "fourier_interpolate", "gauss1d_mask", "gauss2d_mask", "lag_cumulants", "lag_moments", "ldrc",
+                     "moments", "noise_filter", "psf_width", "reconstruct", "sofi_images", "total_signal",
+                     "xc_image"), ".sofi"),
+    "oasis": ".spikes",
+    **dict.fromkeys(("baseline", "detrend", "dff", "normalize", "subtract_neuropil"), ".temporal"),
+}
+# public submodules
+_SUBMODULES = ("datasets", "features", "oscillations", "sofi")
 
 __all__ = [
     # data model, I/O, settings
@@ -115,3 +104,28 @@ __all__ = [
     # GPU
     "to_device",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name (or any submodule, e.g. ``fluoxr.io``) the first time it is used."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    elif not name.startswith("__"):
+        try:
+            value = importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise  # the submodule exists but something it imports does not
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | set(_LAZY) | set(_SUBMODULES))
+
+
+# DataArray.fluo: registered when xarray is imported, without importing it (or any analysis) here
+_lazy.after_import("xarray", _lazy.register_accessor)

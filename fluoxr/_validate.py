@@ -3,19 +3,20 @@
 Each check raises ``TypeError`` (wrong kind of object) or ``ValueError`` (right
 kind, wrong value) with a message that starts with the argument's name, says
 what was expected and quotes what was given.
+
+Only plain values are checked here (numbers, choices, frame rates); this module
+knows nothing of videos, so the data model (:mod:`fluoxr._video`, which checks
+videos, traces and images where they enter) can depend on it without a cycle.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import xarray as xr
-
-SPATIAL_DIMS = ("y", "x")
 
 
 def _short(value: Any) -> str:
@@ -90,115 +91,16 @@ def check_fps(fps: Any, name: str = "fps") -> float | None:
     return check_number(fps, name, gt=0)
 
 
-def require_fps(obj: xr.DataArray | xr.Dataset, fps: Any = None, *, name: str = "fps") -> float:
-    """The frame rate from the argument, else from ``obj.attrs['fps']``; raise if neither is known."""
-    if fps is not None:
-        return check_number(fps, name, gt=0)
-    value = obj.attrs.get("fps")
-    if value is None:
-        raise ValueError(
-            f"{name} is required: the input has no 'fps' attribute, so durations in seconds "
-            f"cannot be converted to frames; pass {name}=... (frames per second)"
-        )
-    return check_number(value, f"{name} (from attrs['fps'])", gt=0)
+# Checks of videos, traces and images live in the data model now; these names stay importable from
+# here for code written before the move (looked up lazily: importing the data model here at load
+# time would bring back the import cycle).
+_MOVED_TO_VIDEO = ("SPATIAL_DIMS", "check_dataarray", "check_image", "check_traces", "check_video",
+                   "check_whole_frames", "require_fps")
 
 
-def check_dataarray(obj: Any, name: str) -> xr.DataArray:
-    if not isinstance(obj, xr.DataArray):
-        raise TypeError(
-            f"{name} must be an xarray.DataArray, got {type(obj).__name__}"
-            + ("; wrap arrays with fluoxr.as_video(...)" if isinstance(obj, np.ndarray) or hasattr(obj, "dask") else "")
-        )
-    return obj
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_VIDEO:
+        from . import _video
 
-
-def check_video(
-    video: Any,
-    name: str = "video",
-    *,
-    min_frames: int = 1,
-    whole_frames: bool = False,
-    allowed_extra_dims: Iterable[str] = ("channel", "z"),
-) -> xr.DataArray:
-    """Return ``video`` as a fluoxr video DataArray or raise naming ``name``.
-
-    A NumPy or dask array is wrapped with :func:`fluoxr.as_video`. A video has
-    dims ``time``, ``y`` and ``x`` (with ``y``, ``x`` last) and optionally
-    ``channel`` or ``z``.
-    """
-    if not isinstance(video, xr.DataArray):
-        if isinstance(video, np.ndarray) or type(video).__module__.startswith(("dask", "cupy")):
-            from ._video import as_video
-
-            video = as_video(video, name=name)
-        else:
-            raise TypeError(
-                f"{name} must be a video (xarray.DataArray with dims ('time', 'y', 'x')), "
-                f"got {type(video).__name__}"
-            )
-    dims = video.dims
-    if len(dims) < 3 or "time" not in dims:
-        raise ValueError(
-            f"{name} must be a video with dims ('time', 'y', 'x'); got dims {dims} "
-            f"(shape {video.shape}); a single image needs a time axis, e.g. image.expand_dims('time')"
-        )
-    if not set(SPATIAL_DIMS) <= set(dims):
-        raise ValueError(f"{name} must have 'y' and 'x' dims, got dims {dims}")
-    extra = set(dims) - {"time", "y", "x"} - set(allowed_extra_dims)
-    if extra:
-        raise ValueError(f"{name} has unsupported dims {sorted(extra)}; expected ('time', 'y', 'x') "
-                         f"plus optional {tuple(allowed_extra_dims)}")
-    canonical = tuple(d for d in ("time", "z", "channel", "y", "x") if d in dims)
-    if dims != canonical:
-        # kernels index axis 0 as time and the last two as the frame (xr.concat along
-        # channel, for one, puts channel first): reorder, which is free for a lazy array
-        video = video.transpose(*canonical)
-    if video.sizes["time"] < min_frames:
-        raise ValueError(f"{name} must have at least {min_frames} frame(s) along 'time', got {video.sizes['time']}")
-    if video.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers (int, uint or float), got dtype {video.dtype}")
-    if whole_frames:
-        check_whole_frames(video, name)
-    return video
-
-
-def check_whole_frames(video: xr.DataArray, name: str = "video") -> None:
-    """Raise unless every chunk holds whole frames (one chunk along ``y`` and ``x``)."""
-    chunks = video.chunksizes if video.chunks is not None else {}
-    split = [d for d in SPATIAL_DIMS if d in chunks and len(chunks[d]) > 1]
-    if split:
-        raise ValueError(
-            f"{name} is chunked along {split}, but this operation needs whole frames in every chunk; "
-            f"rechunk along time only, e.g. {name}.chunk({{'y': -1, 'x': -1}}) "
-            f"or fluoxr.as_video({name}) for the default chunks"
-        )
-
-
-def check_traces(traces: Any, name: str = "traces", *, min_frames: int = 1) -> xr.DataArray:
-    """Return ``traces`` (a DataArray with a ``time`` dim) or raise naming ``name``."""
-    if not isinstance(traces, xr.DataArray):
-        raise TypeError(f"{name} must be an xarray.DataArray with a 'time' dim, got {type(traces).__name__}")
-    if "time" not in traces.dims:
-        raise ValueError(f"{name} must have a 'time' dim, got dims {traces.dims}")
-    if traces.sizes["time"] < min_frames:
-        raise ValueError(f"{name} must have at least {min_frames} frame(s), got {traces.sizes['time']}")
-    if traces.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {traces.dtype}")
-    return traces
-
-
-def check_image(image: Any, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """An in-memory 2-D (or N-D) array, optionally of a given shape."""
-    if isinstance(image, xr.DataArray):
-        image = image.data
-    if hasattr(image, "compute") and not isinstance(image, np.ndarray):
-        image = image.compute()
-    try:
-        arr = np.asarray(image)
-    except Exception as exc:  # pragma: no cover - exotic objects
-        raise TypeError(f"{name} must be array-like, got {type(image).__name__}") from exc
-    if arr.dtype == object:
-        raise TypeError(f"{name} must be a numeric array, got dtype object")
-    if shape is not None and arr.shape != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
-    return arr
+        return getattr(_video, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

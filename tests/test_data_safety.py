@@ -229,7 +229,7 @@ def test_every_analysis_has_the_same_token_in_another_process(work):
 
 def _interrupt(obj, path, n_chunks: int = 2) -> None:
     """Write ``obj`` to ``path`` and stop after ``n_chunks`` chunks, like a kill (the lock is left stale)."""
-    original = fio._write_block
+    original = fio.store._write_block
     count = [0]
 
     def failing(*args):
@@ -238,12 +238,12 @@ def _interrupt(obj, path, n_chunks: int = 2) -> None:
             raise KeyboardInterrupt("simulated kill")
         return original(*args)
 
-    fio._write_block = failing
+    fio.store._write_block = failing
     try:
         with dask.config.set(scheduler="sync"), pytest.raises(KeyboardInterrupt):
             fluoxr.save(obj, path)
     finally:
-        fio._write_block = original
+        fio.store._write_block = original
     assert os.path.exists(str(path) + ".partial")
 
 
@@ -1017,7 +1017,9 @@ class _Killer:
     """Counts the steps of a save (fluoxr's own calls, renames, removals, file creations and writes) and
     SIGKILLs the process at step ``at``; with ``at=None`` it only counts."""
 
-    FILES = (os.path.realpath(fio.__file__), os.path.realpath(_outputs.__file__))
+    # every module of the fluoxr.io package (readers, store, safety: what fluoxr.io and fluoxr._outputs were)
+    FILES = tuple(os.path.realpath(os.path.join(os.path.dirname(fio.__file__), n))
+                  for n in os.listdir(os.path.dirname(fio.__file__)) if n.endswith(".py"))
     C_CALLS = {"replace", "rename", "remove", "unlink", "rmdir", "mkdir", "makedirs", "open", "fsync", "write"}
     # zarr writes from its own event-loop thread; there only file operations count ("write" would also
     # count the loop's wake-ups, which vary from run to run)

@@ -19,7 +19,6 @@ import matplotlib
 import pytest
 
 import fluoxr
-import fluoxr.kernels
 
 matplotlib.use("Agg")
 
@@ -30,6 +29,11 @@ NO_EXAMPLES = {
     "fluoxr._backend": "private array-module helpers, exercised by every device-aware function",
     "fluoxr._validate": "private argument checks, exercised by tests/test_bad_input.py",
     "fluoxr.cli": "the command line (main), run subcommand by subcommand in tests/test_cli*.py",
+    "fluoxr.cli.demo": "the `fluoxr demo` pipeline, run by tests/test_cli.py and tests/test_scale.py",
+    "fluoxr.cli.extract": "the `fluoxr extract` subcommand, run by tests/test_cli_extract.py",
+    "fluoxr.cli.info": "the `fluoxr info` subcommand, run by tests/test_cli.py",
+    "fluoxr.cli.oscillations": "the `fluoxr oscillations` subcommand, run by tests/test_oscillations.py",
+    "fluoxr.cli.sofi": "the `fluoxr sofi` subcommand, run by tests/test_sofi_cli.py",
 }
 
 # a quoted string that names a file (an extension a fluoxr example could write)
@@ -37,10 +41,10 @@ _PATH = re.compile(r"""["']([^"'\s]+\.(?:tif|tiff|zarr|npy|npz|h5|hdf5|csv|bin|p
 
 
 def _module_names() -> list[str]:
-    names = {"fluoxr", "fluoxr.kernels"}
-    for pkg in (fluoxr, fluoxr.kernels):
-        names |= {m.name for m in pkgutil.iter_modules(pkg.__path__, pkg.__name__ + ".")}
-    return sorted(names)
+    # every module of every subpackage (fluoxr.io, fluoxr.cli, fluoxr.kernels, ...); not ``__main__``,
+    # which runs the command line when imported as a program
+    names = {"fluoxr"} | {m.name for m in pkgutil.walk_packages(fluoxr.__path__, "fluoxr.")}
+    return sorted(n for n in names if not n.endswith(".__main__"))
 
 
 MODULES = _module_names()
@@ -61,6 +65,7 @@ def _public_members(mod) -> list[str]:
 
 def test_discovery_finds_the_modules():
     assert {"fluoxr.sofi", "fluoxr.io", "fluoxr.kernels.moments", "fluoxr.kernels.gpu", "fluoxr.device"} <= set(MODULES)
+    assert {"fluoxr.io.store", "fluoxr.io.tiff", "fluoxr.io.safety", "fluoxr.cli.demo", "fluoxr.cli.run"} <= set(MODULES)
     assert set(NO_EXAMPLES) <= set(MODULES)
 
 

@@ -278,7 +278,7 @@ def test_save_resume_skips_written_chunks(tmp_path, stack, monkeypatch):
     v = fluoxr.as_video(stack, chunks=5)
     p = str(tmp_path / "r.zarr")
     calls = []
-    original = fio._write_block
+    original = fio.store._write_block
 
     def failing(block, store, var, region, marker):
         calls.append(region[0].start)
@@ -286,7 +286,7 @@ def test_save_resume_skips_written_chunks(tmp_path, stack, monkeypatch):
             raise RuntimeError("simulated crash")
         return original(block, store, var, region, marker)
 
-    monkeypatch.setattr(fio, "_write_block", failing)
+    monkeypatch.setattr(fio.store, "_write_block", failing)
     with dask.config.set(scheduler="sync"):
         with pytest.raises(RuntimeError, match="simulated crash"):
             fluoxr.save(v, p)
@@ -297,9 +297,9 @@ def test_save_resume_skips_written_chunks(tmp_path, stack, monkeypatch):
         fluoxr.save(v, p)
     with pytest.raises(ValueError, match="different computation.*chunks differ"):
         fluoxr.save(fluoxr.as_video(stack, chunks=4), p, resume=True)
-    monkeypatch.setattr(fio, "_write_block", original)
+    monkeypatch.setattr(fio.store, "_write_block", original)
     written = []
-    monkeypatch.setattr(fio, "_write_block", lambda b, s, var, region, m: written.append(region[0].start) or original(b, s, var, region, m))
+    monkeypatch.setattr(fio.store, "_write_block", lambda b, s, var, region, m: written.append(region[0].start) or original(b, s, var, region, m))
     with dask.config.set(scheduler="sync"):
         fluoxr.save(v, p, resume=True)
     assert len(written) == 5 - 2  # two chunks were complete before the crash

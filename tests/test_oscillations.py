@@ -291,7 +291,7 @@ def test_coordinates_table_is_lazy_exact_and_savable(tmp_path, monkeypatch):
     # written block by block; an interrupted write is resumed without recomputing written blocks
     table = O.oscillation_coordinates(labels.chunk({"time": 9}))
     path = str(tmp_path / "coords.zarr")
-    import fluoxr.io as io
+    import fluoxr.io.store as io
 
     real = io._concat_ragged
 

@@ -107,8 +107,8 @@ def test_sigkilled_write_resumes_to_the_same_store(tmp_path, monkeypatch):
         fluoxr.open_result(path)
 
     written = []
-    original = fio._write_block
-    monkeypatch.setattr(fio, "_write_block", lambda b, s, v, r, m: written.append(r[0].start) or original(b, s, v, r, m))
+    original = fio.store._write_block
+    monkeypatch.setattr(fio.store, "_write_block", lambda b, s, v, r, m: written.append(r[0].start) or original(b, s, v, r, m))
     video = _slow_video(60, delay=0.0, resumable=True)
     with dask.config.set(scheduler="threads"):
         fluoxr.save(video, path, resume=True)

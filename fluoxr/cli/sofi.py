@@ -1,0 +1,67 @@
+"""``fluoxr sofi``: SOFI moment and cumulant images of every order from one pass, to zarr and a figure."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .args import _COUNT, _POSITIVE, _add_output_args, _add_scheduler_args, _number
+from .run import Runner, _check_output, _save_figure, scheduler
+
+
+def _sofi_png_path(out: str) -> str:
+    base = out.rstrip("/\\")
+    return (base[: -len(".zarr")] if base.endswith(".zarr") else base) + ".png"
+
+
+def run(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ..io import open_result, open_video, save
+    from ..plot import show_orders
+    from ..sofi import fourier_interpolate, sofi_images
+
+    out = args.output
+    png = args.png or _sofi_png_path(out)
+    _check_output(out, args, "-o")
+    _check_output(png, args, "--png", replace=True)  # a figure is simply redrawn
+    video = open_video(args.input if len(args.input) > 1 else args.input[0], fps=args.fps)
+    nbytes = video.nbytes
+    if args.finterp > 1:
+        video = fourier_interpolate(video, args.finterp)
+    ds = sofi_images(video, args.order, bleach_correction=args.bleach_correction, fbc=args.fbc,
+                     smooth_kernel=args.smooth_kernel)
+    if not args.cumulants:
+        ds = ds.drop_vars("cumulants")
+    what = "moments" + (" and cumulants" if args.cumulants else "")
+    label = f"SOFI {what} to order {args.order}" + (" (bleach-corrected)" if args.bleach_correction else "")
+    with scheduler(args.scheduler, workers=args.workers) as client:
+        runner = Runner(client=client, progress=not args.no_progress)
+        runner.compute(save(ds, out, overwrite=args.overwrite, resume=args.resume, compute=False), label=label,
+                       nbytes=nbytes)
+    result = open_result(out).compute()
+    fig = show_orders(result["cumulants" if args.cumulants else "moments"], mean_image=result["mean_image"])
+    _save_figure(fig, png)
+    print(f"fluoxr sofi: {label} of {dict(video.sizes)} in {runner.throughput(label)}")
+    print(f"  results: {out}  (open with fluoxr.open_result)")
+    print(f"  figure:  {png}")
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("sofi", help="SOFI moment and cumulant images of every order, from one pass over a recording")
+    p.add_argument("input", nargs="+", help="recording: TIFF(s), zarr, .bin, .npy or file.h5::/dataset")
+    p.add_argument("-o", "--output", required=True, help="output zarr store (mean image, moments, cumulants)")
+    p.add_argument("--order", type=_COUNT, default=6, help="highest order (default 6)")
+    p.add_argument("--cumulants", action="store_true", help="also write cumulants (and plot them)")
+    p.add_argument("--bleach-correction", action="store_true",
+                   help="average the moments of blocks of equal bleaching (reads the data twice)")
+    p.add_argument("--fbc", type=_number(float, gt=0, lt=1), default=0.04, help="bleaching fraction per block (default 0.04)")
+    p.add_argument("--smooth-kernel", type=_COUNT, default=251, help="median window of the total signal (default 251)")
+    p.add_argument("--finterp", type=_COUNT, default=1, help="Fourier interpolation factor (default 1: none)")
+    p.add_argument("--fps", type=_POSITIVE, default=None, help="frame rate, if the file does not say")
+    p.add_argument("--png", default=None, help="figure of the orders side by side (default: OUTPUT with .png)")
+    _add_output_args(p, "output")
+    _add_scheduler_args(p)
+    p.set_defaults(func=run)

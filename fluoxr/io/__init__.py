@@ -1,0 +1,68 @@
+"""Opening recordings lazily and saving results: the only package that touches disk.
+
+Every opener reads metadata only. Pixel data are read by small picklable
+*reader* objects (a path plus the layout of the frames in the file) that each
+dask task opens itself, so the graph runs on process-based distributed
+workers and no open file handle ever enters it. Inputs are opened read-only.
+
+Formats
+-------
+TIFF / BigTIFF (one file, a list, or a glob; ImageJ and OME hyperstacks),
+zarr v2/v3 (arrays, and groups written by :func:`save`), suite2p ``data.bin``,
+``.npy`` (read like a memory map) and HDF5 datasets (``"file.h5::/path"``).
+
+Layout
+------
+``readers``  the reader base classes and the dask array over a reader
+``tiff``, ``raw`` (.bin, .npy), ``hdf5``, ``zarr``  one module per format
+``open``     the public openers: open_video, open_result, info, read_image, ...
+``store``    save: chunk by chunk, resumable, completeness recorded in the store
+``safety``   what keeps outputs away from inputs: refused paths, locks, fingerprints
+
+Patch private functions where they are defined (``fluoxr.io.store._write_block``):
+the names re-exported here are for reading, and rebinding them changes nothing.
+"""
+
+from __future__ import annotations
+
+from .hdf5 import H5_SUFFIXES, _h5_reader, _H5Reader, _split_h5
+from .open import (
+    _check_exists,
+    _expand_paths,
+    _kind,
+    info,
+    open_result,
+    open_video,
+    read_image,
+    read_positions,
+    read_suite2p_stat,
+)
+from .raw import _bin_reader, _npy_reader, _RawReader
+from .readers import PathLike, VideoFileNotFoundError, _ConcatReader, _FileReader, _Reader, _reader_to_dask
+from .store import (
+    _PARTIAL,
+    _WRITE_ATTR,
+    IncompleteStoreError,
+    _concat_ragged,
+    _graph_sources,
+    _paths_of,
+    _prepare_dataset,
+    _store_state,
+    _write_block,
+    check_complete,
+    save,
+)
+from .tiff import TIFF_SUFFIXES, _tiff_metadata, _tiff_reader, _TiffPagesReader
+from .zarr import _open_zarr_any
+
+__all__ = [
+    "open_video",
+    "open_result",
+    "save",
+    "info",
+    "read_image",
+    "read_suite2p_stat",
+    "VideoFileNotFoundError",
+    "IncompleteStoreError",
+    "check_complete",
+]
