@@ -23,7 +23,17 @@ import numpy as np
 PathLike = str | os.PathLike
 
 class VideoFileNotFoundError(FileNotFoundError, ValueError):
-    """A path given to fluoxr does not exist (both a ``FileNotFoundError`` and a ``ValueError``)."""
+    """A path given to fluoxr does not exist (both a ``FileNotFoundError`` and a ``ValueError``).
+
+    Examples
+    --------
+    >>> import fluoxr
+    >>> try:
+    ...     fluoxr.open_video("/tmp/no_such_recording.tif")
+    ... except FileNotFoundError as exc:
+    ...     print(type(exc).__name__)
+    VideoFileNotFoundError
+    """
 
 # --------------------------------------------------------------------------------------------
 # readers: picklable, hold no file handle, read whole frames for a range of time indices
