@@ -165,3 +165,27 @@ def test_bad_declarations_are_refused():
         apply_temporal(data, TemporalFilter(_where, halo=(1, 1)), others=[da.zeros(5, chunks=3)])
     with pytest.raises(ValueError, match="axis must be"):
         apply_temporal(data, TemporalFilter(_copy_view, halo=(1, 1)), axis=1)
+
+
+def _lag_products(window: np.ndarray, *, before: int, after: int, t0: int, n_frames: int,
+                  maxlag: int) -> np.ndarray:
+    # the products x[t] * x[t + maxlag] that start in this chunk (t < n_frames - maxlag), summed: (1, 1, y)
+    n = window.shape[0] - after
+    starts = min(n, n_frames - maxlag - t0)
+    total = (window[:starts] * window[maxlag : maxlag + starts]).sum(axis=0) if starts > 0 else window[0] * 0
+    return total[None, None]
+
+
+@pytest.mark.parametrize("maxlag", [1, 3, 8])
+def test_one_sided_halo_for_lag_products_with_a_new_axis(maxlag):
+    # lag moments: halo (0, maxlag), one partial sum per chunk on a new axis, summed afterwards
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(N, 4))
+    expected = (x[:-maxlag] * x[maxlag:]).sum(axis=0)
+    filt = TemporalFilter(_lag_products, halo=lambda maxlag: (0, maxlag), edge="none", position=True)
+    for chunks in CHUNKINGS:
+        data = da.from_array(x, chunks=(chunks, 4))
+        with raise_if_dask_computes():
+            parts = apply_temporal(data, filt, maxlag=maxlag, new_axis=[1],
+                                   chunks=((1,) * len(chunks), (1,), (4,)))
+        np.testing.assert_allclose(parts.sum(axis=(0, 1)).compute(), expected, rtol=1e-12)

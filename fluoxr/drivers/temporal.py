@@ -275,6 +275,8 @@ def apply_temporal(
     meta: Any = None,
     others: Sequence[da.Array] = (),
     whole_chunks: dict[int, Any] | None = None,
+    chunks: tuple | None = None,
+    new_axis: Sequence[int] = (),
     **params: Any,
 ) -> da.Array:
     """Apply the temporal filter ``filt`` along ``axis`` of ``data``, chunk by chunk, lazily.
@@ -302,6 +304,12 @@ def apply_temporal(
     whole_chunks : dict, optional
         For a :data:`WHOLE` halo: chunks of the other axes while time is in
         one chunk (default ``"auto"``: blocks of dask's default size).
+    chunks, new_axis : optional
+        For a kernel whose output is not the chunk's frames (e.g. per-chunk
+        partial sums of lag products, ``halo=(0, maxlag)``, summed
+        afterwards): the result's chunks (one block per input block) and the
+        positions of the axes it adds, as in ``dask.array.map_blocks``.
+        Default: the input's chunks.
     **params
         Passed to the kernel and to the halo function.
 
@@ -332,16 +340,21 @@ def apply_temporal(
             raise ValueError(f"others[{j}] must be a dask array with the chunks of data {data.chunks}, "
                              f"got {getattr(o, 'chunks', type(o).__name__)}")
     dtype = np.dtype(data.dtype if dtype is None else dtype)
-    if meta is None:
-        meta = _backend.meta_like(data, data.ndim, dtype)
     halo = filt.halo_of(**params)
     n_frames = data.shape[axis]
+    new_axis = sorted(int(a) for a in new_axis)
+    out_ndim = data.ndim + len(new_axis)
+    if meta is None:
+        meta = _backend.meta_like(data, out_ndim, dtype)
     if halo == WHOLE:
-        return _whole(data, filt, axis, dtype, meta, others, whole_chunks, params)
+        return _whole(data, filt, axis, dtype, meta, others, whole_chunks, params, chunks, new_axis)
     before, after = halo
+    out_chunks = data.chunks if chunks is None else tuple(tuple(c) for c in chunks)
+    if len(out_chunks) != out_ndim:
+        raise ValueError(f"chunks must have {out_ndim} dims (data's and new_axis), got {len(out_chunks)}")
 
     label = filt.label
-    token = dask.base.tokenize(data.name, [o.name for o in others], filt, axis, dtype, params)
+    token = dask.base.tokenize(data.name, [o.name for o in others], filt, axis, dtype, params, chunks, new_axis)
     name = f"{label}-{token}"
     head_name, tail_name = f"{label}-head-{token}", f"{label}-tail-{token}"
     tchunks = data.chunks[axis]
@@ -377,14 +390,18 @@ def apply_temporal(
                     dsk.setdefault(k, (_copy_frames, key(data.name, j), axis, 0, b))
                     pieces_after.append(k)
                 j += 1
-            dsk[key(name, i)] = (run[i], key(data.name, i), pieces_before, pieces_after,
+            out_key = list(key(name, i))
+            for a in new_axis:
+                out_key.insert(a + 1, 0)
+            dsk[tuple(out_key)] = (run[i], key(data.name, i), pieces_before, pieces_after,
                                  [key(o.name, i) for o in others])
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data, *others])
-    return da.Array(graph, name, chunks=data.chunks, dtype=dtype, meta=meta)
+    return da.Array(graph, name, chunks=out_chunks, dtype=dtype, meta=meta)
 
 
 def _whole(data: da.Array, filt: TemporalFilter, axis: int, dtype: Any, meta: Any, others: list,
-           whole_chunks: dict[int, Any] | None, params: dict[str, Any]) -> da.Array:
+           whole_chunks: dict[int, Any] | None, params: dict[str, Any], chunks: tuple | None,
+           new_axis: list[int]) -> da.Array:
     """The kernel once per block of the other axes, on one chunk along time; split back into the input's chunks."""
     run = functools.partial(_run_whole, kernel=filt.kernel, axis=axis, split=filt.split, position=filt.position,
                             params=params)
@@ -392,6 +409,11 @@ def _whole(data: da.Array, filt: TemporalFilter, axis: int, dtype: Any, meta: An
     target[axis] = -1
     whole = data.rechunk(target)
     rest = [o.rechunk(whole.chunks) for o in others]
+    if chunks is not None or new_axis:
+        # a kernel with its own output shape: its blocks are the caller's business
+        return da.map_blocks(run, whole, *rest, dtype=dtype, meta=meta, chunks=chunks, new_axis=new_axis or None,
+                             name=f"{filt.label}-whole-" + dask.base.tokenize(whole.name, [o.name for o in rest],
+                                                                              filt, axis, dtype, params, chunks))
     out = da.map_blocks(run, whole, *rest, dtype=dtype, meta=meta,
                         name=f"{filt.label}-whole-" + dask.base.tokenize(whole.name, [o.name for o in rest], filt,
                                                                          axis, dtype, params))
