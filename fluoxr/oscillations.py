@@ -34,6 +34,7 @@ import xarray as xr
 from . import _backend
 from ._validate import check_choice, check_int, check_number, check_video, check_whole_frames
 from .device import host
+from .drivers import TemporalFilter, apply_temporal
 from .kernels import gpu as kg
 from .kernels import oscillations as K
 
@@ -108,52 +109,14 @@ def _mask_array(mask: Any, video: xr.DataArray, chunks: tuple) -> da.Array:
     return arr
 
 
-def _head(block: np.ndarray, k: int) -> np.ndarray:
-    return block[:k].copy()  # a copy: a view would keep the whole block in memory
+def _gradient_halo(*, k: int, **_: Any) -> tuple[int, int]:
+    return k, k
 
 
-def _tail(block: np.ndarray, k: int) -> np.ndarray:
-    return block[max(block.shape[0] - k, 0) :].copy()
-
-
-def _same(block: np.ndarray) -> np.ndarray:
-    return block
-
-
-def _shifted(src: da.Array, shift: int, template: da.Array) -> da.Array:
-    """Block ``i`` is block ``i + shift`` of ``src``, and an empty array where there is none."""
-    n = src.numblocks[0]
-    name = f"osc-halo-{shift:+d}-" + dask.base.tokenize(src.name, shift)
-    dsk = {}
-    # every block of the other dims (z, channel, or y/x): a video chunked along z has several per time chunk
-    for rest in np.ndindex(*src.numblocks[1:]):
-        empty = (np.zeros, (0,) + tuple(c[j] for c, j in zip(src.chunks[1:], rest)), src.dtype)
-        for i in range(n):
-            dsk[(name, i) + rest] = (_same, (src.name, i + shift) + rest) if 0 <= i + shift < n else empty
-    sizes = tuple(src.chunks[0][i + shift] if 0 <= i + shift < n else 0 for i in range(n))
-    graph = dask.highlevelgraph.HighLevelGraph.from_collections(name, dsk, dependencies=[src])
-    return da.Array(graph, name, chunks=(sizes,) + src.chunks[1:], meta=template._meta)
-
-
-def _halo_arrays(data: da.Array, k: int) -> tuple[da.Array, da.Array]:
-    """For every time chunk, the ``k`` frames before it and the ``k`` after it (copies), one block per chunk.
-
-    Each chunk must hold at least ``k`` frames (or be the only chunk). Unlike
-    ``map_overlap``, whose halo slices are views that keep each neighbouring
-    chunk in memory until both its neighbours are done, only copies of the
-    ``k`` edge frames travel between tasks.
-    """
-    sizes = tuple(min(k, c) for c in data.chunks[0])
-    meta = _backend.meta_like(data, data.ndim, data.dtype)
-    heads = data.map_blocks(_head, k, chunks=(sizes,) + data.chunks[1:], dtype=data.dtype, meta=meta)
-    tails = data.map_blocks(_tail, k, chunks=(sizes,) + data.chunks[1:], dtype=data.dtype, meta=meta)
-    return _shifted(tails, -1, data), _shifted(heads, +1, data)
-
-
-def _detect_block(block: np.ndarray, before: np.ndarray, after: np.ndarray, idx: np.ndarray,
-                  mask: np.ndarray | None = None, *, n_frames: int, k: int, spacing: float | None, lowmem: bool,
-                  compat: bool, min_size: int, start: int, batch: int = 32) -> np.ndarray:
-    c0 = int(idx.flat[0])
+def _detect_block(before: np.ndarray, block: np.ndarray, after: np.ndarray, mask: np.ndarray | None = None, *,
+                  t0: int, n_frames: int, k: int, spacing: float | None, lowmem: bool, compat: bool, min_size: int,
+                  start: int, batch: int = 32) -> np.ndarray:
+    c0 = t0
     c1 = c0 + block.shape[0]
     n = c1 - c0
     out = np.zeros(block.shape, np.int8)
@@ -178,14 +141,14 @@ def _detect_block(block: np.ndarray, before: np.ndarray, after: np.ndarray, idx:
     return out
 
 
-def _detect_block_gpu(block: Any, before: Any, after: Any, idx: np.ndarray, mask: Any = None, *, n_frames: int,
-                      k: int, spacing: float | None, lowmem: bool, min_size: int, start: int,
+def _detect_block_gpu(before: Any, block: Any, after: Any, mask: Any = None, *, t0: int, n_frames: int, k: int,
+                      spacing: float | None, lowmem: bool, min_size: int, start: int,
                       batch_pixels: int = 2**25) -> Any:
     """:func:`_detect_block` on the device: larger batches of frames, labelled together (default rule only)."""
     xp = _backend.array_module(block)
-    c0 = int(idx.flat[0])
+    c0 = t0
     c1 = c0 + block.shape[0]
-    # the halos may come as empty NumPy blocks at the recording's ends
+    # the halos may come as empty blocks at the recording's ends
     frames = xp.concatenate([xp.asarray(before), block, xp.asarray(after)])
     first = c0 - before.shape[0]
     out = xp.zeros(block.shape, xp.int8)
@@ -205,6 +168,15 @@ def _detect_block_gpu(block: Any, before: Any, after: Any, idx: np.ndarray, mask
         out[u0 - c0 : u1 - c0] = kg.vote_and_filter(sign.reshape((u1 - u0,) + planes), min_size).reshape(
             (u1 - u0,) + tuple(block.shape[1:]))
     return out
+
+
+# the temporal gradient of every frame needs k frames on each side, copied from the neighbouring chunks
+# (np.gradient is one-sided at the recording's ends: the kernels treat the ends themselves, edge "none");
+# the kernels read the frames near the chunk's edges from small stacks, so they take the context split
+_GRADIENT = TemporalFilter(_detect_block, halo=_gradient_halo, edge="none", split=True, position=True,
+                           name="fluoxr-osc-detect")
+_GRADIENT_GPU = TemporalFilter(_detect_block_gpu, halo=_gradient_halo, edge="none", split=True, position=True,
+                               name="fluoxr-osc-detect-gpu")
 
 
 def detect(
@@ -287,9 +259,9 @@ def detect(
     Returns
     -------
     xarray.DataArray
-        int8, dims of ``video`` without ``channel``, chunked like ``video``
-        along time (chunks shorter than the halo are merged): 0 none,
-        1 influx, 2 efflux. Attributes record the parameters.
+        int8, dims of ``video`` without ``channel``, with the chunks of
+        ``video`` (also chunks shorter than the halo): 0 none, 1 influx,
+        2 efflux. Attributes record the parameters.
 
     Notes
     -----
@@ -335,35 +307,18 @@ def detect(
     device = compat is None and _backend.is_device_array(video.data)
     data = video.data
     k = detection_halo(period_s=period_s, interval_s=interval_s, lag=lag)
-    tchunks = data.chunks[0]
-    if len(tchunks) > 1 and n <= k:
-        tchunks = (n,)
-    elif len(tchunks) > 1 and min(tchunks) < k:
-        from dask.array.overlap import ensure_minimum_chunksize
-
-        tchunks = ensure_minimum_chunksize(k, tchunks)
-    if tchunks != data.chunks[0]:
-        data = data.rechunk((tchunks,) + data.chunks[1:])
     nd = data.ndim
-    before, after = _halo_arrays(data, k)
-    idx = da.arange(n, chunks=(tchunks,)).reshape((n,) + (1,) * (nd - 1))
-    args = [data, before, after, idx]
-    if mask is not None:
-        args.append(_mask_array(mask, video, data.chunks))
+    others = [] if mask is None else [_mask_array(mask, video, data.chunks)]
     spacing = K.cellects_spacing(period_s, interval_s) if lag is None else None
-    # map_blocks pairs blocks by index (it does not align chunks): the halos have their own, shorter chunks
     if device:
-        result = da.map_blocks(
-            _detect_block_gpu, *args, dtype=np.int8, meta=_backend.meta_like(data, nd, np.int8),
-            chunks=data.chunks, n_frames=n, k=k, spacing=spacing, lowmem=False, min_size=min_cluster_size,
-            start=start,
-        )
+        result = apply_temporal(data, _GRADIENT_GPU, axis=0, others=others, dtype=np.int8,
+                                meta=_backend.meta_like(data, nd, np.int8), k=k, spacing=spacing, lowmem=False,
+                                min_size=min_cluster_size, start=start)
     else:
-        result = da.map_blocks(
-            _detect_block, *args, dtype=np.int8, meta=np.empty((0,) * nd, np.int8),
-            chunks=data.chunks, n_frames=n, k=k, spacing=spacing, lowmem=compat == "cellects-lowmem",
-            compat=compat is not None, min_size=min_cluster_size, start=start,
-        )
+        result = apply_temporal(data, _GRADIENT, axis=0, others=others, dtype=np.int8,
+                                meta=np.empty((0,) * nd, np.int8), k=k, spacing=spacing,
+                                lowmem=compat == "cellects-lowmem", compat=compat is not None,
+                                min_size=min_cluster_size, start=start)
     coords = {name: c.variable for name, c in video.coords.items() if set(c.dims) <= set(video.dims)}
     attrs = {
         "long_name": "oscillation",

@@ -10,6 +10,7 @@ import xarray as xr
 
 from ._validate import check_number, check_traces
 from .device import host
+from .drivers import WHOLE, TemporalFilter, apply_temporal
 from .kernels.oasis import oasis_rows
 from .temporal import traces_fps
 
@@ -22,9 +23,14 @@ __all__ = ["oasis"]
 _TASK_BYTES = 4e6
 
 
-def _oasis_block(block: np.ndarray, *, tau_s: float, fps: float) -> np.ndarray:
+def _oasis_block(block: np.ndarray, *, before: int, after: int, tau_s: float, fps: float) -> np.ndarray:
     flat = block.reshape(-1, block.shape[-1])
     return oasis_rows(flat, tau_s, fps).reshape(block.shape)
+
+
+# each trace is one sequential fit (every frame depends on the whole trace): a whole-recording filter,
+# run once per block of ROIs
+_OASIS = TemporalFilter(_oasis_block, halo=WHOLE, name="fluoxr-oasis")
 
 
 def oasis(traces: xr.DataArray, *, tau_s: float, fps: float | None = None) -> xr.DataArray:
@@ -41,9 +47,9 @@ def oasis(traces: xr.DataArray, *, tau_s: float, fps: float | None = None) -> xr
     Input should be baseline-subtracted (``traces - fluoxr.baseline(traces)``
     on neuropil-corrected traces, as suite2p's pipeline does).
 
-    Lazy over ROIs: each trace is one sequential fit, so the result has one
-    chunk along time and blocks of ROIs (about 4 MB each) that run on
-    parallel threads.
+    Lazy over ROIs: each trace is one sequential fit, so it runs on one chunk
+    along time per block of ROIs (about 4 MB each, on parallel threads); the
+    result has the chunks of ``traces``.
 
     Parameters
     ----------
@@ -84,9 +90,8 @@ def oasis(traces: xr.DataArray, *, tau_s: float, fps: float | None = None) -> xr
     lead = {i: -1 for i in range(data.ndim - 1)}
     if data.ndim >= 2:
         lead[data.ndim - 2] = min(rows, max(1, data.shape[-2]))
-    whole = data.astype(np.float32).rechunk({**lead, data.ndim - 1: -1})
-    out = whole.map_blocks(_oasis_block, tau_s=tau_s, fps=rate, dtype=np.float32,
-                           meta=np.empty((0,) * data.ndim, np.float32))
+    out = apply_temporal(data.astype(np.float32), _OASIS, axis=data.ndim - 1, whole_chunks=lead, dtype=np.float32,
+                         meta=np.empty((0,) * data.ndim, np.float32), tau_s=tau_s, fps=rate)
     result = t.copy(data=out)
     result.name = "spikes"
     result.attrs = dict(traces.attrs) | {"tau_s": tau_s, "fps": rate}

@@ -3,17 +3,19 @@
 All are lazy and give the same answer for any chunking along ``time``:
 
 - local filters (:func:`baseline` "maximin", the smoothing of "constant")
-  run with ``map_overlap`` and a halo computed from their parameters
-  (:mod:`fluoxr.kernels.temporal`); padding is applied only at the true
-  start and end of the recording, never at chunk edges. Chunks shorter than
-  the halo are merged first (dask's ``map_overlap`` needs it) and the
-  result is rechunked back to the input's chunks;
+  run on the temporal-filter driver (:func:`fluoxr.drivers.apply_temporal`)
+  with a halo computed from their parameters (:mod:`fluoxr.kernels.temporal`);
+  padding is applied only at the true start and end of the recording, never
+  at chunk edges, and the result has the input's chunks, also when chunks
+  are shorter than the halo;
 - per-ROI statistics that are tree reductions (the "constant" minimum,
   :func:`normalize`'s min and max) never rechunk time;
-- statistics that need the whole series of a ROI at once (the "prctile"
-  percentile, :func:`detrend`'s fits and period estimate) rechunk to one
-  chunk along time per block of ROIs. Traces are small (ROIs x frames
-  float32), so this is the one place where time is whole in a chunk.
+- :func:`detrend` (fits and period estimate over the whole trace) is a
+  whole-recording filter on the same driver: one chunk along time per block
+  of ROIs, split back into the input's chunks; the "prctile" percentile, a
+  per-ROI reduction that does not merge from partial states, gathers each
+  trace once. Traces are small (ROIs x frames float32), so these are the
+  places where time is whole in a chunk.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import xarray as xr
 from . import _backend
 from ._validate import check_choice, check_number, check_traces, require_fps
 from .device import host
+from .drivers import WHOLE, TemporalFilter, apply_temporal
 from .kernels import detrend as kdetrend
 from .kernels import gpu as kg
 from .kernels import temporal as ktemporal
@@ -57,20 +60,29 @@ def _like(template: xr.DataArray, data: da.Array, name: str | None, attrs: dict[
     return out
 
 
-def _overlap_block(block: np.ndarray, *, kernel: Callable[..., np.ndarray], halo: int, block_info: Any = None,
-                   **kwargs: Any) -> np.ndarray:
-    info = block_info[0]
-    loc = info["chunk-location"][-1]
-    n_chunks = info["num-chunks"][-1]
-    first, last = loc == 0, loc == n_chunks - 1
-    core = kernel(block, pad_left=first, pad_right=last, **kwargs)
-    # map_overlap trims `halo` from every side that had a neighbour: put placeholders back there
-    lpad = 0 if first else halo
-    rpad = 0 if last else halo
-    if lpad or rpad:
-        xp = _backend.array_module(core)
-        core = xp.pad(core, [(0, 0)] * (core.ndim - 1) + [(lpad, rpad)])
-    return core
+def _at_true_ends(window: Any, *, before: int, after: int, kernel: Callable[..., Any], halo: int,
+                  **kwargs: Any) -> Any:
+    """Run a ``pad_left``/``pad_right`` kernel of :mod:`fluoxr.kernels.temporal` on the driver's window.
+
+    With the edge policy "none" the window is cut at the recording's ends, so
+    less context than the halo on a side means that side is a true end: the
+    kernel pads there itself (suite2p's maximin edge-replicates every stage,
+    which no padding of the input reproduces) and keeps those frames, which
+    are then trimmed to the chunk's own.
+    """
+    pad_left, pad_right = before < halo, after < halo
+    out = kernel(window, pad_left=pad_left, pad_right=pad_right, **kwargs)
+    lo = before if pad_left else 0
+    hi = out.shape[-1] - (after if pad_right else 0)
+    return out[..., lo:hi] if (lo or hi != out.shape[-1]) else out
+
+
+def _symmetric_halo(*, halo: int, **_: Any) -> tuple[int, int]:
+    return halo, halo
+
+
+#: a kernel of :mod:`fluoxr.kernels.temporal` (or its GPU twin) that pads at the true ends itself
+_TRUE_ENDS = TemporalFilter(_at_true_ends, halo=_symmetric_halo, edge="none", name="fluoxr-time")
 
 
 def map_time(data: da.Array, func: Callable[..., np.ndarray], halo: int, *, dtype: Any, **kwargs: Any) -> da.Array:
@@ -80,20 +92,11 @@ def map_time(data: da.Array, func: Callable[..., np.ndarray], halo: int, *, dtyp
     with ``halo`` samples of context on each side that has a neighbour and
     flags saying whether it touches the true start/end, and returns the
     block's own samples (see :mod:`fluoxr.kernels.temporal`). The result
-    has the chunks of ``data``.
+    has the chunks of ``data``; the halos come from the temporal-filter
+    driver (:func:`fluoxr.drivers.apply_temporal`).
     """
-    chunks = data.chunks
-    n = data.shape[-1]
-    if halo == 0 or len(chunks[-1]) == 1 or n <= halo:
-        whole = data.rechunk({data.ndim - 1: -1}) if len(chunks[-1]) > 1 else data
-        out = whole.map_blocks(func, pad_left=True, pad_right=True, dtype=dtype,
-                               meta=_backend.meta_like(data, data.ndim, dtype), **kwargs)
-        return out.rechunk(chunks)
-    depth = {i: 0 for i in range(data.ndim)}
-    depth[data.ndim - 1] = halo
-    out = da.map_overlap(_overlap_block, data, depth=depth, boundary="none", trim=True, dtype=dtype,
-                         meta=_backend.meta_like(data, data.ndim, dtype), kernel=func, halo=halo, **kwargs)
-    return out.rechunk(chunks)
+    return apply_temporal(data, _TRUE_ENDS, axis=data.ndim - 1, dtype=dtype,
+                          meta=_backend.meta_like(data, data.ndim, dtype), kernel=func, halo=int(halo), **kwargs)
 
 
 def traces_fps(traces: xr.DataArray, fps: Any = None) -> float:
@@ -116,7 +119,12 @@ def traces_fps(traces: xr.DataArray, fps: Any = None) -> float:
 
 
 def _whole_time(data: da.Array) -> da.Array:
-    """One chunk along time, blocks of ROIs of dask's default chunk size (the only rechunk of time)."""
+    """One chunk along time, blocks of ROIs of dask's default chunk size.
+
+    Only for the "prctile" baseline: one percentile per ROI is a reduction
+    (not a filter), and a percentile does not merge from partial states, so
+    the trace of each ROI is gathered once. Traces are small (ROIs x frames).
+    """
     return data.rechunk({**{i: "auto" for i in range(data.ndim - 1)}, data.ndim - 1: -1})
 
 
@@ -404,8 +412,8 @@ def normalize(
 # detrend (optimap / seasonal)
 
 
-def _detrend_rows(block: np.ndarray, *, kind: str | None, period: float | None, ptimes: float,
-                  retain_baseline: bool, return_trend: bool, out_dtype: Any) -> np.ndarray:
+def _detrend_rows(block: np.ndarray, *, before: int, after: int, kind: str | None, period: float | None,
+                  ptimes: float, retain_baseline: bool, return_trend: bool, out_dtype: Any) -> np.ndarray:
     flat = block.reshape(-1, block.shape[-1])
     out = np.empty(flat.shape, out_dtype)
     for i, row in enumerate(flat):
@@ -418,6 +426,11 @@ def _detrend_rows(block: np.ndarray, *, kind: str | None, period: float | None, 
         else:
             out[i] = data - trend
     return out.reshape(block.shape)
+
+
+# every frame's trend depends on the whole trace (period estimate, spline, end lines): a whole-recording
+# filter, run once per block of ROIs rather than once per chunk of time
+_DETREND = TemporalFilter(_detrend_rows, halo=WHOLE, name="fluoxr-detrend")
 
 
 def detrend(
@@ -489,9 +502,8 @@ def detrend(
     out_dtype = np.float64 if traces.dtype == np.float64 else np.float32
     traces = host(traces, "fluoxr.detrend")
     t, data = _time_last(traces)
-    whole = _whole_time(data)
-    out = whole.map_blocks(_detrend_rows, kind=kind, period=period, ptimes=ptimes,
-                           retain_baseline=bool(retain_baseline), return_trend=bool(return_trend),
-                           out_dtype=out_dtype, dtype=out_dtype, meta=np.empty((0,) * data.ndim, out_dtype))
-    result = _like(t, out.rechunk(data.chunks), "trend" if return_trend else traces.name)
+    out = apply_temporal(data, _DETREND, axis=data.ndim - 1, dtype=out_dtype,
+                         meta=np.empty((0,) * data.ndim, out_dtype), kind=kind, period=period, ptimes=ptimes,
+                         retain_baseline=bool(retain_baseline), return_trend=bool(return_trend), out_dtype=out_dtype)
+    result = _like(t, out, "trend" if return_trend else traces.name)
     return result.transpose(*traces.dims)
