@@ -37,9 +37,9 @@ _PATH = re.compile(r"""["']([^"'\s]+\.(?:tif|tiff|zarr|npy|npz|h5|hdf5|csv|bin|p
 
 
 def _module_names() -> list[str]:
-    names = {"fluoxr", "fluoxr.kernels"}
-    for pkg in (fluoxr, fluoxr.kernels):
-        names |= {m.name for m in pkgutil.iter_modules(pkg.__path__, pkg.__name__ + ".")}
+    # every module of every subpackage (fluoxr.kernels, fluoxr.sofi, fluoxr.drivers, ...)
+    names = {"fluoxr"}
+    names |= {m.name for m in pkgutil.walk_packages(fluoxr.__path__, "fluoxr.")}
     return sorted(names)
 
 
@@ -60,7 +60,8 @@ def _public_members(mod) -> list[str]:
 
 
 def test_discovery_finds_the_modules():
-    assert {"fluoxr.sofi", "fluoxr.io", "fluoxr.kernels.moments", "fluoxr.kernels.gpu", "fluoxr.device"} <= set(MODULES)
+    assert {"fluoxr.sofi", "fluoxr.io", "fluoxr.kernels.moments", "fluoxr.kernels.gpu", "fluoxr.device",
+            "fluoxr.sofi.moments", "fluoxr.drivers.reduction"} <= set(MODULES)
     assert set(NO_EXAMPLES) <= set(MODULES)
 
 

@@ -191,9 +191,9 @@ def reduce_time(data: da.Array, reduction: TimeReduction, *, segments: Any = Non
     if across is None:
         return out
     full = [k for k in range(len(edges) - 1) if edges[k] < edges[k + 1]]
-    per_segment = out[full]
-    # one segment per chunk along axis 0: across sees each segment's rows as one "frame"
-    return _reduce_whole(per_segment, _over_results(across), split_every)
+    # the segments' rows end to end, one segment per chunk: across takes each chunk as one result
+    per_segment = out[full].reshape((len(full) * reduction.rows,) + data.shape[1:])
+    return _reduce_whole(per_segment, across, split_every)
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,16 +231,6 @@ def _reduce_whole(data: da.Array, red: TimeReduction, split_every: int | None) -
         output_size=red.rows, dtype=red.dtype, meta=_backend.meta_like(data, data.ndim, red.dtype),
         split_every=split_every, name=red.name,
     )
-
-
-def _first_frame(block: Any, *, chunk: Callable) -> Any:
-    return chunk(block[0])
-
-
-def _over_results(across: TimeReduction) -> TimeReduction:
-    """``across`` applied to blocks of one segment result each (axis 0 of length 1)."""
-    return TimeReduction(across.name, partial(_first_frame, chunk=across.chunk), across.combine, across.finalize,
-                         across.rows, across.dtype)
 
 
 # --------------------------------------------------------------------------------------------
