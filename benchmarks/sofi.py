@@ -295,7 +295,7 @@ def agreement(args: argparse.Namespace) -> int:
     import fluoxr
     from fluoxr.kernels import moments as km
     from fluoxr.kernels import sofi as ks
-    from fluoxr.sofi import _corrected_block
+    from fluoxr.sofi.blocks import _corrected_block
 
     work = tempfile.mkdtemp(prefix="fluoxr-agree-sofi-", dir=args.tmp)
     path = os.path.join(work, "movie.tif")

@@ -343,7 +343,7 @@ def ref_xc(x, r):
     mean = x.mean(0)
     H, W = mean.shape
     out = {}
-    for dy, dx in sofi._xc_shifts(r):
+    for dy, dx in sofi.xc._xc_shifts(r):
         acc = np.zeros((H - 2 * r, W - 2 * r))
         for t in range(x.shape[0]):
             im = x[t] - mean
