@@ -32,6 +32,7 @@ from .io import (
 )
 from .positions import collage_positions, positions_between, random_positions
 from .rois import ROISet
+from .table import LazyTable
 from .sofi import (
     bleach_blocks,
     bleach_correct,
@@ -67,6 +68,7 @@ __all__ = [
     "features",
     "oscillations",
     "get_options",
+    "LazyTable",
     "open_result",
     "open_video",
     "read_image",
