@@ -384,7 +384,7 @@ def _demo_features(ctx: DemoContext) -> None:
     reference = ctx.runner.compute(reference_image(video, channel=1), label=label,
                                    nbytes=video.nbytes / video.sizes["channel"])
     t0 = time.perf_counter()
-    table = roi_features(rois, reference)
+    table = roi_features(rois, reference).compute()
     secs = time.perf_counter() - t0
     _write_table(table.assign(red=truth.red), ctx.path("roi_features.csv"))
     aucs = ", ".join(f"{k} {roc_auc(table[k], truth.red):.2f}" for k in FEATURES)
@@ -644,7 +644,7 @@ def _demo_oscillations(ctx: DemoContext) -> None:
     expected = truth.expected.data
     agree = ((saved.data == expected) & (expected > 0)).sum() / on_sheet
     agree_lag = ((detect(video, lag="period", **params).data == expected) & (expected > 0)).sum() / on_sheet
-    tracks = track_clusters(saved, compute=False)
+    tracks = track_clusters(saved)
     agree, agree_lag, table = ctx.runner.compute(dask.delayed(tuple)([agree, agree_lag, tracks]),
                                                  label="oscillations: score against the truth, track clusters",
                                                  nbytes=video.nbytes)
@@ -709,7 +709,7 @@ def _cmd_oscillations(args: argparse.Namespace) -> int:
             runner.compute(write, label=f"coordinates -> {args.coordinates}", nbytes=saved.nbytes)
             print(f"{args.coordinates}: table of influx/efflux pixels (t, y, x, kind)")
         if args.tracks:
-            table = runner.compute(track_clusters(saved, min_overlap=args.min_overlap, compute=False),
+            table = runner.compute(track_clusters(saved, min_overlap=args.min_overlap),
                                    label="tracking oscillating clusters", nbytes=saved.nbytes)
             _write_table(table, args.tracks, index=False)
             periods = table["period_s"].dropna()
