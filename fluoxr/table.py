@@ -214,7 +214,7 @@ class LazyTable:
     # ---- to xarray (what fluoxr.save writes)
 
     def to_xarray(self) -> xr.Dataset | xr.DataArray:
-        """The table as lazy xarray, what :func:`fluoxr.save` writes (block by block) and :func:`fluoxr.open_result` reopens.
+        """The table as lazy xarray: what :func:`fluoxr.save` writes, block by block, and ``open_result`` reopens.
 
         * Rows known (:attr:`nrows`): a Dataset, one variable per column along
           :attr:`dim`, with the row numbers as its coordinate.
@@ -322,7 +322,8 @@ def _matrix(part: pd.DataFrame, dtype: np.dtype) -> np.ndarray:
         col = part[name]
         values = np.asarray(col.cat.codes) if hasattr(col, "cat") else col.to_numpy()
         out[:, j] = values
-        if values.dtype.kind in "iu" and dtype.kind == "f" and not np.array_equal(out[:, j].astype(values.dtype), values):
+        lossy = values.dtype.kind in "iu" and dtype.kind == "f"
+        if lossy and not np.array_equal(out[:, j].astype(values.dtype), values):
             raise ValueError(f"column {name!r} holds integers that {dtype} cannot hold exactly; save the table's "
                              "DataFrame (table.compute()) instead")
     return out
