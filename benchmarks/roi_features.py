@@ -17,7 +17,7 @@ compilation or cache loading included; ``warm``: the second call):
   window, Butterworth band-pass 12-250 (order 3). cellector side:
   ``RoiProcessor(..., autocompute=False)`` then every standard feature
   pipeline, as ``compute_features`` does (without saving to disk).
-  fluoxr side: ``roi_features(rois, ref, **CELLECTOR_DEFAULTS)``.
+  fluoxr side: ``roi_features(rois, ref, **CELLECTOR_DEFAULTS).compute()``.
 
 The cellector process runs with the peer venv's python (``--peer-python``,
 default ``~/.cache/fluoxr-peers/venv/bin/python``) and is skipped when that
@@ -119,7 +119,7 @@ def worker_fluoxr(data: str, case: str, out: str, repeat: int) -> dict:
     times, cpus = [], []
     for _ in range(1 + repeat):
         t0, c0 = time.perf_counter(), _cpu()
-        df = roi_features(rois, ref, **kw)
+        df = roi_features(rois, ref, **kw).compute()
         times.append(time.perf_counter() - t0)
         cpus.append(_cpu() - c0)
     peak = _peak_mb()

@@ -187,7 +187,7 @@ class FluoAccessor:
 
     # -- ROI features -------------------------------------------------------------------------
     def roi_features(self, rois: Any, *, channel: Any = None, **kwargs: Any) -> Any:
-        """cellector's features of ``rois`` against the mean over time of ``channel``; see :func:`fluoxr.features.roi_features` (reference from :func:`fluoxr.features.reference_image`)."""
+        """cellector's features of ``rois`` against the mean over time of ``channel``, a lazy :class:`fluoxr.LazyTable`; see :func:`fluoxr.features.roi_features` (reference from :func:`fluoxr.features.reference_image`)."""
         from .features import reference_image, roi_features
 
         return roi_features(rois, reference_image(self._obj, channel=channel), **kwargs)

@@ -106,7 +106,7 @@ Examples
 >>> from fluoxr.features import roi_features
 >>> labels = np.zeros((32, 32), int); labels[5:9, 5:9] = 1; labels[20:24, 10:14] = 2
 >>> reference = np.where(labels == 1, 10.0, 1.0)        # ROI 1 bright, ROI 2 not
->>> df = roi_features(fluoxr.ROISet.from_labels(labels), reference, width=6, iterations=2)
+>>> df = roi_features(fluoxr.ROISet.from_labels(labels), reference, width=6, iterations=2).compute()
 >>> list(df.columns)
 ['phase_corr', 'dot_product', 'corr_coef', 'in_vs_out']
 >>> bool(df["dot_product"][0] > df["dot_product"][1])
@@ -117,7 +117,6 @@ from __future__ import annotations
 
 import logging
 import numbers
-import uuid
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -131,6 +130,7 @@ from . import _backend
 from ._validate import check_choice, check_int, check_number, check_video
 from .kernels import features as kern
 from .rois import ROISet, as_roiset
+from .table import LazyTable
 
 logger = logging.getLogger(__name__)
 
@@ -773,8 +773,8 @@ def roi_features(
     volumetric: bool | None = None,
     precision: str = "single",
     batch_size: int | None = None,
-) -> pd.DataFrame:
-    """cellector's four features of every ROI against a reference image, in batches of ROIs.
+) -> LazyTable:
+    """cellector's four features of every ROI against a reference image, in batches of ROIs, as a lazy table.
 
     Parameters
     ----------
@@ -817,8 +817,10 @@ def roi_features(
 
     Returns
     -------
-    pandas.DataFrame
-        One row per ROI (index ``roi``), columns :data:`FEATURES`:
+    fluoxr.LazyTable
+        Lazy, whatever the reference (one partition per batch of ROIs, its
+        length known); ``.compute()`` gives the DataFrame, one row per ROI
+        (index ``roi``), columns :data:`FEATURES`:
 
         - ``phase_corr``: :func:`phase_correlation_zero` of the centred mask
           and reference patches (windowed when ``window``);
@@ -837,7 +839,7 @@ def roi_features(
     >>> from fluoxr.features import roi_features
     >>> labels = np.zeros((40, 40), int); labels[5:10, 5:10] = 1; labels[25:30, 25:30] = 2
     >>> ref = np.where(labels == 2, 5.0, 1.0)
-    >>> df = roi_features(fluoxr.ROISet.from_labels(labels), ref, width=8, iterations=3)
+    >>> df = roi_features(fluoxr.ROISet.from_labels(labels), ref, width=8, iterations=3).compute()
     >>> df.shape, bool(df["in_vs_out"][1] > df["in_vs_out"][0])
     ((2, 4), True)
     """
@@ -862,33 +864,43 @@ def roi_features(
     n = len(rois)
     c3 = _centers3(rois, centroids(rois, method=centroid_method))
     z = rois.z if rois.ndim == 3 else np.zeros(rois.roi.size, np.int64)
+    params = dict(width=width, iterations=iterations, centroid_method=centroid_method, fill_value=fill_value,
+                  eps=eps, window=window, lowcut=lowcut, highcut=highcut, order=order, volumetric=vol,
+                  precision=precision)
     # One graph on the user's scheduler: the reference (lazy or not) is one
     # node that every batch shares, so it is computed once; batches run in
     # parallel (threads, or a distributed cluster when a client is active).
-    # Explicit keys: dask's default naming costs more than a small batch.
-    name = f"roi-features-{uuid.uuid4().hex}"
+    # Explicit keys, from one token of all the inputs: dask's default naming
+    # (a token per task) costs more than a small batch, and the same inputs
+    # give the same keys (so a save of the table can be resumed).
+    name = "roi-features-" + dask.base.tokenize(rois.roi, rois.y, rois.x, z, rois.weight, rois.shape, c3, data,
+                                                batch_size, params)
     prep = dask.delayed(_prepare, pure=False)(data, rois.ndim, width, fill_value, lowcut, highcut, order,
                                               dask_key_name=f"{name}-reference")
     dot = dask.delayed(_dot_flat, pure=False)(prep, rois.roi, (z, rois.y, rois.x), rois.weight, n,
                                               dask_key_name=f"{name}-dot")
     ptr = rois.indptr
-    batches = []
+    parts, lengths = [], []
     for i, start in enumerate(range(0, n, batch_size)):
         stop = min(n, start + batch_size)
         a, b = ptr[start], ptr[stop]
-        batches.append(dask.delayed(_batch, pure=False)(
+        batch = dask.delayed(_batch, pure=False)(
             prep, rois.roi[a:b] - start, (z[a:b], rois.y[a:b], rois.x[a:b]), rois.weight[a:b],
             c3[start:stop], width, iterations, fill_value, eps, window, vol, precision == "single",
-            dask_key_name=(name, i),
-        ))
-    dots, *parts = dask.compute(dot, *batches)
-    stacked = np.concatenate(parts)
-    out = {"phase_corr": stacked[:, 0], "dot_product": dots, "corr_coef": stacked[:, 1], "in_vs_out": stacked[:, 2]}
-    df = pd.DataFrame(out, index=pd.RangeIndex(n, name="roi"), columns=list(FEATURES))
-    df.attrs.update(width=width, iterations=iterations, centroid_method=centroid_method, fill_value=fill_value,
-                    eps=eps, window=window, lowcut=lowcut, highcut=highcut, order=order, volumetric=vol,
-                    precision=precision)
-    return df
+            dask_key_name=(f"{name}-batch", i),
+        )
+        # one partition of the table per batch of ROIs
+        parts.append(dask.delayed(_feature_frame, pure=False)(batch, dot, start, stop, dask_key_name=(name, i)))
+        lengths.append(stop - start)
+    return LazyTable(parts, _feature_frame(np.empty((0, 3)), np.empty(0), 0, 0), dim="roi", lengths=lengths,
+                     attrs=params)
+
+
+def _feature_frame(batch: np.ndarray, dots: np.ndarray, start: int, stop: int) -> pd.DataFrame:
+    """Rows ``start:stop`` of the features table, from one batch's (phase_corr, corr_coef, in_vs_out) and every dot."""
+    out = {"phase_corr": batch[:, 0], "dot_product": dots[start:stop], "corr_coef": batch[:, 1],
+           "in_vs_out": batch[:, 2]}
+    return pd.DataFrame(out, index=pd.RangeIndex(start, stop, name="roi"), columns=list(FEATURES))
 
 
 def _prepare(ref: Any, ndim: int, width: int, fill_value: float, lowcut: float | None, highcut: float | None,

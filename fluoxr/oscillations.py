@@ -22,7 +22,7 @@ Differences from Cellects, all documented where they apply:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import warnings
 from typing import Any
 
 import dask
@@ -37,6 +37,7 @@ from .device import host
 from .drivers import TemporalFilter, apply_temporal
 from .kernels import gpu as kg
 from .kernels import oscillations as K
+from .table import LazyTable
 
 logger = logging.getLogger(__name__)
 
@@ -390,92 +391,17 @@ def _coords_block(block: np.ndarray, t0: int) -> np.ndarray:
     return out
 
 
-def _table_frame(results: Any, finalize: Any, args: tuple, fields: tuple[str, ...],
-                 attrs: Mapping[str, Any]) -> pd.DataFrame:
-    rows = finalize(results, *args)
-    df = pd.DataFrame(np.asarray(rows).reshape(-1, len(fields)), columns=list(fields))
-    df = df.astype({"kind": np.int8})
-    df.attrs.update(attrs)
-    return df
+def _coords_frame(block: np.ndarray, t0: int, fields: tuple[str, ...]) -> pd.DataFrame:
+    """One partition of the coordinates table: the influx/efflux pixels of one time chunk."""
+    df = pd.DataFrame(_coords_block(block, t0), columns=list(fields))
+    return df.astype({"kind": np.int8})
 
 
-class CoordinateTable:
-    """A lazily computed table of influx/efflux pixels, one row per pixel and frame.
-
-    A dask collection: ``table.compute()`` (or ``dask.compute(table)``, or a
-    distributed client) gives a :class:`pandas.DataFrame` with columns
-    :attr:`fields`; :func:`fluoxr.save` writes it out of core, one time
-    chunk at a time, and :func:`fluoxr.open_result` reopens it as a
-    ``("pixel", "field")`` DataArray (``.to_pandas()`` for the DataFrame).
-    The number of rows is unknown until computed.
-
-    Attributes
-    ----------
-    data : dask.array.Array
-        ``(rows, fields)`` int32, one block per time chunk of the labels,
-        blocks of unknown length.
-    fields : tuple of str
-        Column names: ``t`` (frame index), (``z``), ``y``, ``x``, ``kind``
-        (1 influx, 2 efflux).
-    attrs : dict
-        ``fps``, ``interval_s`` and ``source`` of the labels, when known.
-    """
-
-    __slots__ = ("data", "fields", "attrs")
-
-    def __init__(self, data: da.Array, fields: tuple[str, ...], attrs: Mapping[str, Any]) -> None:
-        self.data = data
-        self.fields = tuple(fields)
-        self.attrs = dict(attrs)
-
-    def __repr__(self) -> str:
-        return (f"<fluoxr CoordinateTable: columns {list(self.fields)}, {self.data.numblocks[0]} lazy block(s) "
-                f"of unknown length>")
-
-    # dask collection protocol, delegated to the array of rows
-    def __dask_graph__(self) -> Any:
-        return self.data.__dask_graph__()
-
-    def __dask_keys__(self) -> Any:
-        return self.data.__dask_keys__()
-
-    def __dask_layers__(self) -> Any:
-        return self.data.__dask_layers__()
-
-    def __dask_tokenize__(self) -> Any:
-        return (type(self).__name__, self.data.name, self.fields)
-
-    __dask_optimize__ = staticmethod(da.Array.__dask_optimize__)
-    __dask_scheduler__ = staticmethod(da.Array.__dask_scheduler__)
-
-    def __dask_postcompute__(self) -> tuple:
-        finalize, args = self.data.__dask_postcompute__()
-        return _table_frame, (finalize, args, self.fields, self.attrs)
-
-    def __dask_postpersist__(self) -> tuple:
-        rebuild, args = self.data.__dask_postpersist__()
-        return _rebuild_table, (rebuild, args, self.fields, self.attrs)
-
-    def compute(self, **kwargs: Any) -> pd.DataFrame:
-        """The table as a DataFrame (columns :attr:`fields`); keyword arguments go to ``dask.compute``."""
-        (df,) = dask.compute(self, **kwargs)
-        return df
-
-    def to_xarray(self) -> xr.DataArray:
-        """The lazy ``("pixel", "field")`` DataArray (``pixel`` of unknown length) that :func:`fluoxr.save` writes."""
-        # variable-length strings: zarr v3 has a specification for them, not for fixed-length ones
-        string = getattr(np.dtypes, "StringDType", None)
-        names = np.array(self.fields, dtype=string() if string is not None else None)
-        return xr.DataArray(self.data, dims=("pixel", "field"), coords={"field": names},
-                            attrs=self.attrs, name="oscillation_coordinates")
+#: Deprecated alias (fluoxr 0.1 had its own coordinates collection); kept for one release.
+CoordinateTable = LazyTable
 
 
-def _rebuild_table(dsk: Any, rebuild: Any, args: tuple, fields: tuple[str, ...], attrs: Mapping[str, Any],
-                   **kwargs: Any) -> CoordinateTable:
-    return CoordinateTable(rebuild(dsk, *args, **kwargs), fields, attrs)
-
-
-def oscillation_coordinates(labels: xr.DataArray) -> CoordinateTable:
+def oscillation_coordinates(labels: xr.DataArray) -> LazyTable:
     """The influx/efflux pixels as a lazy table: one row per pixel and frame, columns ``t, (z), y, x, kind``.
 
     Cellects writes these coordinates as two HDF5 files (``coord_thickening``
@@ -494,9 +420,12 @@ def oscillation_coordinates(labels: xr.DataArray) -> CoordinateTable:
 
     Returns
     -------
-    CoordinateTable
-        Lazy; int32 columns ``t`` (frame index), (``z``), ``y``, ``x``,
-        ``kind``; attributes ``fps`` and ``interval_s`` when known.
+    fluoxr.LazyTable
+        Lazy, one partition per time chunk of ``labels``; int32 columns
+        ``t`` (frame index), (``z``), ``y``, ``x`` and int8 ``kind``;
+        attributes ``fps`` and ``interval_s`` when known. ``to_xarray()``
+        (what :func:`fluoxr.save` writes) is one int32 ``("pixel",
+        "field")`` DataArray.
 
     Examples
     --------
@@ -510,18 +439,15 @@ def oscillation_coordinates(labels: xr.DataArray) -> CoordinateTable:
     data = _dask_data(labels)
     fields = ("t",) + tuple(str(d) for d in labels.dims[1:]) + ("kind",)
     starts = np.cumsum((0,) + data.chunks[0])
-    # one block of rows per time chunk; its length is known only once computed
+    # one partition of rows per time chunk; its length is known only once computed
     blocks = data.to_delayed(optimize_graph=False).reshape(-1)
-    parts = [
-        da.from_delayed(dask.delayed(_coords_block, pure=True)(block, int(starts[i])),
-                        shape=(np.nan, len(fields)), dtype=np.int32, meta=np.empty((0, 0), np.int32))
-        for i, block in enumerate(blocks)
-    ]
+    parts = [dask.delayed(_coords_frame, pure=True)(block, int(starts[i]), fields) for i, block in enumerate(blocks)]
     attrs = {"long_name": "influx/efflux pixels", "kind_flag_values": [1, 2], "kind_flag_meanings": "influx efflux"}
     for key in ("fps", "interval_s", "source", "pixel_size"):
         if labels.attrs.get(key) is not None:
             attrs[key] = labels.attrs[key]
-    return CoordinateTable(da.concatenate(parts, axis=0), fields, attrs)
+    meta = _coords_frame(np.zeros((0,) + (1,) * (len(fields) - 2), np.int8), 0, fields)
+    return LazyTable(parts, meta, dim="pixel", attrs=attrs, name="oscillation_coordinates")
 
 
 # --------------------------------------------------------------------------------------------
@@ -739,8 +665,9 @@ def _assemble(finished: list[list[tuple]], state: dict[str, Any] | None, *, inte
     df = pd.DataFrame([r[2:] for r in rows], columns=_TABLE_COLUMNS[1:])
     df.insert(0, "cluster", np.arange(len(df), dtype=np.int64))
     dtypes = {"first_frame": np.int64, "last_frame": np.int64, "n_frames": np.int64, "area_max": np.int64,
-              "period_n": np.int64, "truncated": bool, "duration_s": np.float64, "area_mean": np.float64,
-              "period_s": np.float64}
+              "period_n": np.int64, "truncated": bool}
+    # every other column is float64 (also when there are no rows, which would leave them object)
+    dtypes.update({c: np.float64 for c in _TABLE_COLUMNS[2:] if c not in dtypes})
     df = df.astype(dtypes)
     df["kind"] = pd.Categorical(df["kind"], categories=["influx", "efflux"])
     df.attrs.update(interval_s=interval_s, n_frames=n_frames, first_analysed_frame=onset_after)
@@ -752,8 +679,8 @@ def track_clusters(
     *,
     min_overlap: int = 1,
     interval_s: float | None = None,
-    compute: bool = True,
-) -> pd.DataFrame | Any:
+    compute: bool | None = None,
+) -> LazyTable | pd.DataFrame:
     """Oscillating clusters followed through time: one table row per cluster (Cellects' ``ClusterFluxStudy``).
 
     In every frame, the 8-connected components of the influx pixels and of
@@ -794,14 +721,16 @@ def track_clusters(
     interval_s : float, optional
         Seconds between frames; default from ``labels.attrs`` (``interval_s``
         or ``fps``).
-    compute : bool
-        Return the DataFrame (default), or a ``dask.delayed`` object that
-        computes it (to run on a chosen scheduler, with progress).
+    compute : bool, optional
+        Deprecated: the table is lazy, call ``.compute()`` on it.
+        ``compute=True`` still returns the DataFrame (with a
+        ``DeprecationWarning``), for this release only.
 
     Returns
     -------
-    pandas.DataFrame
-        One row per cluster, ordered by first frame then first pixel:
+    fluoxr.LazyTable
+        Lazy (one partition); ``.compute()`` gives the DataFrame, one row per
+        cluster, ordered by first frame then first pixel:
         ``cluster`` (0, 1, ...), ``kind`` ("influx"/"efflux"), ``first_frame``,
         ``last_frame``, ``n_frames``, ``duration_s`` (``n_frames *
         interval_s``), ``area_max`` and ``area_mean`` (pixels per frame),
@@ -819,7 +748,7 @@ def track_clusters(
     >>> frames = np.zeros((4, 5, 5), np.int8)
     >>> frames[1:3, 1:3, 1:3] = 1
     >>> labels = xr.DataArray(frames, dims=("time", "y", "x"), attrs={"fps": 2.0})
-    >>> table = track_clusters(labels)
+    >>> table = track_clusters(labels).compute()
     >>> table[["kind", "first_frame", "n_frames", "duration_s", "area_max"]].values.tolist()
     [['influx', 1, 2, 1.0, 4]]
     """
@@ -840,5 +769,12 @@ def track_clusters(
                                                     min_overlap=min_overlap)
         state, done = dask.delayed(_stitch, nout=2, pure=True)(state, res, min_overlap=min_overlap, **kw)
         finished.append(done)
-    table = dask.delayed(_assemble, pure=True)(finished, state, **kw)
-    return table.compute() if compute else table
+    meta = _assemble([], None, **kw)  # the columns and dtypes, from the same code as the result
+    table = LazyTable([dask.delayed(_assemble, pure=True)(finished, state, **kw)], meta, attrs=meta.attrs,
+                      name="cluster_tracks")
+    if compute:
+        warnings.warn("track_clusters(..., compute=True) is deprecated and will be removed: track_clusters returns "
+                      "a lazy fluoxr.LazyTable; call .compute() on it for the DataFrame",
+                      DeprecationWarning, stacklevel=2)
+        return table.compute()
+    return table

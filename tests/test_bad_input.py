@@ -192,7 +192,7 @@ CASES: list[Case] = [
     ("detect: single frame", lambda i: _detect(i, video=i.video.isel(time=[0])), ValueError, "video"),
     ("detect: period_s <= 0", lambda i: _detect(i, period_s=-1), ValueError, "period_s"),
     ("detect: unknown compat", lambda i: _detect(i, compat="matlab"), ValueError, "compat"),
-    ("track_clusters: a video, not labels", lambda i: fluoxr.oscillations.track_clusters(i.video), ValueError,
+    ("track_clusters: a video, not labels", lambda i: fluoxr.oscillations.track_clusters(i.video).compute(), ValueError,
      "labels"),
     ("track_clusters: float labels", lambda i: fluoxr.oscillations.track_clusters(i.video.astype(float)), TypeError,
      "labels"),

@@ -78,9 +78,9 @@ def test_roi_features_and_save_on_process_workers(recordings, cli_cluster, tmp_p
     from distributed import Client
 
     reference = recordings["calcium"].isel(channel=1).mean("time")
-    expected = fluoxr.roi_features(recordings["rois"], reference)
+    expected = fluoxr.roi_features(recordings["rois"], reference).compute()
     with Client(cli_cluster.address):
-        got = fluoxr.roi_features(recordings["rois"], reference)
+        got = fluoxr.roi_features(recordings["rois"], reference).compute()
         fluoxr.save(fluoxr.moments(recordings["blink"], 4), tmp_path / "m.zarr")
     assert_results_close(got, expected, rtol=1e-6)
     saved = fluoxr.open_result(tmp_path / "m.zarr")

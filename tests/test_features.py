@@ -298,7 +298,7 @@ def test_roi_features_against_per_roi_numpy(rng, kind):
     rois = _tiny_rois(rng) if kind == "2d" else _planes_rois(rng, volumetric=vol)
     ref = (rng.random(rois.shape) * 50 + 10).astype(np.float32)
     for width, it in [(3, 2), (15, 7)]:
-        df = F.roi_features(rois, ref, width=width, iterations=it)
+        df = F.roi_features(rois, ref, width=width, iterations=it).compute()
         assert df.attrs["volumetric"] is vol and df.index.name == "roi" and len(df) == len(rois)
         _assert_frame_close(df, _ref_features(rois, ref, width, it, vol))
 
@@ -324,7 +324,7 @@ def test_roi_features_on_random_roi_sets(seed, n, width, iterations, lz, volumet
     rois = ROISet(roi=roi, y=y, x=x, z=z, weight=rng.uniform(0.1, 1, roi.size), shape=shape)
     ref = rng.random(shape) * 10 + 1
     vol = volumetric and lz > 1 and bool(np.any([np.ptp(z[roi == i]) for i in range(n)]))
-    df = F.roi_features(rois, ref, width=width, iterations=iterations, volumetric=vol)
+    df = F.roi_features(rois, ref, width=width, iterations=iterations, volumetric=vol).compute()
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an empty surround: mean of nothing
         exp = _ref_features(rois, ref, width, iterations, vol)
@@ -347,7 +347,7 @@ def test_roi_features_equals_the_composed_functions_and_ignores_batching(rng, ki
     kw = dict(width=5, iterations=2, centroid_method="median", fill_value=fill, eps=1.0, window="hanning",
               precision=precision, **band)
     with np.errstate(all="ignore"):
-        df = F.roi_features(rois, ref, **kw)
+        df = F.roi_features(rois, ref, **kw).compute()
         vol = kind == "volumetric"
         cents = F.centroids(rois, method="median")
         cm = F.centered_masks(rois, width=5, centroids=cents, volumetric=vol, fill_value=fill)
@@ -368,14 +368,14 @@ def test_roi_features_equals_the_composed_functions_and_ignores_batching(rng, ki
         assert np.isfinite(df.to_numpy()).all()
     for batch_size in (1, 3):
         with np.errstate(all="ignore"):
-            pd.testing.assert_frame_equal(F.roi_features(rois, ref, batch_size=batch_size, **kw), df)
+            pd.testing.assert_frame_equal(F.roi_features(rois, ref, batch_size=batch_size, **kw).compute(), df)
 
 
 def test_roi_features_does_not_modify_its_inputs(rng):
     rois = _tiny_rois(rng)
     ref = rng.random(rois.shape)
     before = (ref.copy(), rois.y.copy(), rois.weight.copy())
-    F.roi_features(rois, ref, width=3, lowcut=1, highcut=5)
+    F.roi_features(rois, ref, width=3, lowcut=1, highcut=5).compute()
     np.testing.assert_array_equal(ref, before[0])
     np.testing.assert_array_equal(rois.y, before[1])
     np.testing.assert_array_equal(rois.weight, before[2])
@@ -387,15 +387,15 @@ def test_lazy_reference_is_computed_once_and_gives_the_eager_answer():
     rois = ROISet.from_suite2p(truth.stat, (48, 48))
     lazy = video.sel(channel=1).mean("time")
     with raise_if_dask_computes(max_computes=1) as counter:
-        df = F.roi_features(rois, lazy, width=6)
+        df = F.roi_features(rois, lazy, width=6).compute()
     assert counter.total_computes == 1
-    eager = F.roi_features(rois, lazy.values, width=6)
+    eager = F.roi_features(rois, lazy.values, width=6).compute()
     pd.testing.assert_frame_equal(df, eager)
     # a plain dask array too, and the accessor (mean of the channel in float64)
     with raise_if_dask_computes(max_computes=1):
-        pd.testing.assert_frame_equal(F.roi_features(rois, lazy.data, width=6), eager)
+        pd.testing.assert_frame_equal(F.roi_features(rois, lazy.data, width=6).compute(), eager)
     with raise_if_dask_computes(max_computes=1):
-        acc = video.fluo.roi_features(rois, channel=1, width=6)
+        acc = video.fluo.roi_features(rois, channel=1, width=6).compute()
     _assert_frame_close(acc, eager, rtol=1e-5)
     with raise_if_dask_computes():  # building the reference computes nothing
         ref = F.reference_image(video, channel=1)
@@ -414,7 +414,7 @@ def test_ground_truth_the_bright_subset_is_separated():
     video, truth = fluoxr.datasets.calcium_neurons(n_frames=60, shape=(96, 96), n_cells=30, red_fraction=0.3,
                                                    seed=5)
     rois = ROISet.from_suite2p(truth.stat, (96, 96))
-    df = video.fluo.roi_features(rois, channel=1)
+    df = video.fluo.roi_features(rois, channel=1).compute()
     aucs = {k: F.roc_auc(df[k], truth.red) for k in F.FEATURES}
     assert 0 < truth.red.sum() < len(truth.red)
     assert max(aucs.values()) >= 0.9, aucs
@@ -544,7 +544,7 @@ def test_against_cellector(rng, tmp_path, kind):
     rp = RoiProcessor(str(tmp_path), zpix, ypix, xpix, lam, ref3, volumetric=vol, autocompute=False,
                       save_features=False)
     exp = pd.DataFrame({k: rp.feature_pipeline_methods[k](rp) for k in F.FEATURES})
-    df = F.roi_features(rois, ref, volumetric=vol if rois.ndim == 3 else None, **F.CELLECTOR_DEFAULTS)
+    df = F.roi_features(rois, ref, volumetric=vol if rois.ndim == 3 else None, **F.CELLECTOR_DEFAULTS).compute()
     _assert_frame_close(df, exp, rtol=1e-4, atol=1e-6)
 
 
@@ -567,7 +567,7 @@ def test_fill_value_semantics_match_cellector(rng, fill):
         exp = pd.DataFrame({"phase_corr": cu.phase_correlation_zero(cm, cr),
                             "dot_product": cu.dot_product(lam, ypix, xpix, zpix, ref[None]),
                             "corr_coef": cu.compute_correlation(ms, rs), "in_vs_out": cu.in_vs_out(cm, cr, 2)})
-    df = F.roi_features(rois, ref, width=5, iterations=2, centroid_method="median", fill_value=fill)
+    df = F.roi_features(rois, ref, width=5, iterations=2, centroid_method="median", fill_value=fill).compute()
     for k in F.FEATURES:
         np.testing.assert_allclose(df[k].to_numpy(), exp[k].to_numpy(), rtol=1e-4, atol=1e-7, equal_nan=True,
                                    err_msg=k)

@@ -430,9 +430,9 @@ def test_cpu_only_functions_take_the_chunks_to_the_host(caplog):
         assert f"{name}" in caplog.text and "runs on the CPU" in caplog.text, name
         xr.testing.assert_allclose(gpu.compute(), build().compute())
     labels = O.detect(_wavy(), period_s=16, min_cluster_size=4)
-    pd_cpu = O.track_clusters(labels)
+    pd_cpu = O.track_clusters(labels).compute()
     with caplog.at_level(logging.INFO, logger="fluoxr.device"):
-        pd_gpu = emulated(O.track_clusters)(labels)
+        pd_gpu = emulated(O.track_clusters)(labels).compute()
     assert "track_clusters runs on the CPU" in caplog.text
     assert pd_gpu.equals(pd_cpu)
 

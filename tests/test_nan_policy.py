@@ -119,7 +119,7 @@ def test_roi_features_propagate_nan_of_the_reference():
     ref = np.random.default_rng(2).random((30, 30)) + 10
     ref[5, 5] = np.nan
     rois = fluoxr.ROISet.from_positions([(5, 5), (25, 25)], (30, 30), size=3)
-    table = fluoxr.roi_features(rois, ref, width=3, iterations=1)
+    table = fluoxr.roi_features(rois, ref, width=3, iterations=1).compute()
     # corr_coef is taken over the non-NaN pixels of the surround (cellector), so it skips the NaN
     assert table.loc[0, ["phase_corr", "dot_product", "in_vs_out"]].isna().all()
     assert np.isfinite(table.loc[0, "corr_coef"]) and table.loc[1].notna().all()

@@ -224,7 +224,7 @@ def test_track_clusters_on_noise_equals_reference():
                           dims=("time", "y", "x"), attrs={"interval_s": 0.5})
     expected = ref_tracks(labels.values, interval_s=0.5, min_overlap=2)
     for chunks in [(30,), (1,) * 30, (7, 1, 13, 9)]:
-        got = O.track_clusters(labels.chunk({"time": chunks}), min_overlap=2)
+        got = O.track_clusters(labels.chunk({"time": chunks}), min_overlap=2).compute()
         pd.testing.assert_frame_equal(got.drop(columns="cluster").astype({"kind": str}), expected,
                                       check_dtype=False, rtol=1e-12)
 
@@ -243,7 +243,7 @@ def test_track_clusters_splits_merges_and_periods():
     labels[8, 5:7, 10:12] = 2          # touches the last frame
     da_labels = xr.DataArray(labels, dims=("time", "y", "x"), attrs={"fps": 4.0})
     for chunks in [(9,), (1,) * 9, (2, 3, 4)]:
-        table = O.track_clusters(da_labels.chunk({"time": chunks}))
+        table = O.track_clusters(da_labels.chunk({"time": chunks})).compute()
         assert table["kind"].tolist() == ["influx", "influx", "efflux", "efflux", "influx", "efflux"]
         first = table.iloc[0]
         assert (first.first_frame, first.last_frame, first.n_frames, first.area_max) == (0, 2, 3, 18)
@@ -271,7 +271,7 @@ def test_track_clusters_is_lazy_and_checks_input():
         O.track_clusters(xr.DataArray(np.zeros((3, 4, 4), np.int8), dims=("time", "y", "x")))
     with pytest.raises(TypeError, match="integers"):
         O.track_clusters(labels.astype(float))
-    empty = O.track_clusters(xr.DataArray(np.zeros((3, 4, 4), np.int8), dims=("time", "y", "x")), interval_s=1)
+    empty = O.track_clusters(xr.DataArray(np.zeros((3, 4, 4), np.int8), dims=("time", "y", "x")), interval_s=1).compute()
     assert len(empty) == 0 and "period_s" in empty.columns
 
 
@@ -324,7 +324,7 @@ def test_coordinates_and_tracks_reject_values_other_than_0_1_2(bad):
     with pytest.raises(ValueError, match="^labels must hold only 0 .none., 1 .influx. and 2 .efflux."):
         table.compute()
     with pytest.raises(ValueError, match="^labels must hold only 0 .none., 1 .influx. and 2 .efflux."):
-        O.track_clusters(labels)
+        O.track_clusters(labels).compute()
     frames[0, 4, 4] = 0
     assert len(O.oscillation_coordinates(xr.DataArray(frames, dims=("time", "y", "x"))).compute()) == 8
 
@@ -357,7 +357,7 @@ def test_cli_oscillations(tmp_path, capsys):
     labels = fluoxr.open_result(str(out))
     expected = O.detect(video, period_s=60, interval_s=2, min_cluster_size=10, mask=truth.mask)
     np.testing.assert_array_equal(labels.values, expected.values)
-    pd.testing.assert_frame_equal(pd.read_csv(tracks), O.track_clusters(expected).astype({"kind": str}),
+    pd.testing.assert_frame_equal(pd.read_csv(tracks), O.track_clusters(expected).compute().astype({"kind": str}),
                                   check_dtype=False)
     assert fluoxr.open_result(str(coords)).shape[0] == int((expected.values > 0).sum())
     # existing outputs are kept unless --overwrite

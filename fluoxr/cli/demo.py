@@ -229,7 +229,7 @@ def _demo_features(ctx: DemoContext) -> None:
     reference = ctx.runner.compute(reference_image(video, channel=1), label=label,
                                    nbytes=video.nbytes / video.sizes["channel"])
     t0 = time.perf_counter()
-    table = roi_features(rois, reference)
+    table = roi_features(rois, reference).compute()
     secs = time.perf_counter() - t0
     _write_table(table.assign(red=truth.red), ctx.path("roi_features.csv"))
     aucs = ", ".join(f"{k} {roc_auc(table[k], truth.red):.2f}" for k in FEATURES)
@@ -262,7 +262,7 @@ def _demo_oscillations(ctx: DemoContext) -> None:
     expected = truth.expected.data
     agree = ((saved.data == expected) & (expected > 0)).sum() / on_sheet
     agree_lag = ((detect(video, lag="period", **params).data == expected) & (expected > 0)).sum() / on_sheet
-    tracks = track_clusters(saved, compute=False)
+    tracks = track_clusters(saved)
     agree, agree_lag, table = ctx.runner.compute(dask.delayed(tuple)([agree, agree_lag, tracks]),
                                                  label="oscillations: score against the truth, track clusters",
                                                  nbytes=video.nbytes)

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
             runner.compute(write, label=f"coordinates -> {args.coordinates}", nbytes=saved.nbytes)
             print(f"{args.coordinates}: table of influx/efflux pixels (t, y, x, kind)")
         if args.tracks:
-            table = runner.compute(track_clusters(saved, min_overlap=args.min_overlap, compute=False),
+            table = runner.compute(track_clusters(saved, min_overlap=args.min_overlap),
                                    label="tracking oscillating clusters", nbytes=saved.nbytes)
             _write_table(table, args.tracks, index=False)
             periods = table["period_s"].dropna()

@@ -452,7 +452,7 @@ def save(
     2.0
     """
     if not isinstance(obj, (xr.DataArray, xr.Dataset)) and callable(getattr(obj, "to_xarray", None)):
-        obj = obj.to_xarray()  # a lazy table (fluoxr.oscillations.CoordinateTable) or a DataFrame
+        obj = obj.to_xarray()  # a lazy table (fluoxr.LazyTable) or a DataFrame
     if not isinstance(obj, (xr.DataArray, xr.Dataset)):
         raise TypeError(f"obj must be an xarray DataArray or Dataset, got {type(obj).__name__}")
     if overwrite and resume:
