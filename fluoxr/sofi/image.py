@@ -25,6 +25,7 @@ from .._options import get_options
 from .._validate import check_int, check_number, check_whole_frames
 from .._video import frames_per_chunk
 from ..device import host
+from ..drivers import TemporalFilter, apply_temporal
 from ..kernels import gpu as kg
 from ..kernels import sofi as ks
 
@@ -189,6 +190,18 @@ def _check_window_size(window_size: Any, h: int, w: int, name: str = "window_siz
     return window
 
 
+def _noise_filter_chunk(window: np.ndarray, *, before: int, after: int, h: np.ndarray, shift: int, n: int,
+                        along: int) -> np.ndarray:
+    """The filtered frames of one chunk, from the chunk with its halo (zeros beyond the series' ends)."""
+    out = ks.correlate_same_block(window, h, shift, along)
+    return out[(slice(None),) * along + (slice(before, out.shape[along] - after),)]
+
+
+# pysofi's filter1d_same along a dim: a symmetric halo of filter_halo(n, taps) samples, zeros beyond the ends
+NOISE_FILTER = TemporalFilter(_noise_filter_chunk, halo=lambda h, shift, n, **_: (ks.filter_halo(n, h.size),) * 2,
+                              edge="zeros", name="fluoxr-noise-filter")
+
+
 def noise_filter(stack: xr.DataArray, noise_filter: Any = None, *, dim: str = "time") -> xr.DataArray:
     """Filter a series of images pixel by pixel along ``dim`` (pysofi ``noise_filter1d``, ``filter1d_same``).
 
@@ -233,15 +246,8 @@ def noise_filter(stack: xr.DataArray, noise_filter: Any = None, *, dim: str = "t
     shift = ks.filter_shift(n, h.size)
     data = stack.data
     if isinstance(data, da.Array):
-        depth = ks.filter_halo(n, h.size)
-        meta = np.empty((0,) * data.ndim, np.float64)
-        if depth >= n or data.numblocks[axis] == 1:
-            # the halo would cover the whole series: filter it in one chunk (zeros beyond the ends)
-            out = data.rechunk({axis: -1}).map_blocks(ks.correlate_same_block, h=h, shift=shift, axis=axis,
-                                                      dtype=np.float64, meta=meta)
-        else:
-            out = da.map_overlap(ks.correlate_same_block, data, depth={axis: depth}, boundary={axis: 0},
-                                 h=h, shift=shift, axis=axis, dtype=np.float64, meta=meta)
+        out = apply_temporal(data, NOISE_FILTER, axis=axis, dtype=np.float64,
+                             meta=np.empty((0,) * data.ndim, np.float64), h=h, shift=shift, n=n, along=axis)
     else:
         out = ks.correlate_same_block(np.asarray(data), h, shift, axis)
     attrs = dict(stack.attrs)

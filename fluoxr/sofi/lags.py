@@ -12,7 +12,7 @@ import xarray as xr
 from dask.graph_manipulation import bind
 
 from .._validate import check_int
-from ..drivers import TimeReduction, reduce_time
+from ..drivers import TemporalFilter, TimeReduction, apply_temporal, reduce_time
 from ..kernels import moments as km
 from ._common import _as_lazy_video, _frame_coords, _result_attrs
 from .moments import mean_reduction
@@ -33,28 +33,21 @@ def _check_lags(lags: Any, n_frames: int) -> tuple[int, ...]:
     return out
 
 
-def _lag_chunk(block: np.ndarray, mean: np.ndarray, *, starts: Sequence[int], lengths: Sequence[int],
-               n_starts: int, lags: Sequence[int], subsets: Sequence[tuple], block_id: Any = None) -> np.ndarray:
-    i = block_id[0]
-    # products starting in this chunk's own frames, and only where every lagged frame exists
-    own = max(0, min(lengths[i], n_starts - starts[i]))
-    out = km.lag_product_sums(block, mean[0], lags, own, subsets)
-    return out[None]
+def _lag_products(window: np.ndarray, mean_block: np.ndarray, *, before: int, after: int, t0: int, n_frames: int,
+                  maxlag: int, n_starts: int, lags: Sequence[int], subsets: Sequence[tuple]) -> np.ndarray:
+    """Sums of the lag products that start in this chunk: ``(1, subset, ...)``.
 
-
-def _with_lag_halo(data: da.Array, maxlag: int) -> tuple[da.Array, list[int], list[int]]:
-    """Each chunk extended by the next ``maxlag`` frames; the chunks' first frames and lengths before that.
-
-    The one halo along time of this module (to move to the temporal-filter driver).
+    ``window`` is the chunk followed by up to ``max(lags)`` frames (fewer at the
+    recording's end); products start only in the chunk's own frames, and only
+    where every lagged frame exists.
     """
-    if maxlag:
-        data = data.rechunk({0: da.overlap.ensure_minimum_chunksize(maxlag, data.chunks[0])})
-        ext = da.overlap.overlap(data, depth={i: ((0, maxlag) if i == 0 else 0) for i in range(data.ndim)},
-                                 boundary="none")
-    else:  # pragma: no cover - lags (0, 0, ...) only
-        ext = data
-    starts = np.concatenate([[0], np.cumsum(data.chunks[0])[:-1]]).tolist()
-    return ext, starts, list(data.chunks[0])
+    own = max(0, min(window.shape[0] - after, n_starts - t0))
+    return km.lag_product_sums(window, mean_block[0], lags, own, subsets)[None]
+
+
+# each chunk needs the next max(lags) frames: a one-sided halo, cut at the recording's end
+LAG_PRODUCTS = TemporalFilter(_lag_products, halo=lambda maxlag, **_: (0, maxlag), edge="none", position=True,
+                              name="fluoxr-sofi-lag-products")
 
 
 class LagSums(NamedTuple):
@@ -126,12 +119,11 @@ def lag_moments(video: Any, lags: Sequence[int]) -> xr.DataArray:
     mean = reduce_time(data, mean_reduction(skipna=False))[0]
     # the second read depends on the mean, so the first read's chunks need not stay in memory
     data = bind(data, mean)
-    ext, starts, lengths = _with_lag_halo(data, maxlag)
-    parts = da.map_blocks(
-        _lag_chunk, ext, mean[None], starts=starts, lengths=lengths, n_starts=n_starts, lags=lags,
-        subsets=subsets, new_axis=[1], chunks=((1,) * ext.numblocks[0], (len(subsets),)) + ext.chunks[1:],
-        dtype=np.float64, meta=np.empty((0,) * (data.ndim + 1), np.float64), name="fluoxr-sofi-lag-products",
-    )
+    # the mean image, one view of it per chunk (no copies): the kernel subtracts it
+    means = da.broadcast_to(mean[None], data.shape, chunks=data.chunks)
+    parts = apply_temporal(data, LAG_PRODUCTS, others=[means], maxlag=maxlag, n_starts=n_starts, lags=lags,
+                           subsets=subsets, dtype=np.float64, new_axis=[1],
+                           chunks=((1,) * data.numblocks[0], (len(subsets),)) + data.chunks[1:])
     out = reduce_time(parts, lag_sum_reduction(n_starts))[0]
     coords = _frame_coords(video)
     coords["subset"] = [",".join(map(str, s)) for s in subsets]
