@@ -108,3 +108,26 @@ def test_the_rules_see_the_drivers():
     tree = ast.parse(open(MODULES["fluoxr.drivers.temporal"]).read())
     assert "HighLevelGraph" in ast.dump(tree)
     assert {"fluoxr.drivers.temporal", "fluoxr.sofi.lags", "fluoxr.io.store"} <= set(MODULES)
+
+
+def test_architecture_examples_run_and_are_right():
+    """The two ten-line examples of ARCHITECTURE.md, run as written, give the NumPy answers for any chunking."""
+    import re
+
+    import numpy as np
+
+    text = open(os.path.join(os.path.dirname(ROOT), "ARCHITECTURE.md")).read()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 2
+    names: dict = {}
+    for block in blocks:
+        exec(compile(block, "ARCHITECTURE.md", "exec"), names)
+    frames = np.random.default_rng(0).random((40, 5, 6))
+    padded = np.pad(frames, ((2, 2), (0, 0), (0, 0)), mode="edge")
+    expected = np.stack([padded[t : t + 5].mean(0) for t in range(40)])
+    for chunks in (40, 7, 1, (3, 30, 7)):
+        v = fluoxr.as_video(frames).chunk({"time": chunks})
+        out = names["moving_mean"](v, 5)
+        assert out.chunks == v.chunks
+        np.testing.assert_allclose(out.values, expected, rtol=1e-12)
+        np.testing.assert_array_equal(names["peak_image"](v).compute(), frames.max(0))
