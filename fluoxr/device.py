@@ -30,7 +30,7 @@ _DEVICES = ("cpu", "cuda")
 def _target_module(device: str) -> str:
     if device == "cpu":
         return "numpy"
-    name = _backend.device_xp_name()
+    name = _backend.GPU_KERNELS.xp_name
     if name == "cupy":
         cupy = _backend.import_cupy()  # cupy-only
         try:  # cupy-only
@@ -130,7 +130,7 @@ def host(obj: Any, what: str) -> Any:
     """
     if isinstance(obj, (xr.DataArray, xr.Dataset, da.Array)):
         arrays = [obj] if not isinstance(obj, xr.Dataset) else list(obj.data_vars.values())
-        if any(_backend.is_device_array(a) for a in arrays):
+        if any(_backend.dispatch_for(a).device for a in arrays):
             logger.info("%s runs on the CPU: the GPU chunks are copied to the host", what)
             return to_device(obj, "cpu")
     return obj

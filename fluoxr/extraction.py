@@ -31,8 +31,6 @@ import xarray as xr
 from . import _backend
 from ._options import get_options
 from ._validate import check_choice, check_int, check_number, check_video
-from .kernels import gpu as kg
-from .kernels.extract import weighted_sums
 from .kernels.masks import cell_pixels, neuropil_pixels
 from .rois import WINDOWS, ROISet, as_roiset, check_frame_shape
 
@@ -199,26 +197,18 @@ def _stacked_weights(masks: list[ROISet], empty: list[float]) -> tuple[np.ndarra
     return np.concatenate(indptrs), np.concatenate(indices), np.concatenate(weights)
 
 
-def _extract_block(block: np.ndarray, csr: tuple[np.ndarray, np.ndarray, np.ndarray], *, channel_axis: int | None,
-                   batch: int | None) -> np.ndarray:
-    indptr, indices, weights = csr
-    n_t = block.shape[0]
-    if channel_axis is None:
-        return weighted_sums(indptr, indices, weights, block.reshape(n_t, -1), batch=batch)
-    out = []
-    for c in range(block.shape[channel_axis]):
-        frames = np.take(block, c, axis=channel_axis) if channel_axis != 1 else block[:, c]
-        out.append(weighted_sums(indptr, indices, weights, frames.reshape(n_t, -1), batch=batch))
-    return np.stack(out)
-
-
-def _extract_block_gpu(block: Any, W: Any, *, channel_axis: int | None, batch: int | None) -> Any:
+def _extract_block(block: Any, W: Any, *, kernels: _backend.Kernels, channel_axis: int | None,
+                   batch: int | None) -> Any:
+    """The traces of one block: ``kernels.weighted_sums`` with the weights ``W`` of ``kernels.sparse_weights``."""
     xp = _backend.array_module(block)
     n_t = block.shape[0]
     if channel_axis is None:
-        return kg.weighted_sums(W, block.reshape(n_t, -1), batch=batch)
-    out = [kg.weighted_sums(W, xp.take(block, c, axis=channel_axis).reshape(n_t, -1), batch=batch)
-           for c in range(block.shape[channel_axis])]
+        return kernels.weighted_sums(W, block.reshape(n_t, -1), batch=batch)
+    out = []
+    for c in range(block.shape[channel_axis]):
+        # strided frames (one channel of a multi-channel block) are read in place, not copied
+        frames = xp.take(block, c, axis=channel_axis) if channel_axis != 1 else block[:, c]
+        out.append(kernels.weighted_sums(W, frames.reshape(n_t, -1), batch=batch))
     return xp.stack(out)
 
 
@@ -251,28 +241,25 @@ def _apply_weights(video: xr.DataArray, csr: tuple[np.ndarray, np.ndarray, np.nd
     data = video.data
     if not isinstance(data, da.Array):
         data = da.from_array(data, chunks=(-1,) * data.ndim, asarray=False)
-    engine = _check_engine(engine, _backend.is_device_array(data))
+    kernels = _backend.dispatch_for(data)
+    engine = _check_engine(engine, kernels.device)
     letters = {d: chr(ord("a") + i) for i, d in enumerate(video.dims)}
     in_ind = "".join(letters[d] for d in video.dims)
     has_channel = "channel" in video.dims
     out_ind = (letters["channel"] if has_channel else "") + "r" + letters["time"]
     channel_axis = video.dims.index("channel") if has_channel else None
     if engine == "numba":
-        # the weights enter the graph once (one key), not once per task
-        w = dask.delayed(csr, pure=True, traverse=False)
-        out = da.blockwise(
-            _extract_block, out_ind, data, in_ind, new_axes={"r": n_rows}, concatenate=True, dtype=np.float32,
-            meta=np.empty((0,) * len(out_ind), np.float32), csr=w, channel_axis=channel_axis, batch=batch,
-        )
+        # the CSR arrays themselves, for numba's gather loop: they enter the graph once (one key)
+        W = dask.delayed(csr, pure=True, traverse=False)
     else:
         # one sparse matrix on the chunks' device, made by one task and shared by all
         n_pixels = int(np.prod([video.sizes[d] for d in _frame_dims(video)], dtype=np.int64))
-        W = dask.delayed(kg.sparse_weights, pure=True)(*csr, n_pixels, xp_name=_backend.array_module(data).__name__,
-                                                       engine=engine)
-        out = da.blockwise(
-            _extract_block_gpu, out_ind, data, in_ind, new_axes={"r": n_rows}, concatenate=True, dtype=np.float32,
-            meta=_backend.meta_like(data, len(out_ind), np.float32), W=W, channel_axis=channel_axis, batch=batch,
-        )
+        W = dask.delayed(kernels.sparse_weights, pure=True)(*csr, n_pixels, xp_name=kernels.xp_name, engine=engine)
+    out = da.blockwise(
+        _extract_block, out_ind, data, in_ind, new_axes={"r": n_rows}, concatenate=True, dtype=np.float32,
+        meta=_backend.meta_like(data, len(out_ind), np.float32), W=W, kernels=kernels, channel_axis=channel_axis,
+        batch=batch,
+    )
     dims = (("channel",) if has_channel else ()) + ("roi", "time")
     return out, dims
 

@@ -35,7 +35,6 @@ from . import _backend
 from ._validate import check_choice, check_int, check_number, check_video, check_whole_frames
 from .device import host
 from .drivers import TemporalFilter, apply_temporal
-from .kernels import gpu as kg
 from .kernels import oscillations as K
 from .table import LazyTable
 
@@ -144,7 +143,7 @@ def _detect_block(before: np.ndarray, block: np.ndarray, after: np.ndarray, mask
 
 def _detect_block_gpu(before: Any, block: Any, after: Any, mask: Any = None, *, t0: int, n_frames: int, k: int,
                       spacing: float | None, lowmem: bool, min_size: int, start: int,
-                      batch_pixels: int = 2**25) -> Any:
+                      kernels: _backend.Kernels, batch_pixels: int = 2**25) -> Any:
     """:func:`_detect_block` on the device: larger batches of frames, labelled together (default rule only)."""
     xp = _backend.array_module(block)
     c0 = t0
@@ -165,8 +164,9 @@ def _detect_block_gpu(before: Any, block: Any, after: Any, mask: Any = None, *, 
     for u0 in range(max(c0, start), c1, batch):
         u1 = min(c1, u0 + batch)
         m = m_all[u0 - c0 : u1 - c0] if per_frame else m_all
-        sign = kg.gradient_sign(frames, first, (u0, u1), n_frames, k=k, spacing=spacing, lowmem=lowmem, mask=m)
-        out[u0 - c0 : u1 - c0] = kg.vote_and_filter(sign.reshape((u1 - u0,) + planes), min_size).reshape(
+        sign = kernels.gradient_sign(frames, first, (u0, u1), n_frames, k=k, spacing=spacing, lowmem=lowmem, mask=m,
+                                     batch_bytes=2**28)
+        out[u0 - c0 : u1 - c0] = kernels.vote_and_filter(sign.reshape((u1 - u0,) + planes), min_size).reshape(
             (u1 - u0,) + tuple(block.shape[1:]))
     return out
 
@@ -305,7 +305,8 @@ def detect(
     if compat is not None:
         # Cellects' cc() rule ranks each frame's components one by one: CPU only
         video = host(video, f"fluoxr.oscillations.detect(compat={compat!r})")
-    device = compat is None and _backend.is_device_array(video.data)
+    kernels = _backend.dispatch_for(video.data)
+    device = compat is None and kernels.device
     data = video.data
     k = detection_halo(period_s=period_s, interval_s=interval_s, lag=lag)
     nd = data.ndim
@@ -314,7 +315,7 @@ def detect(
     if device:
         result = apply_temporal(data, _GRADIENT_GPU, axis=0, others=others, dtype=np.int8,
                                 meta=_backend.meta_like(data, nd, np.int8), k=k, spacing=spacing, lowmem=False,
-                                min_size=min_cluster_size, start=start)
+                                min_size=min_cluster_size, start=start, kernels=kernels)
     else:
         result = apply_temporal(data, _GRADIENT, axis=0, others=others, dtype=np.int8,
                                 meta=np.empty((0,) * nd, np.int8), k=k, spacing=spacing,

@@ -33,7 +33,6 @@ from ._validate import check_choice, check_number, check_traces, require_fps
 from .device import host
 from .drivers import WHOLE, TemporalFilter, apply_temporal
 from .kernels import detrend as kdetrend
-from .kernels import gpu as kg
 from .kernels import temporal as ktemporal
 
 logger = logging.getLogger(__name__)
@@ -188,18 +187,6 @@ def _aligned(a: xr.DataArray, b: xr.DataArray, name: str) -> tuple[xr.DataArray,
 # baseline
 
 
-def _percentile_rows(block: np.ndarray, *, q: float) -> np.ndarray:
-    if block.dtype == np.float16:
-        # np.percentile interpolates in the input's dtype: float16 would round the
-        # baseline to 3 significant digits, unlike the float32 result of the same values
-        block = block.astype(np.float32)
-    return np.percentile(block, q, axis=-1, keepdims=True).astype(np.float32)
-
-
-def _percentile_rows_gpu(block: Any, *, q: float) -> Any:
-    return kg.percentile_rows(block, q)
-
-
 def baseline(
     traces: xr.DataArray,
     *,
@@ -262,8 +249,8 @@ def baseline(
     check_choice(method, "method", ("maximin", "constant", "prctile"))
     sigma = check_number(sigma_frames, "sigma_frames", ge=0)
     t, data = _time_last(traces)
-    # GPU traces (CuPy chunks) run the kernels' array-module twins, with the same halos
-    K = kg if _backend.is_device_array(data) else ktemporal
+    # the kernels of the chunks' backend (array-module code: the same filters and halos on the GPU)
+    K = _backend.dispatch_for(data)
     if method == "maximin":
         window_s = check_number(window_s, "window_s", gt=0)
         rate = traces_fps(traces, fps)
@@ -282,8 +269,7 @@ def baseline(
     else:
         q = check_number(percentile, "percentile", ge=0, le=100)
         whole = _whole_time(data)
-        rows = _percentile_rows_gpu if K is kg else _percentile_rows
-        low = whole.map_blocks(rows, q=q, dtype=np.float32, chunks=whole.chunks[:-1] + ((1,),),
+        low = whole.map_blocks(K.percentile_rows, q=q, dtype=np.float32, chunks=whole.chunks[:-1] + ((1,),),
                                meta=_backend.meta_like(data, data.ndim, np.float32))
         out = da.broadcast_to(low.rechunk(data.chunks[:-1] + ((1,),)), data.shape, chunks=data.chunks)
     result = _like(t, out, "baseline")

@@ -2,7 +2,7 @@
 
 Inside ``fluoxr._backend.emulate_device()`` NumPy chunks count as device
 chunks: the domain modules build their GPU graphs, and the GPU kernels
-(``fluoxr.kernels.gpu``) run with NumPy. Every test compares values with the
+(``fluoxr._backend.GPU_KERNELS``) run with NumPy. Every test compares values with the
 CPU path, so every line of the GPU paths except the calls that name CuPy
 (marked ``# cupy-only``) is checked in CI. ``tests/test_gpu.py`` repeats the
 comparisons on a real GPU.
@@ -23,7 +23,7 @@ import fluoxr
 from fluoxr import _backend
 from fluoxr import oscillations as O
 from fluoxr.kernels import extract as kextract
-from fluoxr.kernels import gpu as kg
+from fluoxr._backend import GPU_KERNELS as kg
 from fluoxr.kernels import moments as km
 from fluoxr.kernels import oscillations as kosc
 from fluoxr.kernels import sofi as ks

@@ -18,6 +18,12 @@ Numerical and speed choices (guarded by ``tests/kernels/test_sofi_moments.py``):
 - the powers are accumulated in one fused loop into arrays allocated inside
   the kernel, which LLVM vectorises (see ``_tile_sums``).
 
+Beside each numba kernel of the moment states stands its array-module
+version (suffix ``_xp``: the same layout, float64, Pébay's merge
+vectorised over pixels), which :data:`fluoxr._backend.GPU_KERNELS` runs on
+CuPy chunks; the kernels without a loop (:func:`state_to_stats`,
+:func:`cumulants_from_moments`, :func:`empty_state`) serve both backends.
+
 Also here: time-lagged frame products (pysofi ``calc_moments_with_lag``) and
 pixel-pair co-moments (XC-SOFI), merged the same way. No dask, no xarray:
 arrays in, arrays out.
@@ -27,21 +33,28 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numba
 import numpy as np
 from numba import njit, prange
 
+from .._backend import array_module
+
 __all__ = [
     "central_sums",
     "moment_state",
+    "moment_state_xp",
     "empty_state",
     "merge_states",
+    "merge_states_xp",
     "merge_all",
+    "merge_all_xp",
     "state_to_stats",
     "cumulants_from_moments",
     "segment_states",
+    "segment_states_xp",
     "lag_subsets",
     "lag_product_sums",
     "lag_partitions",
@@ -334,10 +347,14 @@ def central_sums(x: np.ndarray, max_order: int, *, frames_per_block: int | None 
 
 State = tuple  # (n: int, mean: ndarray, M: ndarray (max_order - 1, ...))
 
+# bytes of one float64 temporary of a batch of frames of moment_state_xp: large enough that a typical
+# chunk (96 MB of uint16 samples, 384 MB as float64) is one batch, so no merges inside a chunk
+_BATCH_BYTES = 2**29
 
-def empty_state(shape: Sequence[int], max_order: int) -> State:
-    """The state of no frames (the identity of :func:`merge_states`)."""
-    return (0, np.zeros(tuple(shape)), np.zeros((max(max_order - 1, 0),) + tuple(shape)))
+
+def empty_state(shape: Sequence[int], max_order: int, xp: Any = np) -> State:
+    """The state of no frames (the identity of :func:`merge_states`), with arrays of the module ``xp``."""
+    return (0, xp.zeros(tuple(shape)), xp.zeros((max(max_order - 1, 0),) + tuple(shape)))
 
 
 def moment_state(block: np.ndarray, max_order: int) -> State:
@@ -355,6 +372,47 @@ def moment_state(block: np.ndarray, max_order: int) -> State:
     rest = block.shape[1:]
     mean, M = central_sums(block.reshape(block.shape[0], -1), max_order)
     return (int(block.shape[0]), mean.reshape(rest), M.reshape((M.shape[0],) + rest))
+
+
+def moment_state_xp(block: Any, max_order: int, *, frames_per_batch: int | None = None) -> State:
+    """:func:`moment_state` with array-module operations (the GPU's: numba cannot run there), float64.
+
+    Frames are taken in batches (``frames_per_batch``, default: float64
+    temporaries of about 512 MB); per batch the batch mean is subtracted
+    first (so a large offset costs no precision), the central power sums of
+    orders 2..``max_order`` are summed from one running product, and batch
+    states are merged exactly (:func:`merge_states_xp`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> n, mean, M = moment_state_xp(np.arange(8.0).reshape(4, 2), 2)
+    >>> n, mean.tolist(), M[0].tolist()
+    (4, [3.0, 4.0], [20.0, 20.0])
+    """
+    xp = array_module(block)
+    rest = tuple(block.shape[1:])
+    rows = max(int(max_order) - 1, 0)
+    t = int(block.shape[0])
+    if t == 0:
+        return empty_state(rest, max_order, xp)
+    npx = max(int(np.prod(rest, dtype=np.int64)), 1)
+    step = int(frames_per_batch) if frames_per_batch else max(1, _BATCH_BYTES // (8 * npx))
+    state = None
+    for f0 in range(0, t, step):
+        x = block[f0 : f0 + step].astype(xp.float64)  # a copy: changed in place below
+        mean = x.mean(axis=0)
+        x -= mean
+        M = xp.empty((rows,) + rest)
+        if rows:
+            q = x * x
+            M[0] = q.sum(axis=0)
+            for r in range(1, rows):
+                q *= x
+                M[r] = q.sum(axis=0)
+        part = (int(x.shape[0]), mean, M)
+        state = part if state is None else merge_states_xp(state, part)
+    return state
 
 
 def merge_states(a: State, b: State) -> State:
@@ -384,25 +442,64 @@ def merge_states(a: State, b: State) -> State:
     return (na + nb, mean.reshape(shape), M.reshape(Ma.shape))
 
 
-def merge_all(states: Sequence[State]) -> State:
-    """Merge a sequence of states (left to right)."""
+def merge_states_xp(a: State, b: State) -> State:
+    """:func:`merge_states` with array-module operations, vectorised over pixels (the GPU's).
+
+    The formula and the order of its operations are those of the numba
+    kernel. Inputs are not modified.
+    """
+    na, ma, Ma = a
+    nb, mb, Mb = b
+    if nb == 0:
+        return a
+    if na == 0:
+        return b
+    n = na + nb
+    delta = mb - ma
+    mean = ma + delta * (nb / n)
+    P = Ma.shape[0] + 1
+    if P < 2:
+        return (n, mean, Ma.copy())
+    ca = delta * (-nb / n)
+    cb = delta * (na / n)
+    pa, pb = [None, ca], [None, cb]
+    for _ in range(2, P + 1):
+        pa.append(pa[-1] * ca)
+        pb.append(pb[-1] * cb)
+    M = array_module(Ma).empty_like(Ma)
+    for p in range(2, P + 1):
+        s = Ma[p - 2] + Mb[p - 2] + pa[p] * na + pb[p] * nb  # k = p: M_0 = n
+        for k in range(1, p - 1):  # p - k >= 2 (M_1 = 0)
+            s += math.comb(p, k) * (pa[k] * Ma[p - k - 2] + pb[k] * Mb[p - k - 2])
+        M[p - 2] = s
+    return (n, mean, M)
+
+
+def merge_all(states: Sequence[State], *, merge: Callable[[State, State], State] = merge_states) -> State:
+    """Merge a sequence of states (left to right) with ``merge``."""
     states = list(states)
     if not states:
         raise ValueError("states must hold at least one state")
     out = states[0]
     for s in states[1:]:
-        out = merge_states(out, s)
+        out = merge(out, s)
     return out
 
 
-def state_to_stats(state: State) -> np.ndarray:
+def merge_all_xp(states: Sequence[State]) -> State:
+    """:func:`merge_all` with :func:`merge_states_xp` (the GPU's)."""
+    return merge_all(states, merge=merge_states_xp)
+
+
+def state_to_stats(state: State) -> Any:
     """``(max_order + 1, ...)`` float64: row 0 the mean, row k the central moment of order k.
 
     Row 1 (the first central moment) is 0 by definition. A state of no frames
-    gives NaN.
+    gives NaN. Arrays of the state's module (NumPy or CuPy).
     """
     n, mean, M = state
-    out = np.empty((M.shape[0] + 2,) + mean.shape)
+    xp = array_module(mean)
+    out = xp.empty((M.shape[0] + 2,) + tuple(mean.shape))
     if n == 0:
         out[...] = np.nan
         return out
@@ -412,8 +509,8 @@ def state_to_stats(state: State) -> np.ndarray:
     return out
 
 
-def cumulants_from_moments(m: np.ndarray) -> np.ndarray:
-    """Cumulants of orders ``1..p`` from moments of orders ``1..p`` (axis 0).
+def cumulants_from_moments(m: Any) -> Any:
+    """Cumulants of orders ``1..p`` from moments of orders ``1..p`` (axis 0), in ``m``'s array module.
 
     The moment-cumulant recursion of pysofi's ``calc_cumulants_from_moments``::
 
@@ -429,8 +526,9 @@ def cumulants_from_moments(m: np.ndarray) -> np.ndarray:
     >>> cumulants_from_moments(np.array([0.0, 2.0, 0.0, 12.0]))[3]   # Gaussian: k4 = 0
     np.float64(0.0)
     """
-    m = np.asarray(m, dtype=np.float64)
-    k = np.empty_like(m)
+    xp = array_module(m)
+    m = xp.asarray(m, dtype=xp.float64)
+    k = xp.empty_like(m)
     for n in range(1, m.shape[0] + 1):
         acc = m[n - 1].copy()
         for i in range(1, n):
@@ -443,18 +541,25 @@ def cumulants_from_moments(m: np.ndarray) -> np.ndarray:
 # segmented states: frames grouped in blocks given by boundaries along time
 
 
-def segment_states(block: np.ndarray, t0: int, bounds: np.ndarray, max_order: int) -> dict[int, State]:
-    """Moment states of the parts of ``block`` (frames ``t0 ..``) in each segment ``[bounds[k], bounds[k+1])``.
+def segment_states(block: Any, t0: int, bounds: Any, max_order: int, *,
+                   state: Callable[[Any, int], State] = moment_state) -> dict[int, State]:
+    """Moment states (by ``state``) of the parts of ``block`` (frames ``t0 ..``) in each segment ``[bounds[k], bounds[k+1])``.
 
     Only segments that overlap the block appear in the result.
     """
+    bounds = np.asarray(bounds)
     t1 = t0 + block.shape[0]
     out: dict[int, State] = {}
     for k in range(len(bounds) - 1):
         a, b = max(int(bounds[k]), t0), min(int(bounds[k + 1]), t1)
         if a < b:
-            out[k] = moment_state(block[a - t0 : b - t0], max_order)
+            out[k] = state(block[a - t0 : b - t0], max_order)
     return out
+
+
+def segment_states_xp(block: Any, t0: int, bounds: Any, max_order: int) -> dict[int, State]:
+    """:func:`segment_states` with :func:`moment_state_xp` (the GPU's)."""
+    return segment_states(block, t0, bounds, max_order, state=moment_state_xp)
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,6 +15,11 @@ Detection has two stages:
    components of each map are kept when at least ``min_size`` pixels (and,
    with ``compat=True``, after Cellects' ``cc()`` "background swap").
 
+Beside the numba kernels of both stages stand their array-module versions
+(suffix ``_xp``), which :data:`fluoxr._backend.GPU_KERNELS` runs on CuPy
+chunks (default rule only); :func:`gradient_sign_xp` is also the CPU's path
+for the dtypes numba does not take.
+
 Tracking (:func:`track_block`, numba) labels the clusters of every frame,
 links clusters of consecutive frames by pixel overlap and records the onsets
 of influx and efflux at every pixel.
@@ -22,8 +27,12 @@ of influx and efflux at every pixel.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit
+
+from .._backend import array_module, ndimage_module
 
 NONE, INFLUX, EFFLUX = 0, 1, 2
 
@@ -36,7 +45,9 @@ __all__ = [
     "gradient_halo",
     "frame_means",
     "gradient_sign",
+    "gradient_sign_xp",
     "neighbour_vote",
+    "neighbour_vote_xp",
     "Runs",
     "label_runs",
     "paint_runs",
@@ -44,6 +55,7 @@ __all__ = [
     "border_touches",
     "kept_components",
     "vote_and_filter",
+    "vote_and_filter_xp",
     "track_block",
 ]
 
@@ -163,7 +175,7 @@ def gradient_sign(
     if lo < first or hi - first >= block.shape[0]:
         raise ValueError(f"block holds frames {first}..{first + block.shape[0] - 1} but frames {lo}..{hi} are needed")
     if block.dtype not in _FAST_DTYPES or block.ndim < 3:
-        return _gradient_sign_numpy(block, first, core, n_frames, k=k, spacing=spacing, lowmem=lowmem, mask=mask)
+        return gradient_sign_xp(block, first, core, n_frames, k=k, spacing=spacing, lowmem=lowmem, mask=mask)
     frame = block.shape[-2:]
     # only the frames needed: the mean of a frame does not depend on its neighbours
     blk = np.ascontiguousarray(block[lo - first : hi - first + 1]).reshape((hi - lo + 1, -1) + frame)
@@ -218,8 +230,8 @@ def _sign_fast(blk: np.ndarray, means: np.ndarray, first: int, c0: int, c1: int,
                     o[i, j] = r
 
 
-def _gradient_sign_numpy(
-    block: np.ndarray,
+def gradient_sign_xp(
+    block: Any,
     first: int,
     core: tuple[int, int],
     n_frames: int,
@@ -227,38 +239,54 @@ def _gradient_sign_numpy(
     k: int = 1,
     spacing: float | None = 2,
     lowmem: bool = False,
-    mask: np.ndarray | None = None,
+    mask: Any = None,
     batch_bytes: float = 16e6,
-) -> np.ndarray:
-    """:func:`gradient_sign` with NumPy operations, for any dtype (float16 and booleans included).
+) -> Any:
+    """:func:`gradient_sign` with array-module operations: any dtype (float16, booleans), NumPy or CuPy.
 
-    The float temporaries are limited to about ``batch_bytes`` by processing
-    the core frames in batches. Also the reference the numba path is tested against.
+    The CPU's path for the dtypes numba does not take, the GPU's for all,
+    and the reference the numba path is tested against. The operations of
+    :func:`gradient_sign`, in the same order and dtypes: the frame mean
+    (:func:`frame_means`, equal bit for bit whatever frames are reduced
+    with it), the division, the difference, the division by
+    ``spacing * (b - a)``; a NaN gradient gives 0, as in the numba loop.
+    The float temporaries are limited to about ``batch_bytes`` by
+    processing the core frames in batches.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> v = np.full((4, 2, 2), 10.0, np.float16)
+    >>> v[:, 0, 0] = [10, 12, 14, 12]
+    >>> gradient_sign_xp(v, 0, (0, 4), 4)[:, 0, 0]
+    array([ 1,  1,  0, -1], dtype=int8)
     """
+    xp = array_module(block)
     c0, c1 = int(core[0]), int(core[1])
     k = int(k)
-    out = np.zeros((c1 - c0,) + block.shape[1:], np.int8)
+    out = xp.zeros((max(c1 - c0, 0),) + tuple(block.shape[1:]), xp.int8)
     if c1 <= c0:
         return out
     if n_frames < 2:
         raise ValueError(f"n_frames must be at least 2 to take a temporal gradient, got {n_frames}")
-    means = frame_means(block)
+    lo_all, hi_all = max(c0 - k, 0), min(c1 - 1 + k, n_frames - 1)
+    if lo_all < first or hi_all - first >= block.shape[0]:
+        raise ValueError(f"block holds frames {first}..{first + block.shape[0] - 1} but frames "
+                         f"{lo_all}..{hi_all} are needed")
     frame_px = int(np.prod(block.shape[1:], dtype=np.int64))
-    itemsize = max(np.result_type(block.dtype, means.dtype).itemsize, 1)
-    step = max(1, int(batch_bytes // max(frame_px * itemsize * 3, 1)))
+    # the work dtype of the normalised frames: float64 for integers and booleans (np.mean's)
+    work = np.dtype(np.float64) if np.dtype(block.dtype).kind in "biu" else np.dtype(block.dtype)
+    step = max(1, int(batch_bytes // max(frame_px * work.itemsize * 3, 1)))
     for u0 in range(c0, c1, step):
         u1 = min(c1, u0 + step)
         lo, hi = max(u0 - k, 0), min(u1 - 1 + k, n_frames - 1)
-        if lo < first or hi - first >= block.shape[0]:
-            raise ValueError(
-                f"block holds frames {first}..{first + block.shape[0] - 1} but frames {lo}..{hi} are needed"
-            )
+        part = block[lo - first : hi - first + 1]
         # each frame divided by its own mean: the same elementwise operation as Cellects'
-        f = block[lo - first : hi - first + 1] / means[lo - first : hi - first + 1][..., None, None]
+        f = part / frame_means(part)[..., None, None]
         t = np.arange(u0, u1)
         a = np.maximum(t - k, 0)
         b = np.minimum(t + k, n_frames - 1)
-        diff = f[b - lo] - f[a - lo]
+        diff = f[xp.asarray(b - lo)] - f[xp.asarray(a - lo)]
         if spacing is not None:
             # np.gradient divides by 2h inside and by h at the ends; the
             # divisor is a Python float so float32/float16 stay as they are
@@ -269,13 +297,17 @@ def _gradient_sign_numpy(
                 for i in range(diff.shape[0]):
                     diff[i] = diff[i] / (float(spacing) * int(span[i]))
         if lowmem:
-            diff = np.round(diff, 3).astype(np.float16)
-        s = np.sign(diff).astype(np.int8)
+            diff = xp.round(diff, 3).astype(xp.float16)
+        s = (diff > 0).astype(xp.int8) - (diff < 0).astype(xp.int8)
         if mask is not None:
             m = mask[u0 - c0 : u1 - c0] if mask.ndim == s.ndim else mask
-            s[np.broadcast_to(m, s.shape) == 0] = 0
+            s = xp.where(xp.broadcast_to(m, s.shape) == 0, xp.int8(0), s)
         out[u0 - c0 : u1 - c0] = s
     return out
+
+
+# the name tests/test_oscillations_kernels.py compares the numba path with
+_gradient_sign_numpy = gradient_sign_xp
 
 
 # --------------------------------------------------------------------------------------------
@@ -641,6 +673,74 @@ def vote_and_filter(sign: np.ndarray, min_size: int, compat: bool = False, n_ski
         out = np.empty(sign.shape, np.int8)
     runs = Runs(sign.shape[-1] * sign.shape[-2])
     _vote_and_filter(sign, int(min_size), bool(compat), int(n_skip), out, *runs.arrays())
+    return out
+
+
+def neighbour_vote_xp(sign: Any) -> Any:
+    """:func:`neighbour_vote` of every frame of ``(n, y, x)`` int8 signs, with array-module operations (the GPU's).
+
+    The counts are 3 x 3 box sums of the edge-padded frames (shifted
+    slices) minus the pixel itself; returns the int8 votes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> neighbour_vote_xp(np.ones((1, 3, 3), np.int8))[0].tolist()
+    [[1, 1, 1], [1, 1, 1], [1, 1, 1]]
+    """
+    xp = array_module(sign)
+    votes = []
+    for cond in (sign > 0, sign < 0):
+        c = cond.astype(xp.int8)
+        p = xp.pad(c, ((0, 0), (1, 1), (1, 1)), mode="edge")
+        rows = p[:, :-2] + p[:, 1:-1] + p[:, 2:]
+        box = rows[:, :, :-2] + rows[:, :, 1:-1] + rows[:, :, 2:]
+        votes.append(box - c > 4)
+    return votes[0].astype(xp.int8) + xp.int8(2) * votes[1].astype(xp.int8)
+
+
+# 8-connected within a frame, nothing across frames: a batch of frames is labelled in one call
+_FRAME_STRUCTURE = np.zeros((3, 3, 3), bool)
+_FRAME_STRUCTURE[1] = True
+
+
+def vote_and_filter_xp(sign: Any, min_size: int, compat: bool = False, n_skip: int = 0) -> Any:
+    """:func:`vote_and_filter` with array-module operations (the GPU's): the default rule only.
+
+    The vote (:func:`neighbour_vote_xp`), then for influx and for efflux the
+    8-connected components of every frame (``ndimage.label`` over the whole
+    batch with a structure that links nothing across frames), kept when
+    they have at least ``min_size`` pixels (``bincount`` of the labels).
+    Cellects' ``compat`` rule ranks each frame's components one by one and
+    runs on the CPU only.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> vote_and_filter_xp(np.ones((1, 1, 4, 5), np.int8), min_size=3)[0, 0, 0].tolist()
+    [1, 1, 1, 1, 1]
+    """
+    if sign.ndim != 4:
+        raise ValueError(f"sign must be (frames, planes, y, x), got shape {sign.shape}")
+    if compat:
+        raise ValueError("compat=True (Cellects' rule) runs on the CPU only: use vote_and_filter")
+    xp = array_module(sign)
+    ndi = ndimage_module(xp)
+    shape = sign.shape
+    vote = neighbour_vote_xp(sign.reshape((-1,) + tuple(shape[-2:])))
+    out = xp.zeros(vote.shape, xp.int8)
+    for kind in (INFLUX, EFFLUX):
+        labels, n = ndi.label(vote == kind, structure=_FRAME_STRUCTURE)
+        if not n:
+            continue
+        area = xp.bincount(labels.ravel(), minlength=int(n) + 1)
+        keep = area >= int(min_size)
+        keep[0] = False
+        # influx and efflux pixels are disjoint (8 neighbours cannot hold 5 of each)
+        out = xp.where(keep[labels], xp.int8(kind), out)
+    out = out.reshape(shape)
+    if n_skip:
+        out[:n_skip] = 0
     return out
 
 

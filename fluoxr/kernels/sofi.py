@@ -1,6 +1,7 @@
 """SOFI image kernels: masks, 1-D filters, bleaching blocks, Fourier interpolation, deconvolution, ldrc.
 
-Pure NumPy/SciPy functions of in-memory arrays, each matching pysofi 0.1.1's
+Pure NumPy/SciPy functions of in-memory arrays (the Fourier interpolation's
+also of CuPy arrays, for the GPU), each matching pysofi 0.1.1's
 function of the same name except where pysofi has a bug; the docstring then
 says what differs. The lazy versions are in :mod:`fluoxr.sofi`.
 """
@@ -10,8 +11,11 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+
+from .._backend import array_module, to_xp
 
 __all__ = [
     "gauss2d_mask",
@@ -25,6 +29,8 @@ __all__ = [
     "block_bounds",
     "interp_size",
     "finterp_operators",
+    "finterp_operator",
+    "interpolate_with",
     "interpolate_frames",
     "fourier_interp_array",
     "zero_pad",
@@ -300,24 +306,51 @@ def finterp_operators(h: int, w: int, factor: int) -> tuple[np.ndarray, np.ndarr
     return np.ascontiguousarray(A), np.ascontiguousarray(B)
 
 
+def finterp_operator(h: int, w: int, factor: int, which: int, xp_name: str = "numpy") -> Any:
+    """Operator ``A`` (``which=0``) or ``B`` (``which=1``) of :func:`finterp_operators`, as an array of ``xp_name``.
+
+    One graph task makes it, and copies it to the device once for CuPy.
+    """
+    return to_xp(finterp_operators(h, w, factor)[which], xp_name)
+
+
+def interpolate_with(frames: Any, A: Any, B: Any, *, batch: int = 16) -> Any:
+    """``|A @ frame @ B|`` for every frame (last two axes) of ``frames``, float64, in the frames' array module.
+
+    ``A`` and ``B`` are the operators of :func:`finterp_operators` as arrays
+    of that module. Frames are processed ``batch`` at a time to bound the
+    complex temporaries.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> A, B = finterp_operators(2, 2, 2)
+    >>> interpolate_with(np.ones((1, 2, 2)), A, B).round(6).tolist()
+    [[[1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]]
+    """
+    xp = array_module(frames)
+    lead = tuple(frames.shape[:-2])
+    h, w = frames.shape[-2:]
+    flat = frames.reshape((-1, h, w))
+    out = xp.empty((flat.shape[0], A.shape[0], B.shape[1]))
+    for i in range(0, flat.shape[0], batch):
+        chunk = flat[i : i + batch].astype(xp.float64, copy=False)
+        out[i : i + batch] = xp.abs(A @ chunk @ B)
+    return out.reshape(lead + tuple(out.shape[1:]))
+
+
 def interpolate_frames(frames: np.ndarray, factor: int, *, operators: tuple[np.ndarray, np.ndarray] | None = None,
                        batch: int = 16) -> np.ndarray:
     """Fourier-interpolate every frame (last two axes) of ``frames`` by ``factor`` (float64).
 
     Same result as pysofi's ``finterp.interpolate_image`` per frame (to
     rounding). Frames are processed ``batch`` at a time to bound the complex
-    temporaries.
+    temporaries (:func:`interpolate_with`).
     """
     frames = np.asarray(frames)
-    lead = frames.shape[:-2]
     h, w = frames.shape[-2:]
     A, B = operators if operators is not None else finterp_operators(h, w, factor)
-    flat = frames.reshape((-1, h, w))
-    out = np.empty((flat.shape[0], A.shape[0], B.shape[1]))
-    for i in range(0, flat.shape[0], batch):
-        chunk = flat[i : i + batch].astype(np.float64, copy=False)
-        out[i : i + batch] = np.abs(A @ chunk @ B)
-    return out.reshape(lead + out.shape[1:])
+    return interpolate_with(frames, A, B, batch=batch)
 
 
 def fourier_interp_array(im: np.ndarray, interp_num_lst: Sequence[int]) -> list[np.ndarray]:

@@ -9,6 +9,10 @@ determines ("valid" filtering). So the lazy result equals the in-memory one
 for any chunking. Each filter's halo is a function of its parameters
 (``*_halo``), read by the orchestration in :mod:`fluoxr.temporal`.
 
+The filters are written against the array module of their input
+(:func:`fluoxr._backend.array_module`, SciPy's or CuPy's ``ndimage``), so
+the same code serves NumPy chunks and CuPy chunks.
+
 References in ``tests/test_temporal.py``: suite2p's maximin restated with
 ``np.pad(mode="edge")`` and sliding windows, ``scipy.ndimage.gaussian_filter1d``.
 """
@@ -19,7 +23,8 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.ndimage import correlate1d, maximum_filter1d, minimum_filter1d
+
+from .._backend import array_module, ndimage_module
 
 __all__ = [
     "maximin_window",
@@ -29,6 +34,7 @@ __all__ = [
     "gaussian_weights",
     "gaussian_halo",
     "gaussian_reflect",
+    "percentile_rows",
     "round_to_int",
 ]
 
@@ -57,18 +63,19 @@ def maximin_halo(sigma: float, win: int) -> int:
     return maximin_gaussian(sigma).size // 2 + 2 * (win // 2)
 
 
-def _pad_edge(x: np.ndarray, r: int, left: bool, right: bool) -> np.ndarray:
+def _pad_edge(x: Any, r: int, left: bool, right: bool) -> Any:
     if r == 0 or not (left or right):
         return x
-    return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(r if left else 0, r if right else 0)], mode="edge")
+    xp = array_module(x)
+    return xp.pad(x, [(0, 0)] * (x.ndim - 1) + [(r if left else 0, r if right else 0)], mode="edge")
 
 
-def _valid(y: np.ndarray, r: int) -> np.ndarray:
+def _valid(y: Any, r: int) -> Any:
     return y[..., r : y.shape[-1] - r] if r else y
 
 
-def maximin(x: np.ndarray, sigma: float, win: int, *, pad_left: bool = True, pad_right: bool = True) -> np.ndarray:
-    """suite2p's maximin baseline ``Flow`` of each row of ``x`` (float32).
+def maximin(x: Any, sigma: float, win: int, *, pad_left: bool = True, pad_right: bool = True) -> Any:
+    """suite2p's maximin baseline ``Flow`` of each row of ``x`` (float32), in ``x``'s array module.
 
     Gaussian smoothing (:func:`maximin_gaussian`), then a minimum filter and
     a maximum filter of ``win`` frames, each stage edge-replicated at a true
@@ -83,26 +90,31 @@ def maximin(x: np.ndarray, sigma: float, win: int, *, pad_left: bool = True, pad
     >>> maximin(np.array([[3.0, 1.0, 2.0, 5.0, 4.0]]), 0.0, 3).tolist()
     [[1.0, 1.0, 2.0, 4.0, 4.0]]
     """
+    xp = array_module(x)
+    ndi = ndimage_module(xp)
     k = maximin_gaussian(sigma).astype(np.float64)
     g = k.size // 2
     h = win // 2
-    y = np.asarray(x, np.float64)
-    missing = np.isnan(y)
-    if missing.any():
+    y = xp.asarray(x, dtype=xp.float64)
+    missing = xp.isnan(y)
+    has_missing = bool(missing.any())
+    if has_missing:
         # NaN policy: an output frame is NaN when a NaN lies within its support
         # (g + 2h frames either side); the filters themselves see finite values
         # because the min/max filters give undefined results around NaN
-        y = np.where(missing, 0.0, y)
-    y = _valid(correlate1d(_pad_edge(y, g, pad_left, pad_right), k, axis=-1, mode="nearest"), g) if g else y
-    y = _valid(minimum_filter1d(_pad_edge(y, h, pad_left, pad_right), win, axis=-1), h) if h else y
-    y = _valid(maximum_filter1d(_pad_edge(y, h, pad_left, pad_right), win, axis=-1), h) if h else y
-    if missing.any():
+        y = xp.where(missing, 0.0, y)
+    if g:
+        y = _valid(ndi.correlate1d(_pad_edge(y, g, pad_left, pad_right), xp.asarray(k), axis=-1, mode="nearest"), g)
+    if h:
+        y = _valid(ndi.minimum_filter1d(_pad_edge(y, h, pad_left, pad_right), win, axis=-1), h)
+        y = _valid(ndi.maximum_filter1d(_pad_edge(y, h, pad_left, pad_right), win, axis=-1), h)
+    if has_missing:
         r = g + 2 * h
-        near = missing.astype(np.uint8)
+        near = missing.astype(xp.uint8)
         if r:
-            near = _valid(maximum_filter1d(_pad_edge(near, r, pad_left, pad_right), 2 * r + 1, axis=-1), r)
-        y[near.astype(bool)] = np.nan
-    return y.astype(np.float32)
+            near = _valid(ndi.maximum_filter1d(_pad_edge(near, r, pad_left, pad_right), 2 * r + 1, axis=-1), r)
+        y = xp.where(near.astype(bool), np.nan, y)
+    return y.astype(xp.float32)
 
 
 def gaussian_weights(sigma: float, truncate: float = 4.0) -> np.ndarray:
@@ -127,19 +139,27 @@ def _reflect_index(i: np.ndarray, n: int) -> np.ndarray:
     return np.where(j >= n, 2 * n - 1 - j, j)
 
 
-def gaussian_reflect(x: np.ndarray, sigma: float, *, pad_left: bool = True, pad_right: bool = True,
-                     truncate: float = 4.0) -> np.ndarray:
-    """``scipy.ndimage.gaussian_filter1d(x, sigma, axis=-1)`` (mode "reflect"), float64, halo-aware.
+def gaussian_reflect(x: Any, sigma: float, *, pad_left: bool = True, pad_right: bool = True,
+                     truncate: float = 4.0) -> Any:
+    """``scipy.ndimage.gaussian_filter1d(x, sigma, axis=-1)`` (mode "reflect"), float64, halo-aware, in ``x``'s array module.
 
     At a true end the signal is reflected (``d c b a | a b c d``) as scipy
     does; elsewhere the block must carry :func:`gaussian_halo` frames of
     context, which are trimmed from the output. A block that is both the
     true start and end gives exactly scipy's result, even when the radius
     exceeds the length.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> gaussian_reflect(np.array([[1.0, 1.0, 4.0]]), 0.0).tolist()
+    [[1.0, 1.0, 4.0]]
     """
+    xp = array_module(x)
+    ndi = ndimage_module(xp)
     w = gaussian_weights(sigma, truncate)
     r = w.size // 2
-    y = np.asarray(x, np.float64)
+    y = xp.asarray(x, dtype=xp.float64)
     if r == 0:
         return y.copy()
     n = y.shape[-1]
@@ -153,8 +173,31 @@ def gaussian_reflect(x: np.ndarray, sigma: float, *, pad_left: bool = True, pad_
         # at least as long as the radius, see fluoxr.temporal)
         idx = np.where(idx < 0, -idx - 1, idx) if pad_left else idx
         idx = np.where(idx >= n, 2 * n - 1 - idx, idx) if pad_right else idx
-    padded = y[..., idx]
-    return _valid(correlate1d(padded, w, axis=-1, mode="nearest"), r)
+    padded = y[..., xp.asarray(idx)]
+    return _valid(ndi.correlate1d(padded, xp.asarray(w), axis=-1, mode="nearest"), r)
+
+
+def percentile_rows(block: Any, q: float) -> Any:
+    """The ``q`` percentile of each row along the last axis (keepdims), float32, in ``block``'s array module.
+
+    Linear interpolation (NumPy's default); a row with a NaN gives NaN.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> percentile_rows(np.array([[1.0, 2.0, 3.0], [4.0, np.nan, 5.0]]), 50.0).tolist()
+    [[2.0], [nan]]
+    """
+    xp = array_module(block)
+    if block.dtype == xp.float16:
+        # np.percentile interpolates in the input's dtype: float16 would round the
+        # baseline to 3 significant digits, unlike the float32 result of the same values
+        block = block.astype(xp.float32)
+    out = xp.percentile(block, q, axis=-1, keepdims=True).astype(xp.float32)
+    # NumPy's percentile is NaN for a row with a NaN (and keeps that NaN's bits); a sort-based one
+    # (CuPy's) need not be: make it so, leaving NaN results as they are
+    lost = xp.isnan(block).any(axis=-1, keepdims=True) & ~xp.isnan(out)
+    return xp.where(lost, xp.float32(np.nan), out)
 
 
 def round_to_int(y: np.ndarray, dtype: Any, lo: float, hi: float) -> np.ndarray:

@@ -9,12 +9,9 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from .. import _backend
 from .._validate import check_int, check_number, check_video
 from .._video import as_video
 from ..device import host
-from ..kernels import gpu as kg
-from ..kernels import moments as km
 
 MAX_ORDER = 20  # beyond this float64 power sums of typical data over/underflow
 
@@ -88,19 +85,6 @@ def _result_attrs(video: xr.DataArray, **extra: Any) -> dict[str, Any]:
     attrs.update(extra)
     return attrs
 
-
-
-# The same reductions serve both backends: the states have one layout, and `backend` (a name:
-# modules do not pickle) picks the kernels, the numba ones for NumPy chunks or their array-module
-# twins (fluoxr.kernels.gpu) for CuPy chunks.
-
-
-def _backend_of(data: Any) -> str:
-    return "gpu" if _backend.is_device_array(data) else "cpu"
-
-
-def _kernels(backend: str) -> Any:
-    return kg if backend == "gpu" else km
 
 
 def _check_edges(edges: Any, n_frames: int) -> np.ndarray:

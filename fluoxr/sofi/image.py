@@ -26,7 +26,6 @@ from .._validate import check_int, check_number, check_whole_frames
 from .._video import frames_per_chunk
 from ..device import host
 from ..drivers import TemporalFilter, apply_temporal
-from ..kernels import gpu as kg
 from ..kernels import sofi as ks
 
 __all__ = ["fourier_interpolate", "noise_filter", "deconvsk", "ldrc", "gauss1d_mask", "gauss2d_mask",
@@ -48,7 +47,7 @@ def _as_images(obj: Any, name: str, *, videos: bool = False) -> xr.DataArray:
             raise ValueError(f"{name} must have 'y' and 'x' as its last two dims, got dims {obj.dims}")
         return obj
     if isinstance(obj, (np.ndarray, da.Array)) or hasattr(obj, "__array__"):
-        arr = obj if isinstance(obj, da.Array) or _backend.is_device_array(obj) else np.asarray(obj)
+        arr = obj if isinstance(obj, da.Array) or _backend.dispatch_for(obj).device else np.asarray(obj)
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
         if videos and 3 <= arr.ndim <= 5:
@@ -66,18 +65,6 @@ def _frac_coord(obj: xr.DataArray, dim: str, factor: int) -> np.ndarray:
     n = obj.sizes[dim]
     src = obj[dim].values.astype(np.float64) if dim in obj.coords else np.arange(n, dtype=np.float64)
     return np.interp(np.arange(ks.interp_size(n, factor)) / factor, np.arange(n), src)
-
-
-def _operator(h: int, w: int, factor: int, which: int) -> np.ndarray:
-    return ks.finterp_operators(h, w, factor)[which]
-
-
-def _interp_block(block: np.ndarray, A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    return ks.interpolate_frames(block, 0, operators=(A, B))
-
-
-def _interp_block_gpu(block: Any, A: Any, B: Any) -> Any:
-    return kg.interpolate_frames(block, A, B)
 
 
 def fourier_interpolate(obj: Any, factor: int = 2) -> xr.DataArray:
@@ -124,6 +111,7 @@ def fourier_interpolate(obj: Any, factor: int = 2) -> xr.DataArray:
     h, w = images.sizes["y"], images.sizes["x"]
     hn, wn = ks.interp_size(h, factor), ks.interp_size(w, factor)
     data = images.data
+    K = _backend.dispatch_for(data)
     if isinstance(data, da.Array):
         check_whole_frames(images, "obj")
         lead = data.ndim - 2
@@ -133,26 +121,19 @@ def fourier_interpolate(obj: Any, factor: int = 2) -> xr.DataArray:
             n = frames_per_chunk(per_lead, data.shape[0], get_options()["chunk_mb"])
             if max(data.chunks[0]) > n:
                 data = data.rechunk({0: n})
-        if _backend.is_device_array(data):
-            # GPU: the operators are made once per graph and copied to the device once
-            xp_name = _backend.array_module(data).__name__
-            op = partial(kg.finterp_operator, xp_name=xp_name)
-            kernel, opmeta = _interp_block_gpu, _backend.meta_like(data, 2, np.complex128)
-        else:
-            op, kernel, opmeta = _operator, _interp_block, np.empty((0, 0), np.complex128)
+        # the operators are made once per graph (and copied to the device once)
+        op = partial(K.finterp_operator, xp_name=K.xp_name)
+        opmeta = _backend.meta_like(data, 2, np.complex128)
         A = da.from_delayed(dask.delayed(op, pure=True)(h, w, factor, 0), shape=(hn, h), dtype=np.complex128,
                             meta=opmeta)
         B = da.from_delayed(dask.delayed(op, pure=True)(h, w, factor, 1), shape=(w, wn), dtype=np.complex128,
                             meta=opmeta)
         ind = "".join(chr(ord("a") + i) for i in range(lead))
-        out = da.blockwise(kernel, ind + "YX", data, ind + "yx", A, "Yy", B, "xX", concatenate=True,
+        out = da.blockwise(K.interpolate_frames, ind + "YX", data, ind + "yx", A, "Yy", B, "xX", concatenate=True,
                            dtype=np.float64, meta=_backend.meta_like(data, data.ndim, np.float64),
                            name="fluoxr-sofi-finterp")
-    elif _backend.is_device_array(data):
-        xp_name = _backend.array_module(data).__name__
-        out = kg.interpolate_frames(data, *(kg.finterp_operator(h, w, factor, i, xp_name) for i in (0, 1)))
     else:
-        out = ks.interpolate_frames(np.asarray(data), factor)
+        out = K.interpolate_frames(data, *(K.finterp_operator(h, w, factor, i, K.xp_name) for i in (0, 1)))
     coords = {k: v.variable for k, v in images.coords.items() if not ({"y", "x"} & set(v.dims))}
     coords["y"] = _frac_coord(images, "y", factor)
     coords["x"] = _frac_coord(images, "x", factor)

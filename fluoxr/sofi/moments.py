@@ -22,11 +22,9 @@ from ..kernels import moments as km
 from ..kernels import sofi as ks
 from ._common import (
     _as_lazy_video,
-    _backend_of,
     _bleach_args,
     _check_orders,
     _frame_coords,
-    _kernels,
     _orders_array,
     _orders_dataarray,
     _result_attrs,
@@ -44,26 +42,34 @@ class MomentState(NamedTuple):
     power_sums: Any
 
 
-def _moment_chunk(block: Any, *, max_order: int, backend: str) -> MomentState:
-    return MomentState(*_kernels(backend).moment_state(block, max_order))
+# The same reductions serve both backends: the states have one layout, and `kernels` (the set that
+# fluoxr._backend.dispatch_for chose for the chunks) supplies the numba kernels for NumPy chunks or
+# their array-module versions for CuPy chunks.
 
 
-def _moment_segments(block: Any, t0: int, edges: np.ndarray, *, max_order: int, backend: str) -> dict[int, MomentState]:
-    parts = _kernels(backend).segment_states(block, t0, edges, max_order)
+def _moment_chunk(block: Any, *, max_order: int, kernels: _backend.Kernels) -> MomentState:
+    return MomentState(*kernels.moment_state(block, max_order))
+
+
+def _moment_segments(block: Any, t0: int, edges: np.ndarray, *, max_order: int,
+                     kernels: _backend.Kernels) -> dict[int, MomentState]:
+    parts = kernels.segment_states(block, t0, edges, max_order)
     return {k: MomentState(*state) for k, state in parts.items()}
 
 
-def _moment_combine(states: Sequence[MomentState], *, backend: str) -> MomentState:
+def _moment_combine(states: Sequence[MomentState], *, kernels: _backend.Kernels) -> MomentState:
     # Pébay's pairwise update, left to right
-    return MomentState(*_kernels(backend).merge_all(states))
+    return MomentState(*kernels.merge_all(states))
 
 
-def _moment_finalize(state: MomentState, *, backend: str) -> Any:
-    return _kernels(backend).state_to_stats(state)
+def _moment_finalize(state: MomentState, *, kernels: _backend.Kernels) -> Any:
+    return kernels.state_to_stats(state)
 
 
-def moment_reduction(max_order: int, backend: str = "cpu") -> TimeReduction[MomentState]:
+def moment_reduction(max_order: int, kernels: _backend.Kernels = _backend.CPU_KERNELS) -> TimeReduction[MomentState]:
     """Rows ``0 .. max_order``: the mean, then the central moments of orders 1..max_order (float64).
+
+    ``kernels``: the set :func:`fluoxr._backend.dispatch_for` chose for the chunks.
 
     Examples
     --------
@@ -75,11 +81,11 @@ def moment_reduction(max_order: int, backend: str = "cpu") -> TimeReduction[Mome
     """
     return TimeReduction(
         "fluoxr-sofi-moments",
-        chunk=partial(_moment_chunk, max_order=max_order, backend=backend),
-        combine=partial(_moment_combine, backend=backend),
-        finalize=partial(_moment_finalize, backend=backend),
+        chunk=partial(_moment_chunk, max_order=max_order, kernels=kernels),
+        combine=partial(_moment_combine, kernels=kernels),
+        finalize=partial(_moment_finalize, kernels=kernels),
         rows=max_order + 1,
-        chunk_segments=partial(_moment_segments, max_order=max_order, backend=backend),
+        chunk_segments=partial(_moment_segments, max_order=max_order, kernels=kernels),
     )
 
 
@@ -91,9 +97,9 @@ class BlockAverage(NamedTuple):
     blocks: int
 
 
-def _average_chunk(stats: Any, *, backend: str) -> BlockAverage:
+def _average_chunk(stats: Any) -> BlockAverage:
     xp = _backend.array_module(stats)
-    cum = xp.concatenate([stats[:1], _kernels(backend).cumulants_from_moments(stats[1:])])
+    cum = xp.concatenate([stats[:1], km.cumulants_from_moments(stats[1:])])
     return BlockAverage(stats, cum, 1)
 
 
@@ -109,9 +115,9 @@ def _average_finalize(state: BlockAverage) -> Any:
     return xp.concatenate([state.stats / state.blocks, state.cumulants / state.blocks])
 
 
-def block_average(max_order: int, backend: str = "cpu") -> TimeReduction[BlockAverage]:
+def block_average(max_order: int) -> TimeReduction[BlockAverage]:
     """Over blocks of :func:`moment_reduction` results: rows ``[stats 0..p, mean, cumulants 1..p]``, equal weights."""
-    return TimeReduction("fluoxr-sofi-block-average", chunk=partial(_average_chunk, backend=backend),
+    return TimeReduction("fluoxr-sofi-block-average", chunk=_average_chunk,
                          combine=_average_combine, finalize=_average_finalize, rows=2 * (max_order + 1))
 
 
@@ -181,18 +187,17 @@ def min_reduction(dtype: Any) -> TimeReduction[MinState]:
 
 def _moment_stats(data: da.Array, max_order: int) -> da.Array:
     """``(max_order + 1, ...)``: row 0 the mean, row k the central moment of order k; one tree reduction."""
-    return reduce_time(data, moment_reduction(max_order, _backend_of(data)))
+    return reduce_time(data, moment_reduction(max_order, _backend.dispatch_for(data)))
 
 
 def _segment_stats(data: da.Array, edges: Any, max_order: int) -> da.Array:
     """``(n_segments, max_order + 1, ...)`` stats of the frames in each segment (NaN for an empty one)."""
-    return reduce_time(data, moment_reduction(max_order, _backend_of(data)), segments=edges)
+    return reduce_time(data, moment_reduction(max_order, _backend.dispatch_for(data)), segments=edges)
 
 
 def _cumulant_rows(moment_rows: da.Array) -> da.Array:
     """Cumulants of orders 1..p from central moments of orders 1..p (axis 0, one chunk)."""
-    K = _kernels(_backend_of(moment_rows))
-    return moment_rows.map_blocks(K.cumulants_from_moments, dtype=np.float64,
+    return moment_rows.map_blocks(_backend.dispatch_for(moment_rows).cumulants_from_moments, dtype=np.float64,
                                   meta=_backend.meta_like(moment_rows, moment_rows.ndim, np.float64))
 
 
@@ -231,7 +236,7 @@ def total_signal(video: Any) -> xr.DataArray:
 
 def _fbc_edges(video: xr.DataArray, fbc: float, smooth_kernel: int) -> da.Array:
     signal = total_signal(video).data.rechunk(-1)
-    if _backend.is_device_array(signal):
+    if _backend.dispatch_for(signal).device:
         # one number per frame: the blocks are cut on the host
         signal = signal.map_blocks(_backend.to_numpy, dtype=np.float64, meta=np.empty((0,), np.float64))
     n_blocks = math.ceil(1 / fbc)
@@ -250,10 +255,10 @@ def _sofi_core(video: xr.DataArray, max_order: int, bleach_correction: bool, fbc
         stats = _moment_stats(video.data, max_order)
         return stats[0], stats[1:], _cumulant_rows(stats[1:])
     # blocks cut on the data: one pass for the edges, one for the blocks, averaged as they complete
-    backend = _backend_of(video.data)
+    kernels = _backend.dispatch_for(video.data)
     edges = _fbc_edges(video, fbc, smooth_kernel)
-    out = reduce_time(video.data, moment_reduction(max_order, backend), segments=edges,
-                      across=block_average(max_order, backend))
+    out = reduce_time(video.data, moment_reduction(max_order, kernels), segments=edges,
+                      across=block_average(max_order))
     p1 = max_order + 1
     return out[0], out[1:p1], out[p1 + 1 :]
 
