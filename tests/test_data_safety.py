@@ -1025,17 +1025,21 @@ class _Killer:
     # count the loop's wake-ups, which vary from run to run)
     LOOP_CALLS = {"replace", "rename", "unlink", "mkdir", "open"}
 
-    def __init__(self, at: int | None) -> None:
-        self.at, self.count = at, 0
+    def __init__(self, at: int | None, *, finish: bool = False) -> None:
+        # finish: count only the steps after the last chunk (marking complete, the final rename, cleanup,
+        # releasing the lock); their number does not vary from run to run, unlike the whole save's
+        self.at, self.count, self.finish, self.counting = at, 0, finish, not finish
         self.main = threading.get_ident()
 
     def __call__(self, frame, event, arg):
+        if self.finish and not self.counting and event == "call" and frame.f_code.co_name == "_finish":
+            self.counting = True
         if threading.get_ident() == self.main:
             hit = (event == "call" and (frame.f_code.co_filename in self.FILES or frame.f_code.co_name == "rmtree")
                    ) or (event == "c_call" and getattr(arg, "__name__", "") in self.C_CALLS)
         else:
             hit = event == "c_call" and getattr(arg, "__name__", "") in self.LOOP_CALLS
-        if hit:
+        if hit and self.counting:
             self.count += 1
             if self.count == self.at:
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -1054,9 +1058,6 @@ def _in_child(fn) -> int:
     return os.waitpid(pid, 0)[1]
 
 
-def _kill_points(n: int, count: int) -> list[int]:
-    spread = np.unique(np.linspace(1, n, count - 10).astype(int)).tolist()
-    return sorted(set(spread) | set(range(max(1, n - 9), n + 1)))  # the last steps: final rename and cleanup
 
 
 @pytest.mark.slow
@@ -1082,8 +1083,8 @@ def test_sigkill_at_any_step_then_resume_gives_the_uninterrupted_store(work, tab
     fluoxr.save(make(), out)  # every run below replaces a finished store, as a rerun with --overwrite does
     counts = folder / "steps.txt"
 
-    def write(at):
-        killer = _Killer(at)
+    def write(at, finish=False):
+        killer = _Killer(at, finish=finish)
         sys.setprofile(killer)
         threading.setprofile(killer)  # zarr writes from its own event-loop thread
         with dask.config.set(scheduler="synchronous"):
@@ -1094,10 +1095,17 @@ def test_sigkill_at_any_step_then_resume_gives_the_uninterrupted_store(work, tab
 
     assert _in_child(lambda: write(None)) == 0
     n = int(counts.read_text())
-    points = _kill_points(n, 32 if not table else 18)
+    assert _in_child(lambda: write(None, finish=True)) == 0
+    n_finish = int(counts.read_text())
+    # points spread over the whole save (its step count varies by a few between runs, so the spread stops
+    # short of the end), then every step after the last chunk: marking complete, final rename, cleanup
+    spread = np.unique(np.linspace(1, int(n * 0.97), 24 if not table else 12).astype(int)).tolist()
+    finish = sorted(set(np.linspace(1, n_finish, 24).astype(int).tolist()) | set(range(n_finish - 5, n_finish + 1)))
+    points = [(at, False) for at in spread] + [(at, True) for at in finish if at >= 1]
     killed = 0
-    for at in points:
-        status = _in_child(lambda at=at: write(at))
+    for at, finish in points:
+        where = f"step {at}/{n_finish} after the last chunk" if finish else f"step {at}/{n}"
+        status = _in_child(lambda: write(at, finish))
         killed += os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
         # whatever the kill left, a store that opens is never partial
         try:
@@ -1105,12 +1113,11 @@ def test_sigkill_at_any_step_then_resume_gives_the_uninterrupted_store(work, tab
         except (ValueError, FileNotFoundError):
             pass
         else:
-            assert _snapshot(out) == expected, f"killed at step {at}/{n}: an incomplete store opened"
+            assert _snapshot(out) == expected, f"killed at {where}: an incomplete store opened"
         fluoxr.save(make(), out, resume=True)
-        assert _snapshot(out) == expected, f"killed at step {at}/{n}: the resumed store differs"
+        assert _snapshot(out) == expected, f"killed at {where}: the resumed store differs"
         leftovers = [p for p in os.listdir(folder) if p.startswith("out.zarr") and p != "out.zarr"]
-        assert not leftovers, f"killed at step {at}/{n}: left {leftovers}"
-    # the number of steps varies by a few between runs (zarr's event loop), so the last points may fall
-    # after the end of a shorter run; all others kill
-    print(f"save of {'a lazy table' if table else 'a dataset'}: {n} steps, killed at {killed} of {len(points)} points")
-    assert killed >= (24 if not table else 12), (killed, len(points), n)
+        assert not leftovers, f"killed at {where}: left {leftovers}"
+    print(f"save of {'a lazy table' if table else 'a dataset'}: {n} steps, {n_finish} after the last chunk; "
+          f"killed at {killed} of {len(points)} points")
+    assert n_finish >= 5 and killed == len(points), (killed, len(points), n, n_finish)
