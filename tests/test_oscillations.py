@@ -13,12 +13,13 @@ import pandas as pd
 import pytest
 import tifffile
 import xarray as xr
-from test_oscillations_reference import ref_detect, ref_tracks
 
 import fluoxr
 from fluoxr import oscillations as O
 from fluoxr.cli import main as cli_main
 from fluoxr.testing import assert_chunk_invariant, default_chunkings, raise_if_dask_computes
+from fluoxr.testing.references import detect_oscillations as ref_detect
+from fluoxr.testing.references import track_clusters as ref_tracks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -4,6 +4,9 @@
   several chunkings along time (whole, one frame, uneven, smaller than a halo).
 - :func:`raise_if_dask_computes`: building a graph must not compute anything.
 - :func:`tiny_video`: small deterministic videos.
+- :mod:`fluoxr.testing.references`: the plain NumPy reference of every kernel
+  and lazy operation, written once, with how to call fluoxr on the same input
+  (:data:`~fluoxr.testing.references.COMPARISONS`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ._video import as_video
+from .._video import as_video
 
 __all__ = [
     "assert_chunk_invariant",
