@@ -12,6 +12,9 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "benchmarks", "gpu.py")
 
+# benchmarks' quick runs: subprocesses that compile and time every kernel
+pytestmark = pytest.mark.slow
+
 
 def _gpu_available() -> bool:
     try:

@@ -66,6 +66,7 @@ def test_sofi_command_single_image(tmp_path, capsys):
     assert "single image" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # the demo pipeline again; `fluoxr sofi` itself is tested in the fast tier
 def test_demo_sofi_step(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--frames", "300", "--scheduler", "threads", "--no-progress"]) == 0
