@@ -465,13 +465,9 @@ def _traces() -> Any:
 
 
 def _wavy() -> Any:
-    from .._video import as_video
+    from . import wavy_video
 
-    rng = np.random.default_rng(0)
-    shape = (23, 12, 14)
-    t, y, x = np.meshgrid(*(np.arange(s) for s in shape), indexing="ij")
-    v = 1000 + 300 * np.sin(2 * np.pi * (t / 9 - (x + 0.5 * y) / 11)) + rng.normal(0, 40, shape)
-    return as_video(np.clip(v, 0, None).astype(np.uint16), fps=0.5, chunks=6)
+    return wavy_video(chunks=6)
 
 
 _LAGS = [0, 1, 3, 4]
