@@ -24,13 +24,17 @@ case also reports its CPU seconds (user + system), which other processes on
 the machine do not inflate.
 
 ``--agreement`` instead runs pysofi's functions on a small TIFF in the peer
-venv and prints the largest relative difference to fluoxr for each one.
+venv and prints the largest relative difference to fluoxr for each one, then
+the same for the tests' NumPy references (``fluoxr.testing.references``,
+the registry the tests read); ``--references`` prints only those rows and
+needs no peer venv.
 
 Usage::
 
     python benchmarks/sofi.py                      # 2000, 8000 (+16000 for RSS) frames
     python benchmarks/sofi.py --quick              # tiny files, seconds
     python benchmarks/sofi.py --agreement          # fluoxr vs pysofi, function by function
+    python benchmarks/sofi.py --references         # fluoxr vs the tests' NumPy references, no peer
     python benchmarks/sofi.py --cold               # every read from the disk (drops the page cache; root)
 """
 
@@ -288,6 +292,40 @@ np.savez(OUT, **{key: np.asarray(v) for key, v in res.items()})
 """
 
 
+# the SOFI entries of the registry the tests read, so that a reference is written once
+REFERENCES = ("moments", "cumulants", "lag moments", "cross cumulants")
+
+
+def reference_rows(video, raw) -> list[tuple[str, float, str]]:
+    """fluoxr vs the tests' NumPy references (``fluoxr.testing.references.COMPARISONS``) on the same frames."""
+    from fluoxr.testing.references import COMPARISONS
+
+    rows = []
+    for name in REFERENCES:
+        c = COMPARISONS[name]
+        a, b = np.asarray(c.fluoxr(video), float), np.asarray(c.reference(raw), float)
+        rows.append((f"{name} (NumPy reference)", float(np.nanmax(np.abs(a - b)) / max(np.nanmax(np.abs(b)), 1e-300)),
+                     "fluoxr.testing.references"))
+    return rows
+
+
+def references(args: argparse.Namespace) -> int:
+    import tifffile
+
+    import fluoxr
+
+    work = tempfile.mkdtemp(prefix="fluoxr-references-sofi-", dir=args.tmp)
+    path = os.path.join(work, "movie.tif")
+    write_tiff(path, 300, (48, 40), seed=3, n_emitters=6)
+    rows = reference_rows(fluoxr.open_video(path, chunks=37), tifffile.imread(path))
+    shutil.rmtree(work, ignore_errors=True)
+    print("# fluoxr vs the tests' NumPy references on a 300 x 48 x 40 uint16 TIFF (fluoxr chunks of 37 frames)")
+    print(f"{'operation':<40}{'max |diff| / max |reference|':>28}  note")
+    for name, value, note in rows:
+        print(f"{name:<40}{value:>28.2e}  {note}")
+    return 0
+
+
 def agreement(args: argparse.Namespace) -> int:
     import tifffile
     import xarray as xr
@@ -370,6 +408,7 @@ def agreement(args: argparse.Namespace) -> int:
     series = xr.DataArray(np.stack([P[f"k{n}"].astype(float) for n in (2, 3, 4, 5, 6)]), dims=("time", "y", "x"))
     add("noise_filter1d / filter1d_same", fluoxr.noise_filter(series.chunk({"time": 2}), ks.gauss1d_mask((1, 5), 1)),
         P["noise_filter"], "pysofi needs np.int (patched)")
+    rows += reference_rows(video, raw)
     add("gauss2d_mask, gauss1d_mask", np.r_[ks.gauss2d_mask((7, 9), 1.3).ravel(), ks.gauss1d_mask((1, 21), 2)],
         np.r_[P["gauss2d"].ravel(), P["gauss1d"]])
     shutil.rmtree(work, ignore_errors=True)
@@ -394,7 +433,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="drop the page cache before every case (needs root): every read comes from the disk, "
                          "as it does for a recording larger than memory")
     ap.add_argument("--agreement", action="store_true", help="compare with pysofi function by function")
+    ap.add_argument("--references", action="store_true",
+                    help="compare with the tests' NumPy references (fluoxr.testing.references); no peer needed")
     args = ap.parse_args(argv)
+    if args.references:
+        return references(args)
     if args.agreement:
         return agreement(args)
     if args.quick:

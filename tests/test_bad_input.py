@@ -20,6 +20,7 @@ import xarray as xr
 import fluoxr
 from fluoxr import ROISet, datasets
 from fluoxr.cli import main as cli_main
+from fluoxr.testing import wavy_video
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,20 @@ CASES: list[Case] = [
      ValueError, "positions[0]"),
     ("positions: collage image_shape of one int", lambda i: fluoxr.collage_positions([[(1, 2)]], 10), ValueError,
      "image_shape"),
+    # -- oscillations (moved from tests/test_oscillations.py) ---------------------------------
+    ("detect on waves: mask shape", lambda i: _detect_waves(mask=np.ones((3, 3))), ValueError, "mask"),
+    ("detect on waves: mask video shape", lambda i: _detect_waves(mask=np.ones((5, 12, 14))), ValueError, "mask"),
+    ("detect on waves: interval 0", lambda i: _detect_waves(interval_s=0), ValueError, "interval_s"),
+    ("detect on waves: interval < 0", lambda i: _detect_waves(interval_s=-2), ValueError, "interval_s"),
+    ("detect on waves: period 0", lambda i: _detect_waves(period_s=0), ValueError, "period_s"),
+    ("detect on waves: min size 0", lambda i: _detect_waves(min_cluster_size=0), ValueError, "min_cluster_size"),
+    ("detect on waves: min size float", lambda i: _detect_waves(min_cluster_size=2.5), ValueError, "min_cluster_size"),
+    ("detect on waves: start beyond", lambda i: _detect_waves(start=23), ValueError, "start"),
+    ("detect on waves: start < 0", lambda i: _detect_waves(start=-1), ValueError, "start"),
+    ("detect on waves: lag", lambda i: _detect_waves(lag="frame"), ValueError, "lag"),
+    ("detect on waves: compat", lambda i: _detect_waves(compat="cellects-1.1"), ValueError, "compat"),
+    ("detect on waves: lowmem with lag", lambda i: _detect_waves(compat="cellects-lowmem", lag="period"), ValueError, "lag"),
+    ("detect on waves: mask strings", lambda i: _detect_waves(mask=np.full((12, 14), "a")), TypeError, "mask"),
     # -- SOFI ----------------------------------------------------------------------------------
     ("sofi: order 0", lambda i: fluoxr.moments(i.video, 0), ValueError, "orders"),
     ("sofi: non-integer order", lambda i: fluoxr.cumulants(i.video, 2.5), ValueError, "orders"),
@@ -224,6 +239,13 @@ def _bin(i: Inputs) -> str:
 def _h5(i: Inputs) -> str:
     pytest.importorskip("h5py")
     return os.path.join(i.dir, "rec.h5")
+
+
+def _detect_waves(**kwargs):
+    # fluoxr.oscillations.detect on the oscillation tests' waves (23 frames of 12 x 14), one argument changed
+    kw = dict(period_s=18.0, min_cluster_size=4)
+    kw.update(kwargs)
+    return fluoxr.oscillations.detect(wavy_video(), **kw)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])

@@ -17,6 +17,7 @@ import xarray as xr
 import fluoxr
 from fluoxr import datasets
 from fluoxr.testing import assert_results_close
+from fluoxr.testing.references import COMPARISONS
 
 pytestmark = pytest.mark.slow
 
@@ -86,3 +87,15 @@ def test_roi_features_and_save_on_process_workers(recordings, cli_cluster, tmp_p
     saved = fluoxr.open_result(tmp_path / "m.zarr")
     assert isinstance(saved, xr.DataArray)
     np.testing.assert_allclose(saved.values, fluoxr.moments(recordings["blink"], 4).values, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", [name for name, c in COMPARISONS.items() if c.lazy])
+def test_registry_operation_on_process_workers_equals_its_reference(name, cli_cluster):
+    """Every lazy operation of the reference registry, computed on process workers, equals its NumPy reference."""
+    from distributed import Client
+
+    c = COMPARISONS[name]
+    video = c.example()
+    with Client(cli_cluster.address) as client:
+        got = client.compute(c.fluoxr(video)).result()
+    c.check(got, c.reference(video.values))

@@ -28,12 +28,12 @@ FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 NO_EXAMPLES = {
     "fluoxr._backend": "private array-module helpers, exercised by every device-aware function",
     "fluoxr._validate": "private argument checks, exercised by tests/test_bad_input.py",
-    "fluoxr.cli": "the command line (main), run subcommand by subcommand in tests/test_cli*.py",
-    "fluoxr.cli.demo": "the `fluoxr demo` pipeline, run by tests/test_cli.py and tests/test_scale.py",
-    "fluoxr.cli.extract": "the `fluoxr extract` subcommand, run by tests/test_cli_extract.py",
-    "fluoxr.cli.info": "the `fluoxr info` subcommand, run by tests/test_cli.py",
+    "fluoxr.cli": "the command line (main), run subcommand by subcommand in tests/cli/",
+    "fluoxr.cli.demo": "the `fluoxr demo` pipeline, run by tests/cli/test_cli.py and tests/test_scale.py",
+    "fluoxr.cli.extract": "the `fluoxr extract` subcommand, run by tests/cli/test_cli_extract.py",
+    "fluoxr.cli.info": "the `fluoxr info` subcommand, run by tests/cli/test_cli.py",
     "fluoxr.cli.oscillations": "the `fluoxr oscillations` subcommand, run by tests/test_oscillations.py",
-    "fluoxr.cli.sofi": "the `fluoxr sofi` subcommand, run by tests/test_sofi_cli.py",
+    "fluoxr.cli.sofi": "the `fluoxr sofi` subcommand, run by tests/cli/test_sofi_cli.py",
 }
 
 # a quoted string that names a file (an extension a fluoxr example could write)

@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from test_oscillations_reference import ref_tracks
 
 import fluoxr
 from fluoxr import features as F
 from fluoxr import oscillations as O
 from fluoxr.table import LazyTable
 from fluoxr.testing import raise_if_dask_computes
+from fluoxr.testing.references import track_clusters as ref_tracks
 
 
 def _labels(n=30, chunks=7):

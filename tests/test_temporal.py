@@ -5,7 +5,6 @@ import pytest
 import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from numpy.lib.stride_tricks import sliding_window_view as swv
 from scipy.ndimage import gaussian_filter1d
 from scipy.stats import theilslopes
 
@@ -14,6 +13,7 @@ from fluoxr import baseline, detrend, dff, normalize, subtract_neuropil
 from fluoxr.kernels import detrend as kd
 from fluoxr.kernels.temporal import gaussian_reflect, maximin, maximin_halo, maximin_window
 from fluoxr.testing import assert_chunk_invariant, raise_if_dask_computes
+from fluoxr.testing.references import maximin as _maximin_ref
 
 
 def _traces(rng, n=3, t=120, fps=10.0):
@@ -21,21 +21,6 @@ def _traces(rng, n=3, t=120, fps=10.0):
     return xr.DataArray(x.astype(np.float32), dims=("roi", "time"),
                         coords={"roi": np.arange(n), "time": xr.Variable("time", np.arange(t) / fps, {"units": "s"})},
                         attrs={"fps": fps})
-
-
-def _maximin_ref(F, window_s, sig, fs):
-    # suite2p's torch maximin restated (oracle_suite2p.py): edge padding at every stage
-    win = int(window_s * fs)
-    win += 1 if win % 2 == 0 else 0
-    g = int(np.round(sig * 3))
-    k = np.exp(-np.arange(-g, g + 1) ** 2 / (2 * sig**2))
-    k /= k.sum()
-    out = np.empty(F.shape)
-    for i, f in enumerate(np.asarray(F, np.float64)):
-        f = np.convolve(np.pad(f, g, mode="edge"), k[::-1], mode="valid")
-        f = swv(np.pad(f, win // 2, mode="edge"), win).min(1)
-        out[i] = swv(np.pad(f, win // 2, mode="edge"), win).max(1)
-    return out
 
 
 @pytest.mark.parametrize("window_s,sig", [(1.0, 2.0), (2.5, 0.7), (0.1, 3.0), (30.0, 1.0)])

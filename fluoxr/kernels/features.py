@@ -10,7 +10,7 @@ ROI. The stack kernels (``scatter_patches``, ``gather_patches``,
 plus one batched FFT, and the tests check that it equals their composition.
 The semantics are those of ``cellector.utils`` (see :mod:`fluoxr.features`
 for the list and the quirks kept); the tests compare every kernel with a
-slow NumPy statement (``tests/test_features_kernels.py``).
+slow NumPy statement (``tests/kernels/test_features_kernels.py``).
 """
 
 from __future__ import annotations
@@ -398,7 +398,7 @@ def phase_correlation_zero(static: np.ndarray, moving: np.ndarray, eps: float, a
     ``single`` the FFTs are single precision, taken after removing each
     patch's mean, whose exact float64 sum is the zero-frequency term
     (relative error about 1e-7 of the largest value at ``eps=1e6``; see
-    ``tests/test_features_kernels.py``). ``window`` (over the last two
+    ``tests/kernels/test_features_kernels.py``). ``window`` (over the last two
     axes) multiplies both inputs first.
     """
     a = np.asarray(static)

@@ -6,7 +6,7 @@ Everything here works on flat pixel indices of one frame of shape
 suite2p loops over ROIs in Python and allocates a full frame per ROI; these
 kernels touch only the pixels around each ROI.
 
-References in the tests: ``tests/test_extraction_masks.py`` compares each
+References in the tests: ``tests/kernels/test_extraction_masks.py`` compares each
 kernel with a plain NumPy statement of suite2p's loop on tiny frames (and
 with suite2p itself when it is importable).
 """

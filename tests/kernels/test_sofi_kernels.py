@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import signal as sps
 
 from fluoxr.kernels import sofi as ks
+from fluoxr.testing.references import cut_frames as ref_cut_frames
+from fluoxr.testing.references import filter1d_same as ref_filter1d_same
+from fluoxr.testing.references import fourier_interpolate as ref_finterp
+from fluoxr.testing.references import ldrc as ref_ldrc
+from fluoxr.testing.references import med_smooth as ref_med_smooth
 
 # ---------------------------------------------------------------------------------------- masks
 
@@ -70,13 +74,6 @@ def test_filter1d_same_pysofi_vector():
     np.testing.assert_allclose(ks.filter1d_same(_SERIES, ks.gauss1d_mask((1, 21), 2)), _FILTERED, atol=1e-7)
 
 
-def ref_filter1d_same(x, h):
-    """pysofi's slicing of the full convolution, written out."""
-    full = np.convolve(x, h, "full")
-    c = len(full) // 2
-    return full[int(c - np.floor(len(x) / 2)) : int(c + np.ceil(len(x) / 2))]
-
-
 @pytest.mark.parametrize("n", [1, 2, 5, 6, 17])
 @pytest.mark.parametrize("taps", [1, 2, 3, 4, 21])
 def test_filter1d_same_parities(n, taps):
@@ -99,12 +96,6 @@ def test_correlate_same_block_axis():
             np.testing.assert_allclose(out[i, :, j], ref_filter1d_same(x[i, :, j], h))
 
 
-def ref_med_smooth(sig, k):
-    """pysofi's med_smooth, written out (valid for len(sig) >= k)."""
-    pad = np.append(np.append(sig[0:k][::-1], sig), sig[-k:][::-1])
-    return sps.medfilt(pad, k)[k:-k]
-
-
 def test_med_smooth():
     # pysofi test_filtering.py
     np.testing.assert_allclose(ks.med_smooth(_SERIES, 5), [2, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
@@ -122,22 +113,6 @@ def test_cut_frames_pysofi_vector():
     bounds, frames = ks.cut_frames(np.arange(100, 0, -1), 0.2)  # pysofi test_reconstruction.py
     assert bounds.tolist() == [100, 80, 60, 40, 20, 1]
     assert frames.tolist() == [0, 21, 41, 61, 81, 100]
-
-
-def ref_cut_frames(signal, fbc):
-    """pysofi's loop, but stopping before it would index past its bounds."""
-    import math
-
-    hi, lo = np.max(signal), np.min(signal)
-    n = math.ceil(1 / fbc)
-    bounds = [int(hi - (hi - lo) * i * fbc) for i in range(1, n + 1)]
-    t, i, out = int(np.argmax(signal)), 0, []
-    while t < len(signal) and i < n - 1:
-        if signal[t] < bounds[i]:
-            out.append(t)
-            i += 1
-        t += 1
-    return [0] + out + [len(signal)]
 
 
 def test_cut_frames_integer_signal_matches_pysofi():
@@ -165,28 +140,6 @@ def test_cut_frames_rise_then_decay_and_flat():
 
 
 # ---------------------------------------------------------------------------------------- Fourier interpolation
-
-
-def ref_finterp(im, f):
-    """pysofi's matrix algorithm, written out: mirror, DFT matrices, interpolating inverse, modulus, crop."""
-    h, w = im.shape
-    ext = np.block([[im, np.fliplr(im)], [np.flipud(im), np.rot90(im, 2)]])
-
-    def base(n):
-        b = np.zeros(n)
-        b[1] = 1
-        return np.fft.fft(b)
-
-    def ft(n):
-        return np.power(base(n), np.arange(n).reshape(n, 1) * np.ones((n, n)))
-
-    def ift(n):
-        ift = np.ones(((n - 1) * f + 1, 1)) @ np.conj(base(n)).reshape(1, n)
-        p = np.arange(0, n - 1 + 1e-10, 1 / f).reshape(-1, 1) @ np.ones((1, n))
-        return np.power(ift, p) / n
-
-    out = np.abs(ift(2 * h) @ (ft(2 * h) @ ext @ ft(2 * w).T) @ ift(2 * w).T)
-    return out[: (h - 1) * f + 1, : (w - 1) * f + 1]
 
 
 def test_finterp_pysofi_vectors():
@@ -277,21 +230,6 @@ def test_deconvsk_sharpens():
 
 
 # ---------------------------------------------------------------------------------------- ldrc
-
-
-def ref_ldrc(mask, im, window):
-    """pysofi's window loop, with a flat window contributing 0."""
-    wy, wx = window
-    h, w = im.shape
-    acc, cnt = np.zeros((h, w)), np.zeros((h, w))
-    for i in range(h - wy + 1):
-        for j in range(w - wx + 1):
-            win = im[i : i + wy, j : j + wx]
-            rng = win.max() - win.min()
-            norm = (win - win.min()) / rng if rng > 0 else np.zeros_like(win)
-            acc[i : i + wy, j : j + wx] += norm * mask[i : i + wy, j : j + wx].max()
-            cnt[i : i + wy, j : j + wx] += 1
-    return acc / cnt
 
 
 def test_ldrc_pysofi_vector():

@@ -16,14 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fluoxr.kernels import moments as km
-
-
-def ref_central(x: np.ndarray, max_order: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two-pass float64 reference: mean, then sums of (x - mean)^k."""
-    x = np.asarray(x, dtype=np.float64)
-    mean = x.mean(axis=0)
-    d = x - mean
-    return mean, np.stack([np.sum(d**k, axis=0) for k in range(2, max_order + 1)])
+from fluoxr.testing.references import central_sums as ref_central
+from fluoxr.testing.references import lag_product_sum as ref_lag_moment
+from fluoxr.testing.references import pair_comoment_sums as ref_pairs
 
 
 @pytest.mark.parametrize("dtype", [np.uint16, np.float64, np.float32, np.int16, np.uint8, np.int8, np.int32, bool])
@@ -159,17 +154,6 @@ def test_segment_states_match_slices():
 # -------------------------------------------------------------------------------------------- lags
 
 
-def ref_lag_moment(x: np.ndarray, mean: np.ndarray, lags, subset) -> np.ndarray:
-    n = x.shape[0] - max(lags)
-    out = np.zeros(x.shape[1:])
-    for t in range(n):
-        prod = np.ones(x.shape[1:])
-        for j in subset:
-            prod = prod * (x[t + lags[j]] - mean)
-        out += prod
-    return out
-
-
 def test_lag_subsets_like_pysofi():
     assert km.lag_subsets(2) == [(0, 1)]
     assert km.lag_subsets(3) == [(0, 1), (0, 1, 2)]
@@ -227,19 +211,6 @@ def test_lag_cumulants_vanish_for_gaussian_white_noise():
 # -------------------------------------------------------------------------------------------- pairs
 
 
-def ref_pairs(x: np.ndarray, pairs) -> np.ndarray:
-    x = np.asarray(x, np.float64)
-    d = x - x.mean(0)
-    t, H, W = x.shape
-    out = np.zeros((len(pairs), H, W))
-    for q, (dy1, dx1, dy2, dx2) in enumerate(pairs):
-        for y in range(H):
-            for xx in range(W):
-                if 0 <= y + dy1 < H and 0 <= y + dy2 < H and 0 <= xx + dx1 < W and 0 <= xx + dx2 < W:
-                    out[q, y, xx] = np.sum(d[:, y + dy1, xx + dx1] * d[:, y + dy2, xx + dx2])
-    return out
-
-
 def test_pair_comoments_and_merge():
     rng = np.random.default_rng(8)
     x = rng.integers(0, 1000, (30, 6, 7)).astype(np.uint16)
@@ -270,6 +241,9 @@ def test_pair_comoments_lead_dims():
 _MANY_THREADS = """
 import numba, numpy as np, dask, fluoxr
 from fluoxr.kernels import moments as km
+from fluoxr.testing.references import central_sums as ref_central
+from fluoxr.testing.references import lag_product_sum as ref_lag_moment
+from fluoxr.testing.references import pair_comoment_sums as ref_pairs
 x = np.random.default_rng(0).random((64, 40, 40))  # 1600 pixels: more than one tile, the parallel path
 with dask.config.set(scheduler="threads", num_workers=8):
     m = fluoxr.moments(fluoxr.as_video(x, chunks=2), 4).compute()

@@ -40,6 +40,7 @@ def test_unknown_extension_via_console_script(tmp_path):
     assert r.returncode == 2 and "unknown extension" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow  # the whole demo pipeline; its steps are tested one by one in the fast tier
 def test_demo_threads_small(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--frames", "40", "--scheduler", "threads", "--no-progress"]) == 0

@@ -7,9 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage as ndi
-from test_oscillations_reference import EIGHT, ref_sign, ref_stage2, ref_vote
 
 from fluoxr.kernels import oscillations as K
+from fluoxr.testing.references import EIGHT
+from fluoxr.testing.references import gradient_sign as ref_sign
+from fluoxr.testing.references import neighbour_vote as ref_vote
+from fluoxr.testing.references import oscillation_labels as ref_stage2
 
 SETTINGS = settings(max_examples=60, deadline=None)
 

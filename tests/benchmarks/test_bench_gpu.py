@@ -9,8 +9,11 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "benchmarks", "gpu.py")
+
+# benchmarks' quick runs: subprocesses that compile and time every kernel
+pytestmark = pytest.mark.slow
 
 
 def _gpu_available() -> bool:

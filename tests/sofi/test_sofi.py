@@ -15,19 +15,10 @@ import fluoxr
 from fluoxr import sofi
 from fluoxr.kernels import sofi as ks
 from fluoxr.testing import assert_chunk_invariant, default_chunkings, raise_if_dask_computes, tiny_video
-
-
-def ref_moments(x: np.ndarray, orders) -> np.ndarray:
-    x = np.asarray(x, np.float64)
-    d = x - x.mean(0)
-    return np.stack([np.mean(d**n, axis=0) for n in orders])
-
-
-def ref_cumulants(m: dict) -> dict:
-    k = {}
-    for n in sorted(m):
-        k[n] = m[n] - sum(math.comb(n - 1, i) * k[n - i] * m[i] for i in range(1, n))
-    return k
+from fluoxr.testing.references import central_moments as ref_moments
+from fluoxr.testing.references import cross_products as ref_xc
+from fluoxr.testing.references import cumulants_from_moments as ref_cumulants
+from fluoxr.testing.references import lag_moment as ref_lag
 
 
 def scaled_close(actual, expected, rtol):
@@ -270,13 +261,6 @@ def test_xc_image_width_and_sigma(emitters):
 # -------------------------------------------------------------------------------------------- lags
 
 
-def ref_lag(x, lags, subset):
-    x = np.asarray(x, np.float64)
-    mean = x.mean(0)
-    n = x.shape[0] - max(lags)
-    return np.mean([np.prod([x[t + lags[j]] - mean for j in subset], axis=0) for t in range(n)], axis=0)
-
-
 def test_lag_moments_across_chunks_smaller_than_the_halo():
     video = tiny_video((26, 3, 4), dtype=np.float64)
     lags = [0, 1, 3, 4, 6]
@@ -335,21 +319,6 @@ def test_lag_moments_extra_dims():
 
 
 # -------------------------------------------------------------------------------------------- XC-SOFI
-
-
-def ref_xc(x, r):
-    """pysofi's calc_xc_im written out."""
-    x = np.asarray(x, np.float64)
-    mean = x.mean(0)
-    H, W = mean.shape
-    out = {}
-    for dy, dx in sofi.xc._xc_shifts(r):
-        acc = np.zeros((H - 2 * r, W - 2 * r))
-        for t in range(x.shape[0]):
-            im = x[t] - mean
-            acc += im[r + dy : H - r + dy, r + dx : W - r + dx] * im[r - dy : H - r - dy, r - dx : W - r - dx]
-        out[(dy, dx)] = acc / x.shape[0]
-    return out
 
 
 def test_cross_cumulants_match_pysofi_algorithm():

@@ -149,6 +149,7 @@ def test_opening_reads_no_pixels(tmp_path, stack, monkeypatch):
     assert sorted(calls) == sorted([(i, min(i + 5, 23)) for i in range(0, 23, 5)] * 2)
 
 
+@pytest.mark.slow  # starts a process pool
 def test_tiff_graph_pickles_and_runs_on_process_workers(tmp_path, stack):
     distributed = pytest.importorskip("distributed")
     p = tmp_path / "m.tif"

@@ -66,6 +66,7 @@ def test_sofi_command_single_image(tmp_path, capsys):
     assert "single image" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # the demo pipeline again; `fluoxr sofi` itself is tested in the fast tier
 def test_demo_sofi_step(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--frames", "300", "--scheduler", "threads", "--no-progress"]) == 0
@@ -77,7 +78,7 @@ def test_demo_sofi_step(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_benchmark_quick(tmp_path):
-    script = pathlib.Path(__file__).parent.parent / "benchmarks" / "sofi.py"
+    script = pathlib.Path(__file__).parents[2] / "benchmarks" / "sofi.py"
     r = subprocess.run([sys.executable, str(script), "--quick", "--tmp", str(tmp_path)], capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]

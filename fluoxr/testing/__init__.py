@@ -4,6 +4,9 @@
   several chunkings along time (whole, one frame, uneven, smaller than a halo).
 - :func:`raise_if_dask_computes`: building a graph must not compute anything.
 - :func:`tiny_video`: small deterministic videos.
+- :mod:`fluoxr.testing.references`: the plain NumPy reference of every kernel
+  and lazy operation, written once, with how to call fluoxr on the same input
+  (:data:`~fluoxr.testing.references.COMPARISONS`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ._video import as_video
+from .._video import as_video
 
 __all__ = [
     "assert_chunk_invariant",
@@ -25,6 +28,7 @@ __all__ = [
     "default_chunkings",
     "raise_if_dask_computes",
     "tiny_video",
+    "wavy_video",
 ]
 
 
@@ -87,6 +91,30 @@ def tiny_video(
     if dtype.kind in "iu":
         data = np.rint(data)
     return as_video(data.astype(dtype), fps=fps, chunks=chunks)
+
+
+def wavy_video(
+    shape: Sequence[int] = (23, 12, 14),
+    *,
+    seed: int = 0,
+    dtype: Any = np.uint16,
+    chunks: Any = None,
+) -> xr.DataArray:
+    """Noisy travelling waves at 0.5 fps: plenty of influx and efflux, clusters that touch the borders.
+
+    The oscillation tests, the bad-input catalogue and the reference registry
+    share it. ``chunks`` defaults to one chunk along time.
+
+    Examples
+    --------
+    >>> from fluoxr.testing import wavy_video
+    >>> wavy_video().shape
+    (23, 12, 14)
+    """
+    rng = np.random.default_rng(seed)
+    t, y, x = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    v = 1000 + 300 * np.sin(2 * np.pi * (t / 9 - (x + 0.5 * y) / 11)) + rng.normal(0, 40, tuple(shape))
+    return as_video(np.clip(v, 0, None).astype(dtype), fps=0.5, chunks=shape[0] if chunks is None else chunks)
 
 
 def default_chunkings(n: int, *, halo: int | None = None, seed: int = 0) -> list[tuple[int, ...]]:
