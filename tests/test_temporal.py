@@ -38,6 +38,14 @@ def test_gaussian_reflect_equals_scipy(n, sigma, seed):
     np.testing.assert_array_equal(gaussian_reflect(x, sigma), gaussian_filter1d(x, sigma, axis=-1))
 
 
+@pytest.mark.parametrize("n, sigma, seed", [(38, 5.094960545692529, 63), (5, 4.451983194831511, 15),
+                                            (18, 1.2887775386017144, 79)])
+def test_gaussian_weights_as_scipy_writes_them(n, sigma, seed):
+    # sigmas where sigma ** 2 and sigma * sigma differ in the last bit (found by the property test above)
+    x = np.random.default_rng(seed).random((2, n))
+    np.testing.assert_array_equal(gaussian_reflect(x, sigma), gaussian_filter1d(x, sigma, axis=-1))
+
+
 def test_baseline_maximin_chunk_invariant_with_chunks_shorter_than_halo(rng):
     tr = _traces(rng, t=150)
     halo = maximin_halo(2.0, maximin_window(1.3, 10.0))
