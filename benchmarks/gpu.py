@@ -2,7 +2,7 @@
 """GPU vs CPU: SOFI moments to order 6, oscillation detection and trace extraction on a 4 GB recording.
 
 A synthetic uint16 recording (travelling waves plus noise, ``--size-gb``
-of samples, default 4, 1024 x 1024 frames, the default ~96 MB chunks) is
+of samples, default 4, 1024 x 1024 frames, the default chunks (option chunk_mb)) is
 generated chunk by chunk and held in memory twice: on the host (NumPy
 chunks) and on the GPU (CuPy chunks, ``fluoxr.to_device``), so that no
 column times the disk. Then, each analysis computed in full

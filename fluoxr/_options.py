@@ -23,8 +23,11 @@ _DEFAULTS: Mapping[str, Any] = MappingProxyType(
         # window used by `traces(...)` when the caller gives none (optimap's
         # `set_default_trace_window`)
         "trace_window": "rect",
-        # target size of one time chunk, in MB, when fluoxr picks chunks
-        "chunk_mb": 96.0,
+        # target size of one time chunk, in MB, when fluoxr picks chunks. 16 MB: with ~250 MB of
+        # libraries and numba loaded and a few chunks alive per thread (the chunk, its decoded store
+        # chunk, the result), peak RSS on 2 cores stays ~100 MB above that floor; 96 MB chunks
+        # peaked at 0.5-1 GB (benchmarks/memory.py), and 16 MB costs no throughput there
+        "chunk_mb": 16.0,
     }
 )
 
@@ -64,7 +67,8 @@ class set_options:
         Default window of :func:`fluoxr.traces` (optimap's default is "rect").
     chunk_mb : float
         Target size in MB of one time chunk when fluoxr chooses chunks
-        (default 96, inside the 64-128 MB the design asks for).
+        (default 16: peak memory a small multiple of it per thread, see
+        ``benchmarks/memory.py``; larger chunks mean fewer, longer tasks).
 
     Examples
     --------

@@ -22,6 +22,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from ._memory import return_freed_chunks
 from ._options import get_options
 from ._validate import check_fps, check_int, check_number
 
@@ -55,6 +56,8 @@ def normalize_chunks_arg(chunks: ChunksLike, dims: Sequence[str], shape: Sequenc
     chunk length is then rounded to a multiple of it, so that one dask task
     never reads a stored chunk twice.
     """
+    # every video enters through here: from now on freed chunks go back to the OS (see fluoxr._memory)
+    return_freed_chunks()
     if isinstance(chunks, Mapping):
         unknown = set(chunks) - set(dims)
         if unknown:
@@ -120,7 +123,7 @@ def as_video(
         Frame rate in Hz. With it, the ``time`` coordinate is in seconds.
     chunks : int, tuple, mapping or "auto", optional
         Frames per chunk (int), a dask chunks tuple or a ``{dim: size}``
-        mapping. Default: whole frames, about 96 MB per chunk (option
+        mapping. Default: whole frames, about 16 MB per chunk (option
         ``chunk_mb``), along ``time`` only.
     pixel_size : float, optional
         Pixel size in micrometres (attribute ``pixel_size``).

@@ -62,7 +62,7 @@ def build_parser() -> _Parser:
     parser = _Parser(prog="fluoxr", description="Out-of-core fluorescence microscopy analysis.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log messages (-vv for debug)")
     parser.add_argument("--chunk-mb", type=_POSITIVE, default=None, metavar="MB",
-                        help="target size of one time chunk when opening recordings (default 96 MB)")
+                        help="target size of one time chunk when opening recordings (default 16 MB)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for command in SUBCOMMANDS:
         command.add_parser(sub)
