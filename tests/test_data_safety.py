@@ -7,7 +7,6 @@ input's bytes (sha256) are unchanged at the end.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -32,23 +31,12 @@ from fluoxr import io as fio
 from fluoxr.cli import main as cli_main
 from fluoxr.io import _RawReader
 
+from conftest import file_digest
+
 
 def _sha256(path) -> str:
     """SHA-256 of a file, or of every file (and its name) below a folder."""
-    h = hashlib.sha256()
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        for root, dirs, names in sorted(os.walk(path)):
-            dirs.sort()
-            for n in sorted(names):
-                full = os.path.join(root, n)
-                h.update(os.path.relpath(full, path).encode())
-                with open(full, "rb") as fh:
-                    h.update(fh.read())
-    else:
-        with open(path, "rb") as fh:
-            h.update(fh.read())
-    return h.hexdigest()
+    return file_digest(os.fspath(path))
 
 
 @pytest.fixture

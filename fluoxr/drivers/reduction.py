@@ -186,7 +186,7 @@ def reduce_time(data: da.Array, reduction: TimeReduction, *, segments: Any = Non
             raise ValueError(f"segments must be a 1-D dask array of at least 2 edges of known length, "
                              f"got shape {segments.shape}")
         return _reduce_lazy_segments(data, reduction, segments, across, split_every)
-    edges = _check_fixed_edges(segments, data.shape[0])
+    edges = check_segment_edges(segments, data.shape[0])
     out = _reduce_fixed_segments(data, reduction, edges, split_every or SEGMENT_SPLIT)
     if across is None:
         return out
@@ -237,16 +237,23 @@ def _reduce_whole(data: da.Array, red: TimeReduction, split_every: int | None) -
 # segments
 
 
-def _check_fixed_edges(segments: Any, n_frames: int) -> np.ndarray:
+def check_segment_edges(edges: Any, n_frames: int, name: str = "segments") -> np.ndarray:
+    """Fixed segment edges as int64, rising from 0 to ``n_frames``; errors name the argument ``name``.
+
+    Examples
+    --------
+    >>> check_segment_edges([0, 4, 10], 10).tolist()
+    [0, 4, 10]
+    """
     try:
-        arr = np.asarray(segments)
+        arr = np.asarray(edges)
     except Exception:  # pragma: no cover
-        raise TypeError(f"segments must be a sequence of frame indices, got {segments!r}") from None
+        raise TypeError(f"{name} must be a sequence of frame indices, got {edges!r}") from None
     if arr.ndim != 1 or arr.size < 2 or arr.dtype.kind not in "iuf" or not np.all(arr == np.round(arr)):
-        raise ValueError(f"segments must be a 1-D sequence of at least 2 integer frame indices, got {segments!r}")
+        raise ValueError(f"{name} must be a 1-D sequence of at least 2 integer frame indices, got {edges!r}")
     arr = arr.astype(np.int64)
     if arr[0] != 0 or arr[-1] != n_frames or np.any(np.diff(arr) < 0):
-        raise ValueError(f"segments must rise from 0 to the number of frames ({n_frames}), got {arr.tolist()}")
+        raise ValueError(f"{name} must rise from 0 to the number of frames ({n_frames}), got {arr.tolist()}")
     return arr
 
 

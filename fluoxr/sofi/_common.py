@@ -12,6 +12,7 @@ import xarray as xr
 from .._validate import check_int, check_number, check_video
 from .._video import as_video
 from ..device import host
+from ..drivers.reduction import check_segment_edges
 
 MAX_ORDER = 20  # beyond this float64 power sums of typical data over/underflow
 
@@ -88,16 +89,7 @@ def _result_attrs(video: xr.DataArray, **extra: Any) -> dict[str, Any]:
 
 
 def _check_edges(edges: Any, n_frames: int) -> np.ndarray:
-    try:
-        arr = np.asarray(edges)
-    except Exception:  # pragma: no cover
-        raise TypeError(f"edges must be a sequence of frame indices, got {edges!r}") from None
-    if arr.ndim != 1 or arr.size < 2 or arr.dtype.kind not in "iuf" or not np.all(arr == np.round(arr)):
-        raise ValueError(f"edges must be a 1-D sequence of at least 2 integer frame indices, got {edges!r}")
-    arr = arr.astype(np.int64)
-    if arr[0] != 0 or arr[-1] != n_frames or np.any(np.diff(arr) < 0):
-        raise ValueError(f"edges must rise from 0 to the number of frames ({n_frames}), got {arr.tolist()}")
-    return arr
+    return check_segment_edges(edges, n_frames, "edges")
 
 
 
