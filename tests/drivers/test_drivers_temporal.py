@@ -5,6 +5,7 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 import pytest
+from dask.core import get_dependencies
 
 from fluoxr.drivers import WHOLE, TemporalFilter, apply_temporal
 from fluoxr.testing import raise_if_dask_computes
@@ -189,3 +190,39 @@ def test_one_sided_halo_for_lag_products_with_a_new_axis(maxlag):
             parts = apply_temporal(data, filt, maxlag=maxlag, new_axis=[1],
                                    chunks=((1,) * len(chunks), (1,), (4,)))
         np.testing.assert_allclose(parts.sum(axis=(0, 1)).compute(), expected, rtol=1e-12)
+
+
+class _Store:
+    """An array read by slicing, like a zarr array behind ``open_video``: ``from_array`` makes ``getter`` tasks."""
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.x, self.shape, self.dtype, self.ndim = x, x.shape, x.dtype, x.ndim
+        self.reads: list[tuple] = []
+
+    def __getitem__(self, index: tuple) -> np.ndarray:
+        self.reads.append(index)
+        return self.x[index]
+
+
+@pytest.mark.parametrize("edge", ["reflect", "edge", "zeros", "none"])
+def test_halos_of_a_plain_read_are_read_again_not_taken_from_the_neighbours(edge):
+    # a store-backed input: a chunk's task depends on its own read and small reads of its halo, never on a
+    # neighbour's whole chunk, so dask frees each chunk when its own task ends; results are unchanged
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(23, 3))
+    params = {"w": _weights(3, 5), "hb": 3, "ax": 0}
+    expected = apply_temporal(da.from_array(x, chunks=(4, 3)), _filter(edge), **params).compute()
+    for chunks in [(4, 3), (1, 3), (2, 3), (7, 3), (23, 3)]:
+        store = _Store(x)
+        data = da.from_array(store, chunks=chunks)
+        out = apply_temporal(data, _filter(edge), **params)
+        graph = out.__dask_graph__()
+        runs = [k for k in graph if isinstance(k, tuple) and k[0] == out.name]
+        for k in runs:
+            deps = {d[1] for d in get_dependencies(graph, k) if isinstance(d, tuple) and d[0] == data.name}
+            assert deps == {k[1]}
+        assert not [k for k in graph if isinstance(k, tuple) and ("-head-" in k[0] or "-tail-" in k[0])]
+        np.testing.assert_array_equal(out.compute(), expected)
+        assert out.chunks == data.chunks
+        # the halo reads are narrow: no read is longer than a chunk
+        assert max(s[0].stop - s[0].start for s in store.reads) <= chunks[0]
