@@ -117,8 +117,4 @@ def test_peak_rss_flat_and_under_half_the_recording_default_chunks(case, issue12
     limit = long_["input_mb"] / 2
     msg = f"{case}: peak RSS {short['peak_mb']:.0f} MB at 1,500 frames, {long_['peak_mb']:.0f} MB at 6,000 (x{ratio:.2f})"
     assert ratio <= 1.2, msg
-    if case == "detect-save" and long_["peak_mb"] >= limit:
-        # not met yet: detection + save holds 6-8 input chunks at its peak (dask's order reads ahead of the
-        # halo copies), 370-400 MB; the growth above stays guarded
-        pytest.xfail(msg + f", limit {limit:.0f} MB (open in issue 12)")
     assert long_["peak_mb"] < limit, msg + f", limit {limit:.0f} MB"
