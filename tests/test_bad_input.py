@@ -4,6 +4,13 @@ Each case gives the call, the exception type, and the argument name the
 message must contain; every case runs with real input files in a temp folder
 whose contents are hashed before and after, so no case may change an input.
 CLI cases must exit with code 2 and a one-line message, not a traceback.
+
+What is not here, and why: checks whose message is matched by a pattern
+rather than a word (``test_oscillations.py``: ``detect`` on too-short videos,
+``track_clusters``); command-line cases that must run from a temporary
+working directory (``cli/test_cli.py``); and the data-safety cases of
+``test_data_safety.py``, which each build their own files, links, locks or
+processes (outputs that are inputs, stale locks, changed or truncated files).
 """
 
 from __future__ import annotations
