@@ -267,8 +267,8 @@ def test_bad_input(case, inputs, unchanged):
 CLI_CASES = [
     ("info: missing file", ["info", "/nonexistent/x.tif"], "path"),
     ("info: unknown extension", ["info", "{dir}/notes.txt"], "path"),
-    ("demo: too few frames", ["demo", "--frames", "2", "--scheduler", "threads", "--out", "{dir}/demo"], "--frames"),
-    ("demo: out is a file", ["demo", "--out", "{dir}/notes.txt", "--scheduler", "threads"], "--out"),
+    ("demo: too few frames", ["demo", "--frames", "2", "--scheduler", "threads", "-o", "{dir}/demo"], "--frames"),
+    ("demo: out is a file", ["demo", "-o", "{dir}/notes.txt", "--scheduler", "threads"], "-o"),
     ("extract: no ROI source", ["extract", "{dir}/movie.tif", "-o", "{dir}/t.zarr", "--scheduler", "threads"], "--stat"),
     ("extract: spikes without tau", ["extract", "{dir}/movie.tif", "--labels", "{dir}/image.tif", "-o", "{dir}/t.zarr",
                                      "--spikes", "--scheduler", "threads", "--no-progress"], "--tau"),

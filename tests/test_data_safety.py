@@ -171,10 +171,10 @@ def test_demo_never_writes_into_a_foreign_folder(work, capsys):
     (mine / "experiment.zarr").mkdir()
     (mine / "experiment.zarr" / "zarr.json").write_text("{}")
     before = _snapshot(mine)
-    assert cli_main(["demo", "--out", str(mine), "--frames", "20", "--scheduler", "threads", "--no-progress"]) == 2
+    assert cli_main(["demo", "-o", str(mine), "--frames", "20", "--scheduler", "threads", "--no-progress"]) == 2
     assert "other files" in capsys.readouterr().err
     assert _snapshot(mine) == before
-    assert cli_main(["demo", "--out", ".", "--frames", "20", "--scheduler", "threads", "--no-progress"]) == 2
+    assert cli_main(["demo", "-o", ".", "--frames", "20", "--scheduler", "threads", "--no-progress"]) == 2
 
 
 def test_demo_recognises_its_own_earlier_runs():

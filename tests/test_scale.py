@@ -48,7 +48,7 @@ def _slow_video(n_frames: int = 60, delay: float = 0.05, *, resumable: bool = Fa
 def test_demo_runs_against_a_command_line_cluster(cli_cluster, tmp_path):
     out = tmp_path / "demo"
     r = subprocess.run([sys.executable, "-m", "fluoxr.cli", "demo", "--scheduler", cli_cluster.address,
-                        "--frames", "60", "--out", str(out), "--no-progress"],
+                        "--frames", "60", "-o", str(out), "--no-progress"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"cluster at {cli_cluster.address}" in r.stdout

@@ -26,6 +26,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from . import demo, extract, info, oscillations, sofi
 from .args import _COUNT, _INDEX, _POSITIVE, EXIT_BAD_INPUT, _add_output_args, _add_scheduler_args, _number, _Parser
 from .demo import (
@@ -60,6 +61,7 @@ _add_extract_parser, _add_sofi_parser, _add_oscillations_parser = extract.add_pa
 
 def build_parser() -> _Parser:
     parser = _Parser(prog="fluoxr", description="Out-of-core fluorescence microscopy analysis.")
+    parser.add_argument("--version", action="version", version=f"fluoxr {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log messages (-vv for debug)")
     parser.add_argument("--chunk-mb", type=_POSITIVE, default=None, metavar="MB",
                         help="target size of one time chunk when opening recordings (default 16 MB)")

@@ -11,10 +11,44 @@ EXIT_BAD_INPUT = 2
 
 
 class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line (and exit code 2), like every other CLI error."""
+    """An argument parser whose errors are one line (and exit code 2), like every other CLI error.
+
+    It also accepts old spellings of options (:func:`_add_hidden_alias`), which ``--help`` does not show.
+    """
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        aliases: dict[str, str] = getattr(self, "_hidden_aliases", {})
+        if aliases and args is not None:
+            args = [_rename_option(a, aliases) for a in args]
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _rename_option(token: str, aliases: dict[str, str]) -> str:
+    name, eq, value = token.partition("=")
+    return aliases[name] + eq + value if name in aliases else token
+
+
+def _add_hidden_alias(p: argparse.ArgumentParser, alias: str, option: str) -> None:
+    """Accept ``alias`` as an old spelling of ``option`` (same destination), left out of ``--help``.
+
+    The alias is renamed before parsing rather than added as a second argument with the same ``dest``:
+    argparse's check of a required option counts only the option itself, so ``--out X`` would be refused
+    as "-o/--output is required".
+
+    Examples
+    --------
+    >>> p = _Parser(prog="demo")
+    >>> _ = p.add_argument("-o", "--output", required=True)
+    >>> _add_hidden_alias(p, "--out", "--output")
+    >>> p.parse_args(["--out", "a.zarr"]).output, p.parse_args(["--out=b.zarr"]).output
+    ('a.zarr', 'b.zarr')
+    >>> "--out " in p.format_help()
+    False
+    """
+    p.__dict__.setdefault("_hidden_aliases", {})[alias] = option
 
 
 def _number(kind: type, *, ge: float | None = None, gt: float | None = None,

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .args import _add_scheduler_args, _number
+from .args import _add_hidden_alias, _add_scheduler_args, _number
 from .run import Runner, _save_figure, _write_table, scheduler
 
 DEMO_MARKER = ".fluoxr-demo"
@@ -310,7 +310,8 @@ def _only_demo_files(names: Sequence[str]) -> bool:
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("demo", help="run every analysis on synthetic recordings and write results and figures")
-    p.add_argument("--out", default="fluoxr-demo", help="output folder (default ./fluoxr-demo)")
+    p.add_argument("-o", "--output", default="fluoxr-demo", help="output folder (default ./fluoxr-demo)")
+    _add_hidden_alias(p, "--out", "--output")
     p.add_argument("--frames", type=_number(int, ge=10), default=None, help="frames per synthetic recording (default: per recording)")
     _add_scheduler_args(p)
     p.set_defaults(func=run)
@@ -322,14 +323,14 @@ def run(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     from ..io.safety import check_output_path
 
-    out = check_output_path(args.out, name="--out")
+    out = check_output_path(args.output, name="-o")
     if os.path.exists(out) and not os.path.isdir(out):
-        raise ValueError(f"--out {out!r} exists and is not a folder")
+        raise ValueError(f"-o {out!r} exists and is not a folder")
     # the demo replaces its own results on every run; it never writes into a folder it did not make
     marker = os.path.join(out, DEMO_MARKER)
     if os.path.isdir(out) and not os.path.exists(marker) and not _only_demo_files(os.listdir(out)):
-        raise ValueError(f"--out {out!r} is a folder with other files in it; the demo writes only into a new "
-                         f"folder or one of its own earlier runs (give another --out)")
+        raise ValueError(f"-o {out!r} is a folder with other files in it; the demo writes only into a new "
+                         f"folder or one of its own earlier runs (give another -o)")
     os.makedirs(out, exist_ok=True)
     with open(marker, "w") as fh:
         fh.write("written by `fluoxr demo`; its results here are replaced by the next run\n")

@@ -25,6 +25,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--neuropil needs cell ROIs (--stat or --labels), not --positions")
     if args.tau is not None and not args.spikes:
         raise ValueError("--tau is used with --spikes")
+    if args.spikes and args.tau is None:  # refused before any reading: --tau is required with --spikes
+        raise ValueError("--spikes requires --tau: --tau must be a positive indicator decay time in seconds, "
+                         "e.g. --tau 1.0")
     _check_output(args.output, args, "-o")
     kwargs: dict[str, Any] = {}
     if args.fps is not None:
@@ -48,8 +51,6 @@ def run(args: argparse.Namespace) -> int:
         out = extract(video, rois, neuropil="auto" if args.neuropil else None)
     F = out["F"]
     if args.spikes:
-        if args.tau is None:
-            raise ValueError(f"--tau must be a positive decay time in seconds, got {args.tau}")
         f = F.isel(channel=args.channel) if "channel" in F.dims else F
         if "Fneu" in out:
             fneu = out["Fneu"].isel(channel=args.channel) if "channel" in F.dims else out["Fneu"]
@@ -84,15 +85,19 @@ def add_parser(sub: Any) -> None:
     p.add_argument("-o", "--output", required=True, help="output zarr store")
     p.add_argument("--neuropil", action="store_true", help="also extract suite2p neuropil traces (Fneu)")
     p.add_argument("--coeff", type=_number(float, ge=0), default=0.7, help="neuropil coefficient for Fc = F - coeff*Fneu (0.7)")
-    p.add_argument("--spikes", action="store_true", help="deconvolve spikes (maximin baseline, then OASIS)")
-    p.add_argument("--tau", type=_POSITIVE, default=None, help="indicator decay time in seconds (with --spikes)")
+    p.add_argument("--spikes", action="store_true",
+                   help="deconvolve spikes (maximin baseline, then OASIS); requires --tau, "
+                        "and --fps if the recording has no frame rate")
+    p.add_argument("--tau", type=_POSITIVE, default=None, help="indicator decay time in seconds (required with --spikes)")
     p.add_argument("--window-s", type=_POSITIVE, default=60.0, help="maximin baseline window in seconds (60)")
     p.add_argument("--sigma", type=_number(float, ge=0), default=10.0, help="maximin Gaussian width in frames (10)")
     p.add_argument("--channel", type=_INDEX, default=0, help="functional channel for spikes in multi-channel input")
     p.add_argument("--size", type=_COUNT, default=5, help="window size for --positions (5)")
     p.add_argument("--window", choices=("rect", "disc", "pixel"), default=None, help="window for --positions")
-    p.add_argument("--fps", type=_POSITIVE, default=None, help="frame rate, if the file does not say")
-    p.add_argument("--shape", type=_COUNT, nargs=2, default=None, metavar=("LY", "LX"), help="frame shape of a raw .bin")
+    p.add_argument("--fps", type=_POSITIVE, default=None,
+                   help="frame rate, if the file does not say (required then with --spikes)")
+    p.add_argument("--shape", type=_COUNT, nargs=2, default=None, metavar=("LY", "LX"),
+                   help="frame shape of a raw .bin (required unless suite2p's ops.npy lies beside it)")
     _add_output_args(p, "output store")
     _add_scheduler_args(p)
     p.set_defaults(func=run)

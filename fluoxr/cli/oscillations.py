@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .args import _COUNT, _INDEX, _POSITIVE, _add_output_args, _add_scheduler_args
+from .args import _COUNT, _INDEX, _POSITIVE, _add_hidden_alias, _add_output_args, _add_scheduler_args
 from .run import Runner, _check_output, _write_table, scheduler
 
 
@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io import open_result, open_video, save
     from ..oscillations import detect, oscillation_coordinates, track_clusters
 
-    for flag, target in (("-o", args.out), ("--tracks", args.tracks), ("--coordinates", args.coordinates)):
+    for flag, target in (("-o", args.output), ("--tracks", args.tracks), ("--coordinates", args.coordinates)):
         _check_output(target, args, flag)
     fps = None if args.interval is None else 1.0 / args.interval
     video = open_video(args.input if len(args.input) > 1 else args.input[0], fps=fps)
@@ -38,13 +38,13 @@ def run(args: argparse.Namespace) -> int:
                     compat=None if args.compat == "none" else args.compat)
     with scheduler(args.scheduler, workers=args.workers) as client:
         runner = Runner(client=client, progress=not args.no_progress)
-        label = f"detecting influx/efflux -> {args.out}"
-        write = save(labels, args.out, overwrite=args.overwrite, resume=args.resume, compute=False)
+        label = f"detecting influx/efflux -> {args.output}"
+        write = save(labels, args.output, overwrite=args.overwrite, resume=args.resume, compute=False)
         runner.compute(write, label=label, nbytes=video.nbytes)
-        saved = open_result(args.out)
+        saved = open_result(args.output)
         influx, efflux = runner.compute(dask.delayed(tuple)([(saved == 1).mean().data, (saved == 2).mean().data]),
                                         label="counting", nbytes=saved.nbytes)
-        print(f"{args.out}: {dict(saved.sizes)} int8 (0 none, 1 influx, 2 efflux); "
+        print(f"{args.output}: {dict(saved.sizes)} int8 (0 none, 1 influx, 2 efflux); "
               f"influx {float(influx):.1%}, efflux {float(efflux):.1%} of pixel-frames ({runner.throughput(label)})")
         if args.coordinates:
             write = save(oscillation_coordinates(saved), args.coordinates, overwrite=args.overwrite,
@@ -64,10 +64,11 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("oscillations", help="influx/efflux detection (Cellects) to zarr, with cluster tracks")
     p.add_argument("input", nargs="+", help="recording: TIFF(s), zarr, .bin, .npy or file.h5::/dataset")
-    p.add_argument("-o", "--out", required=True, help="output zarr of int8 labels (0 none, 1 influx, 2 efflux)")
+    p.add_argument("-o", "--output", required=True, help="output zarr of int8 labels (0 none, 1 influx, 2 efflux)")
+    _add_hidden_alias(p, "--out", "--output")
     p.add_argument("--period", type=_POSITIVE, required=True, metavar="SECONDS", help="expected oscillation period")
     p.add_argument("--interval", type=_POSITIVE, default=None, metavar="SECONDS",
-                   help="seconds between frames (default: from the file's frame rate)")
+                   help="seconds between frames (default: from the file's frame rate; required if it has none)")
     p.add_argument("--min-cluster-size", type=_COUNT, required=True, metavar="PIXELS", help="smallest cluster kept")
     p.add_argument("--mask", default=None, help="frame mask image or mask video (nonzero = specimen)")
     p.add_argument("--start", type=_INDEX, default=0, help="first analysed frame (earlier frames are 0)")

@@ -43,10 +43,10 @@ def test_unknown_extension_via_console_script(tmp_path):
 @pytest.mark.slow  # the whole demo pipeline; its steps are tested one by one in the fast tier
 def test_demo_threads_small(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--frames", "40", "--scheduler", "threads", "--no-progress"]) == 0
+    assert main(["demo", "-o", str(out), "--frames", "40", "--scheduler", "threads", "--no-progress"]) == 0
     text = capsys.readouterr().out
     assert "done in" in text and str(out) in text and "MB/s" in text
     for name in ("blinking.zarr", "calcium.zarr", "sheet.zarr", "recordings.png"):
         assert os.path.exists(out / name), name
     # running it again replaces its own outputs
-    assert main(["demo", "--out", str(out), "--frames", "40", "--scheduler", "threads", "--no-progress"]) == 0
+    assert main(["demo", "-o", str(out), "--frames", "40", "--scheduler", "threads", "--no-progress"]) == 0

@@ -69,7 +69,7 @@ def test_sofi_command_single_image(tmp_path, capsys):
 @pytest.mark.slow  # the demo pipeline again; `fluoxr sofi` itself is tested in the fast tier
 def test_demo_sofi_step(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--frames", "300", "--scheduler", "threads", "--no-progress"]) == 0
+    assert main(["demo", "-o", str(out), "--frames", "300", "--scheduler", "threads", "--no-progress"]) == 0
     text = capsys.readouterr().out
     assert "PSF width" in text
     assert os.path.exists(out / "sofi.png") and os.path.exists(out / "sofi.zarr")
