@@ -9,6 +9,70 @@ from .args import _COUNT, _INDEX, _POSITIVE, _add_output_args, _add_scheduler_ar
 from .run import Runner, _check_output, scheduler
 
 
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _read_stat(path: str) -> Any:
+    """suite2p's ``stat.npy``, checked by content first: a TIFF or any other file is refused in one line
+    (np.load would otherwise fail deep in pickle)."""
+    import os
+    import pickle
+
+    from ..io import read_suite2p_stat
+
+    what = "suite2p's stat.npy (a NumPy file of per-ROI dicts with ypix, xpix, lam)"
+    if os.path.isfile(path):
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+        if head.startswith(_TIFF_MAGIC):
+            raise ValueError(f"--stat must be {what}; {path!r} is a TIFF image (a label image goes to --labels)")
+        if not head.startswith(_NPY_MAGIC):
+            raise ValueError(f"--stat must be {what}; {path!r} is not a NumPy .npy file")
+    elif os.path.isdir(path):
+        raise ValueError(f"--stat must be {what}; {path!r} is a folder")
+    try:
+        return read_suite2p_stat(path)
+    except FileNotFoundError:
+        raise
+    except (ValueError, TypeError, EOFError, pickle.UnpicklingError, AttributeError, ImportError) as exc:
+        raise ValueError(f"--stat must be {what}; {path!r} is not one ({' '.join(str(exc).split())})") from exc
+
+
+def _label_image(labels: Any, path: str) -> Any:
+    """``labels`` if it looks like a label image; an intensity image given to ``--labels`` is refused with a hint.
+
+    A label image holds integers (0 = background), and far fewer labels than pixels: a ROI spans many
+    pixels, so more than one label per ten pixels means the values measure intensity.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> _label_image(np.repeat(np.arange(4), 25).reshape(10, 10), "l.tif").max()
+    np.int64(3)
+    >>> _label_image(np.linspace(0, 1, 100).reshape(10, 10), "img.tif")
+    Traceback (most recent call last):
+    ...
+    ValueError: --labels 'img.tif' looks like an intensity image, not a label image: ...
+    """
+    import numpy as np
+
+    lab = np.asarray(labels)
+    reason = None
+    if lab.dtype.kind == "f" and not (np.all(np.isfinite(lab)) and np.all(np.mod(lab, 1) == 0)):
+        reason = f"its values are not integers (dtype {lab.dtype})"
+    elif lab.dtype.kind not in "iubf":
+        reason = f"its dtype is {lab.dtype}, not integer"
+    else:
+        n = len(np.unique(lab[lab != 0])) if lab.size else 0
+        if n > max(lab.size / 10, 1):
+            reason = f"it has {n} distinct values in {lab.size} pixels, more than one label per 10 pixels"
+    if reason is not None:
+        raise ValueError(f"--labels {path!r} looks like an intensity image, not a label image: {reason}; give an "
+                         "image of integer ROI labels (0 = background), e.g. cellpose or suite2p masks")
+    return lab
+
+
 def run(args: argparse.Namespace) -> int:
     import xarray as xr
 
@@ -43,10 +107,10 @@ def run(args: argparse.Namespace) -> int:
         what = f"{len(pos)} positions ({args.window or 'rect'} windows of {args.size} px)"
     else:
         if args.stat is not None:
-            rois = ROISet.from_suite2p(io.read_suite2p_stat(args.stat), frame)
+            rois = ROISet.from_suite2p(_read_stat(args.stat), frame)
             what = f"{len(rois)} suite2p ROIs"
         else:
-            rois = ROISet.from_labels(io.read_image(args.labels))
+            rois = ROISet.from_labels(_label_image(io.read_image(args.labels), args.labels))
             what = f"{len(rois)} labelled ROIs"
         out = extract(video, rois, neuropil="auto" if args.neuropil else None)
     F = out["F"]

@@ -129,3 +129,45 @@ def test_info_of_a_saved_video_keeps_the_recording_summary(tmp_path, capsys):
     assert main(["info", str(tmp_path / "v.zarr")]) == 0
     out = capsys.readouterr().out
     assert "(6, 4, 5)" in out and "uint16" in out and "variables" not in out
+
+
+@pytest.fixture
+def movie(tmp_path):
+    path = tmp_path / "movie.tif"
+    tifffile.imwrite(path, np.random.default_rng(0).integers(0, 1000, (10, 32, 32), dtype=np.uint16))
+    return path
+
+
+def _extract(movie, tmp_path, *source):
+    return main(["extract", str(movie), *source, "-o", str(tmp_path / "t.zarr"), "--scheduler", "threads",
+                 "--no-progress"])
+
+
+def test_stat_given_a_tiff_is_refused_in_one_line(movie, tmp_path, capsys):
+    assert _extract(movie, tmp_path, "--stat", str(movie)) == 2
+    _one_line_error(capsys, "--stat must be suite2p's stat.npy", "TIFF")
+    assert not (tmp_path / "t.zarr").exists()
+
+
+def test_stat_given_another_npy_is_refused_in_one_line(movie, tmp_path, capsys):
+    np.save(tmp_path / "image.npy", np.zeros((32, 32)))
+    assert _extract(movie, tmp_path, "--stat", str(tmp_path / "image.npy")) == 2
+    _one_line_error(capsys, "--stat must be suite2p's stat.npy")
+
+
+@pytest.mark.parametrize("image, words", [
+    (np.random.default_rng(1).random((32, 32)).astype(np.float32), "not integers"),
+    (np.random.default_rng(2).integers(0, 4000, (32, 32), dtype=np.uint16), "distinct values"),
+])
+def test_labels_given_an_intensity_image_is_refused_with_a_hint(image, words, movie, tmp_path, capsys):
+    tifffile.imwrite(tmp_path / "image.tif", image)
+    assert _extract(movie, tmp_path, "--labels", str(tmp_path / "image.tif")) == 2
+    _one_line_error(capsys, "looks like an intensity image, not a label image", words)
+    assert not (tmp_path / "t.zarr").exists()
+
+
+def test_a_real_label_image_is_accepted(movie, tmp_path, capsys):
+    labels = np.zeros((32, 32), np.uint16)
+    labels[2:8, 2:8], labels[10:16, 20:26] = 1, 2
+    tifffile.imwrite(tmp_path / "labels.tif", labels)
+    assert _extract(movie, tmp_path, "--labels", str(tmp_path / "labels.tif")) == 0
