@@ -30,7 +30,6 @@ NO_EXAMPLES = {
     "fluoxr._validate": "private argument checks, exercised by tests/test_bad_input.py",
     "fluoxr.cli": "the command line (main), run subcommand by subcommand in tests/cli/",
     "fluoxr.cli.demo": "the `fluoxr demo` pipeline, run by tests/cli/test_cli.py and tests/test_scale.py",
-    "fluoxr.cli.extract": "the `fluoxr extract` subcommand, run by tests/cli/test_cli_extract.py",
     "fluoxr.cli.info": "the `fluoxr info` subcommand, run by tests/cli/test_cli.py",
     "fluoxr.cli.oscillations": "the `fluoxr oscillations` subcommand, run by tests/test_oscillations.py",
     "fluoxr.cli.sofi": "the `fluoxr sofi` subcommand, run by tests/cli/test_sofi_cli.py",

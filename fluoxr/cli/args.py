@@ -43,8 +43,8 @@ def _add_hidden_alias(p: argparse.ArgumentParser, alias: str, option: str) -> No
     >>> p = _Parser(prog="demo")
     >>> _ = p.add_argument("-o", "--output", required=True)
     >>> _add_hidden_alias(p, "--out", "--output")
-    >>> p.parse_args(["--out", "a.zarr"]).output, p.parse_args(["--out=b.zarr"]).output
-    ('a.zarr', 'b.zarr')
+    >>> p.parse_args(["--out", "/tmp/a.zarr"]).output, p.parse_args(["-o", "/tmp/b.zarr"]).output
+    ('/tmp/a.zarr', '/tmp/b.zarr')
     >>> "--out " in p.format_help()
     False
     """

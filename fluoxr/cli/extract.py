@@ -48,12 +48,12 @@ def _label_image(labels: Any, path: str) -> Any:
     Examples
     --------
     >>> import numpy as np
-    >>> _label_image(np.repeat(np.arange(4), 25).reshape(10, 10), "l.tif").max()
+    >>> _label_image(np.repeat(np.arange(4), 25).reshape(10, 10), "/tmp/l.tif").max()
     np.int64(3)
-    >>> _label_image(np.linspace(0, 1, 100).reshape(10, 10), "img.tif")
+    >>> _label_image(np.linspace(0, 1, 100).reshape(10, 10), "/tmp/img.tif")
     Traceback (most recent call last):
     ...
-    ValueError: --labels 'img.tif' looks like an intensity image, not a label image: ...
+    ValueError: --labels '/tmp/img.tif' looks like an intensity image, not a label image: ...
     """
     import numpy as np
 
