@@ -152,7 +152,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--spikes", action="store_true",
                    help="deconvolve spikes (maximin baseline, then OASIS); requires --tau, "
                         "and --fps if the recording has no frame rate")
-    p.add_argument("--tau", type=_POSITIVE, default=None, help="indicator decay time in seconds (required with --spikes)")
+    p.add_argument("--tau", type=_POSITIVE, default=None,
+                   help="indicator decay time in seconds (required with --spikes)")
     p.add_argument("--window-s", type=_POSITIVE, default=60.0, help="maximin baseline window in seconds (60)")
     p.add_argument("--sigma", type=_number(float, ge=0), default=10.0, help="maximin Gaussian width in frames (10)")
     p.add_argument("--channel", type=_INDEX, default=0, help="functional channel for spikes in multi-channel input")
