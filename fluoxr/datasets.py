@@ -19,6 +19,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,24 +73,98 @@ def _gauss_psf(yy: np.ndarray, xx: np.ndarray, y0: float, x0: float, sigma: floa
     return np.exp(-((yy - y0) ** 2 + (xx - x0) ** 2) / (2 * sigma**2)) / (2 * np.pi * sigma**2)
 
 
-def _place(rng: np.random.Generator, n: int, shape: tuple[int, int], margin: float, min_dist: float) -> np.ndarray:
-    """``n`` random (y, x) positions at least ``min_dist`` apart and ``margin`` from the border."""
-    pts = np.empty((0, 2))
+def _packing_limit(width: float, height: float, min_dist: float) -> float:
+    """Upper bound on the number of points ``min_dist`` apart in a ``width`` x ``height`` box.
+
+    Discs of radius ``min_dist / 2`` around the points do not overlap and lie in
+    the box grown by ``min_dist / 2`` on every side; no packing of equal discs
+    is denser than the hexagonal one (``pi / sqrt(12)``), so at most
+    ``(width + d) * (height + d) * 2 / (sqrt(3) * d**2)`` points fit; along a
+    line (a box of zero width or height) at most ``length / d + 1``.
+    """
+    if min_dist <= 0:
+        return math.inf
+    if width <= 0 or height <= 0:
+        return max(width, height, 0.0) / min_dist + 1
+    return (width + min_dist) * (height + min_dist) * 2 / (math.sqrt(3) * min_dist**2)
+
+
+def _lattice(width: float, height: float, min_dist: float) -> np.ndarray:
+    """The largest of a few lattices (hexagonal either way, square) of ``min_dist`` spacing in the box, centred."""
+    best = np.empty((0, 2))
+    eps = 1e-9  # a lattice that fits exactly must not lose a row to rounding
+    for rows_along_x, hexagonal in ((True, True), (False, True), (True, False)):
+        w, h = (width, height) if rows_along_x else (height, width)
+        dy = min_dist * (math.sqrt(3) / 2 if hexagonal else 1.0)
+        n_rows = int(math.floor(h / dy + eps)) + 1 if dy > 0 else 1
+        pts = []
+        for r in range(n_rows):
+            shift = min_dist / 2 if hexagonal and r % 2 else 0.0
+            n_cols = int(math.floor((w - shift) / min_dist + eps)) + 1 if w >= shift else 0
+            pts += [(r * dy, shift + c * min_dist) for c in range(n_cols)]
+        if not pts:
+            continue
+        arr = np.array(pts, dtype=np.float64)
+        arr += (np.array([h, w]) - arr.max(axis=0)) / 2  # centre the lattice: share the slack at both ends
+        if not rows_along_x:
+            arr = arr[:, ::-1]
+        if len(arr) > len(best):
+            best = arr
+    return best
+
+
+def _place(rng: np.random.Generator, n: int, shape: tuple[int, int], margin: float, min_dist: float, *,
+           names: tuple[str, str] = ("n", "min_dist")) -> np.ndarray:
+    """``n`` random (y, x) positions at least ``min_dist`` apart and ``margin`` from the border.
+
+    Random sequential placement first (it is what the recordings made so far
+    were drawn with, so they stay the same); where it jams before ``n``
+    points, ``n`` sites of the densest lattice that fits are drawn and then
+    shaken (random moves kept only while every distance stays at least
+    ``min_dist``), so any request that a lattice holds succeeds, deterministic
+    per ``rng``. ``names`` are the caller's argument names for ``n`` and
+    ``min_dist``, for the errors.
+    """
     lo = np.array([margin, margin])
     hi = np.array([shape[0] - 1 - margin, shape[1] - 1 - margin])
     if np.any(hi < lo):
         raise ValueError(f"shape {shape} is too small for objects of this size (margin {margin:.1f} px)")
+    height, width = (hi - lo).tolist()
+    limit = _packing_limit(width, height, min_dist)
+    if n > limit:
+        raise ValueError(
+            f"cannot place {names[0]}={n} objects {names[1]}={min_dist:.1f} px apart in a shape={shape} frame "
+            f"(centres {margin:.1f} px from the border): no more than {int(limit)} fit there; "
+            f"use fewer objects, a smaller {names[1]} or a larger shape"
+        )
+    pts = np.empty((0, 2))
     tries = 0
-    while len(pts) < n:
+    while len(pts) < n and tries <= 200 * n + 1000:
         p = lo + rng.random(2) * (hi - lo)
         if not len(pts) or np.hypot(*(pts - p).T).min() >= min_dist:
             pts = np.vstack([pts, p])
         tries += 1
-        if tries > 200 * n + 1000:
-            raise ValueError(
-                f"cannot place {n} objects {min_dist:.1f} px apart in a {shape} frame; "
-                "use fewer objects or a larger shape"
-            )
+    if len(pts) == n:
+        return pts
+    sites = _lattice(width, height, min_dist)
+    if len(sites) < n:
+        raise ValueError(
+            f"cannot place {names[0]}={n} objects {names[1]}={min_dist:.1f} px apart in a shape={shape} frame "
+            f"(centres {margin:.1f} px from the border): the densest lattice there holds {len(sites)} "
+            f"(and no arrangement more than {int(limit)}); use fewer objects, a smaller {names[1]} or a larger shape"
+        )
+    pts = sites[np.sort(rng.choice(len(sites), size=n, replace=False))] + lo
+    # shake the lattice so that it does not show; a move is kept only if it keeps every distance
+    tol = min_dist * (1 - 1e-9)
+    # sweeps bounded so that a large request stays well under a second (each move checks n distances)
+    for _ in range(int(np.clip(2_000_000 // max(n * n, 1), 1, 50))):
+        steps = rng.normal(0.0, min_dist / 4, size=(n, 2))
+        for i in range(n):
+            q = np.clip(pts[i] + steps[i], lo, hi)
+            d = np.hypot(*(pts - q).T)
+            d[i] = np.inf
+            if d.min() >= tol:
+                pts[i] = q
     return pts
 
 
@@ -179,7 +254,10 @@ def blinking_emitters(
         Recording size.
     n_emitters : int
         Number of emitters, placed at random, ``min_separation_px`` apart
-        (default ``8 * sigma_px``, so that their PSFs do not overlap).
+        (default ``8 * sigma_px``, so that their PSFs do not overlap) and
+        ``3 * sigma_px`` from the border. Where random placement jams, sites of
+        a hexagonal lattice are drawn and shaken, so every request that such a
+        lattice holds succeeds; otherwise ValueError says how many fit.
     sigma_px, on_fraction, mean_on_frames, photons, background, read_noise : float
         See above.
     bleach_tau_s : float, optional
@@ -226,7 +304,8 @@ def blinking_emitters(
         )
     rng = np.random.default_rng((seed, 0))
     sep = 8 * sigma_px if min_separation_px is None else check_number(min_separation_px, "min_separation_px", ge=0)
-    positions = _place(rng, n_emitters, shape, margin=3 * sigma_px, min_dist=sep)
+    positions = _place(rng, n_emitters, shape, margin=3 * sigma_px, min_dist=sep,
+                       names=("n_emitters", "min_separation_px"))
     # the telegraph chains are generated eagerly: one bit per emitter and frame
     states = np.empty((n_frames, n_emitters), bool)
     s = rng.random(n_emitters) < on_fraction
@@ -439,7 +518,8 @@ def calcium_neurons(
 
     rng = np.random.default_rng((seed, 0))
     n_overlap = int(round(overlap_fraction * n_cells)) if n_cells > 1 else 0
-    centres = _place(rng, n_cells - n_overlap, shape, margin=radius_px + 1, min_dist=2.6 * radius_px)
+    centres = _place(rng, n_cells - n_overlap, shape, margin=radius_px + 1, min_dist=2.6 * radius_px,
+                     names=("non-overlapping n_cells", "2.6 * radius_px"))
     extra = []
     for i in range(n_overlap):
         # a cell centred 1.2 radii from another one: their discs overlap

@@ -154,3 +154,44 @@ def test_frame_sized_inputs_enter_the_graph_once():
     for small, large in zip(sizes[40], sizes[400]):
         # 10x the tasks may cost a little per task, never a frame (128 KB) per task
         assert large - small < 36 * 20_000, (small, large)
+
+
+def _min_distance(points):
+    d = np.hypot(*(points[:, None] - points[None]).transpose(2, 0, 1))
+    return d[np.triu_indices(len(points), 1)].min()
+
+
+@pytest.mark.parametrize("seed", range(21))
+def test_blinking_defaults_place_for_every_seed(seed):
+    # issue 16: 20 emitters 12 px apart in 64 x 64 used to jam random placement and raise
+    _, truth = datasets.blinking_emitters(n_frames=4, seed=seed)
+    pos = truth.positions
+    assert pos.shape == (20, 2)
+    assert _min_distance(pos) >= 12.0 * (1 - 1e-9)
+    assert pos.min() >= 4.5 and pos.max() <= 64 - 1 - 4.5
+    # deterministic per seed
+    _, again = datasets.blinking_emitters(n_frames=4, seed=seed)
+    np.testing.assert_array_equal(again.positions, pos)
+
+
+def test_blinking_placement_that_worked_is_unchanged():
+    # random placement still comes first: recordings that could be made before are the same pixels
+    # (values from the code before issue 16)
+    _, truth = datasets.blinking_emitters(n_frames=4, shape=(32, 32), n_emitters=2, seed=1)
+    np.testing.assert_allclose(truth.positions, [[15.760076, 25.410201], [11.360292, 13.813182]], atol=1e-4)
+
+
+def test_blinking_impossible_request_names_arguments():
+    # the centres live in a 54 x 54 px box: no packing of discs puts 40 points 12 px apart there
+    with pytest.raises(ValueError, match=r"n_emitters=40 .*min_separation_px=12\.0.*shape=\(64, 64\)"):
+        datasets.blinking_emitters(n_frames=4, n_emitters=40)
+
+
+def test_blinking_request_that_barely_fits():
+    # a hexagonal lattice of 12 px holds exactly 30 points in the 54 x 54 px box of centres (6 rows of 5)
+    for seed in range(3):
+        _, truth = datasets.blinking_emitters(n_frames=4, n_emitters=30, seed=seed)
+        assert truth.positions.shape == (30, 2)
+        assert _min_distance(truth.positions) >= 12.0 * (1 - 1e-9)
+    with pytest.raises(ValueError, match="n_emitters=31"):
+        datasets.blinking_emitters(n_frames=4, n_emitters=31)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -245,15 +246,65 @@ def cut_frames(signal: np.ndarray, fbc: float = 0.04) -> tuple[np.ndarray, np.nd
     return bounds, np.array([0] + cuts + [signal.size], dtype=np.int64)
 
 
+# a fall smaller than this many noise stds of the smoothed signal is taken as noise (a flat
+# recording of 400-10000 frames reaches 5.5-8: measured on Poisson series, kernels 21-251)
+_NOISE_FALL = 10.0
+
+
 def block_bounds(signal: np.ndarray, fbc: float = 0.04, smooth_kernel: int = 251) -> np.ndarray:
     """Block edges for bleaching correction: :func:`med_smooth` then :func:`cut_frames`.
 
     Always ``ceil(1 / fbc) + 1`` edges: when fewer cuts are found the missing
     trailing blocks are empty (edges equal to ``len(signal)``).
+
+    :func:`cut_frames` places its bounds at fractions of the smoothed
+    signal's own fall, whatever its size: on a recording that does not bleach
+    the fall is noise, and every wiggle crosses a bound, which gave
+    ``ceil(1 / fbc)`` blocks of a frame or two bunched where the noise dips.
+    So the fall of the smoothed signal from its maximum is compared with the
+    noise of the smoothed signal, ``sigma_s = 1.2533 * sigma / sqrt(smooth_kernel)``
+    (``sigma`` the frame-to-frame noise of the signal, from the median absolute
+    deviation of its differences, which a smooth trend does not move; 1.2533
+    for a median in place of a mean). Where every block would fall by less
+    than ``sigma_s`` (``fbc * fall < sigma_s``), or the whole fall is within
+    the range noise alone reaches (``fall < 10 * sigma_s``; a flat recording
+    of a few thousand frames reaches about 8), a UserWarning names ``fbc``
+    and the fall seen and one block spans the recording (edges ``[0, n, ...,
+    n]``). A recording whose fall stands out of the noise is cut exactly as
+    before (and as pysofi cuts it).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> from fluoxr.kernels.sofi import block_bounds
+    >>> block_bounds(np.linspace(100, 50, 40), 0.25, 3).tolist()
+    [0, 10, 20, 30, 40]
+    >>> with warnings.catch_warnings(record=True):
+    ...     block_bounds(100 + np.sin(np.arange(40.0)), 0.25, 3).tolist()
+    [0, 40, 40, 40, 40]
     """
     n_blocks = math.ceil(1 / fbc)
-    _, frames = cut_frames(med_smooth(signal, smooth_kernel), fbc)
-    out = np.full(n_blocks + 1, np.asarray(signal).size, dtype=np.int64)
+    smooth = med_smooth(signal, smooth_kernel)
+    out = np.full(n_blocks + 1, smooth.size, dtype=np.int64)
+    out[0] = 0
+    if smooth.size and np.all(np.isfinite(smooth)):
+        t_max = int(np.argmax(smooth))
+        top = float(smooth[t_max])
+        fall = top - float(smooth[t_max:].min())
+        d = np.diff(np.asarray(signal, dtype=np.float64).ravel())
+        sigma = 1.4826 * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(2) if d.size else 0.0
+        noise = 1.2533 * sigma / math.sqrt(smooth_kernel)
+        if fall <= 0 or fall < noise * max(_NOISE_FALL, 1 / fbc):
+            rel = f" ({fall / abs(top):.2%} of its maximum)" if top else ""
+            warnings.warn(
+                f"the median-smoothed total signal falls by {fall:.4g}{rel}, within its noise ({noise:.3g}): "
+                f"cutting it into blocks that each fall by fbc={fbc:g} of that would cut noise, so one block "
+                "spans the recording (no bleaching correction)",
+                UserWarning, stacklevel=2,
+            )
+            return out
+    _, frames = cut_frames(smooth, fbc)
     out[: frames.size - 1] = frames[:-1]
     return out
 

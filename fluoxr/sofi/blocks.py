@@ -27,7 +27,11 @@ def bleach_blocks(video: Any, *, fbc: float = 0.04, smooth_kernel: int = 251) ->
     mirrored ends) and cut into ``ceil(1 / fbc)`` blocks; see
     :func:`fluoxr.kernels.sofi.cut_frames` for how cuts are placed and how
     they differ from pysofi's. Blocks that find no cut are empty at the end
-    (their edges equal the number of frames).
+    (their edges equal the number of frames). A recording whose smoothed
+    signal does not fall clear of its noise (see
+    :func:`fluoxr.kernels.sofi.block_bounds`) is one block, with a
+    UserWarning naming ``fbc`` and the fall seen, emitted when the edges are
+    computed (they depend on the data, so nothing is decided before).
 
     Returns
     -------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+import warnings
 
 import dask
 import dask.array as da
@@ -348,6 +349,61 @@ def test_total_signal_and_blocks(bleaching):
     edges = fluoxr.bleach_blocks(bleaching, fbc=0.2, smooth_kernel=21).compute()
     np.testing.assert_array_equal(edges.values, ks.block_bounds(x.sum(axis=(1, 2)), 0.2, 21))
     assert edges.values[0] == 0 and edges.values[-1] == 400 and len(edges) == 6
+
+
+def _cut_as_pysofi(video, fbc, smooth_kernel):
+    # the edges as pysofi's med_smooth + cut_frames give them, padded with empty trailing blocks
+    sig = video.values.astype(np.float64).sum(axis=(1, 2))
+    frames = ks.cut_frames(ks.med_smooth(sig, smooth_kernel), fbc)[1]
+    out = np.full(math.ceil(1 / fbc) + 1, sig.size)
+    out[: frames.size - 1] = frames[:-1]
+    return out
+
+
+def _level_video(level, n=600, seed=0):
+    # Poisson frames around a per-frame mean level (a bleaching curve, or a flat one)
+    rng = np.random.default_rng(seed)
+    return fluoxr.as_video(rng.poisson(level[:, None, None] * np.ones((1, 8, 8))).astype(np.uint16), chunks=100)
+
+
+def test_bleach_blocks_flat_recording_warns_and_gives_one_block(recwarn):
+    # issue 16: cut_frames puts its bounds at fractions of the smoothed signal's own range; on a flat
+    # recording that range is noise, and 25 blocks of 1-2 frames came back, bunched where the noise dips
+    video = _level_video(np.full(600, 100.0))
+    with raise_if_dask_computes():
+        edges = fluoxr.bleach_blocks(video, fbc=0.04, smooth_kernel=51)  # lazy: nothing computed, nothing said
+    assert not [w for w in recwarn if "fbc" in str(w.message)]
+    with pytest.warns(UserWarning, match=r"falls by .*within its noise.*fbc=0.04"):
+        values = edges.values
+    assert values.tolist() == [0] + [600] * 25
+    # bleaching-corrected moments are then the plain ones (one block, its own mean)
+    with pytest.warns(UserWarning, match="fbc=0.04"):
+        bc = fluoxr.moments(video, 3, bleach_correction=True, smooth_kernel=51).values
+    np.testing.assert_allclose(bc, fluoxr.moments(video, 3).values, rtol=1e-12, atol=1e-9)
+
+
+def test_bleach_blocks_barely_bleaching_recordings():
+    # 64 px of 1000 photons: frame-to-frame noise 253, of the 51-frame median 44; at fbc=0.04 the fall must
+    # exceed 25 of those (1110, 1.7%): a 1% fall is one block with a warning, a 3% fall is cut as pysofi
+    t = np.arange(600)
+    small = _level_video(1000 * (1 - 0.01 * t / 599))
+    with pytest.warns(UserWarning, match="fbc=0.04"):
+        assert fluoxr.bleach_blocks(small, fbc=0.04, smooth_kernel=51).values.tolist() == [0] + [600] * 25
+    enough = _level_video(1000 * (1 - 0.03 * t / 599))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        edges = fluoxr.bleach_blocks(enough, fbc=0.04, smooth_kernel=51).values
+    np.testing.assert_array_equal(edges, _cut_as_pysofi(enough, 0.04, 51))
+    assert np.count_nonzero(np.diff(edges)) > 1
+
+
+def test_bleach_blocks_of_a_bleaching_recording_unchanged(bleaching):
+    # a recording that bleaches is cut exactly as pysofi cuts it, without a warning
+    for fbc, kernel in ((0.2, 21), (0.25, 31), (0.2, 51)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            edges = fluoxr.bleach_blocks(bleaching, fbc=fbc, smooth_kernel=kernel).values
+        np.testing.assert_array_equal(edges, _cut_as_pysofi(bleaching, fbc, kernel))
 
 
 def test_block_moments_blocks_not_aligned_with_chunks(bleaching):
