@@ -24,8 +24,7 @@ Usage::
     python benchmarks/extraction.py --no-peers # fluoxr only
 
 The peers run with ``$FLUOXR_PEERS_PYTHON`` (default ``~/.cache/fluoxr-peers/venv/bin/python``)
-when it exists; data come from ``/work/shared/peers/oracle/synth.py`` when present (else an
-equivalent generator in this file).
+when it exists (``bash benchmarks/peers/setup.sh`` builds it); the data are generated in this file.
 """
 
 from __future__ import annotations
@@ -41,7 +40,6 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SYNTH_DIR = os.environ.get("FLUOXR_SYNTH_DIR", "/work/shared/peers/oracle")
 PEER_PY = os.environ.get("FLUOXR_PEERS_PYTHON", os.path.expanduser("~/.cache/fluoxr-peers/venv/bin/python"))
 
 
@@ -74,22 +72,10 @@ def _setup_done() -> float:
 
 
 # ----------------------------------------------------------------------------------------------
-# data (synth.py when available)
-
-
-def _synth():
-    if os.path.exists(os.path.join(SYNTH_DIR, "synth.py")):
-        sys.path.insert(0, SYNTH_DIR)
-        import synth  # noqa: PLC0415
-
-        return synth
-    return None
+# data
 
 
 def make_rois(n, H, W, npix, seed):
-    s = _synth()
-    if s is not None:
-        return s.make_rois(n_rois=n, H=H, W=W, npix=npix, seed=seed)
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -111,9 +97,6 @@ def make_rois(n, H, W, npix, seed):
 
 
 def write_tiff(path, T, H, W, seed):
-    s = _synth()
-    if s is not None:
-        return s.write_tiff(path, T, H, W, seed=seed)
     import numpy as np
     import tifffile
 

@@ -235,8 +235,8 @@ def maximin(F: np.ndarray, window_s: float, sig: float, fs: float) -> np.ndarray
 # ------------------------------------------------------------------------------------ oscillations
 # Cellects' ``detect_oscillations_dynamics`` on a whole in-memory video: ``np.gradient`` of the
 # mean-normalised video, sign, mask, neighbour vote by shifted copies of an edge-padded frame,
-# ``scipy.ndimage.label``, size filter; ``cellects_like`` replicates ``cc()`` as the peer oracle
-# ``/work/shared/peers/oracle/oracle_cellects.py`` states it.
+# ``scipy.ndimage.label``, size filter; ``cellects_like`` replicates Cellects' ``cc()`` (compared with
+# Cellects itself in tests/test_oscillations.py when it is importable).
 
 
 def gradient_sign(v: np.ndarray, *, mask: np.ndarray | None = None, period_s: float = 10.0,
