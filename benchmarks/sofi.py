@@ -319,11 +319,16 @@ def references(args: argparse.Namespace) -> int:
     write_tiff(path, 300, (48, 40), seed=3, n_emitters=6)
     rows = reference_rows(fluoxr.open_video(path, chunks=37), tifffile.imread(path))
     shutil.rmtree(work, ignore_errors=True)
-    print("# fluoxr vs the tests' NumPy references on a 300 x 48 x 40 uint16 TIFF (fluoxr chunks of 37 frames)")
-    print(f"{'operation':<40}{'max |diff| / max |reference|':>28}  note")
+    _print_rows("# fluoxr vs the tests' NumPy references on a 300 x 48 x 40 uint16 TIFF (fluoxr chunks of 37 frames)",
+                "operation", "max |diff| / max |reference|", rows)
+    return 0
+
+
+def _print_rows(title: str, what: str, measure: str, rows: list) -> None:
+    print(title)
+    print(f"{what:<40}{measure:>28}  note")
     for name, value, note in rows:
         print(f"{name:<40}{value:>28.2e}  {note}")
-    return 0
 
 
 def agreement(args: argparse.Namespace) -> int:
@@ -412,10 +417,8 @@ def agreement(args: argparse.Namespace) -> int:
     add("gauss2d_mask, gauss1d_mask", np.r_[ks.gauss2d_mask((7, 9), 1.3).ravel(), ks.gauss1d_mask((1, 21), 2)],
         np.r_[P["gauss2d"].ravel(), P["gauss1d"]])
     shutil.rmtree(work, ignore_errors=True)
-    print("# fluoxr vs pysofi 0.1.1 on a 300 x 48 x 40 uint16 TIFF (fluoxr chunks of 37 frames)")
-    print(f"{'pysofi function':<40}{'max |diff| / max |pysofi|':>28}  note")
-    for name, value, note in rows:
-        print(f"{name:<40}{value:>28.2e}  {note}")
+    _print_rows("# fluoxr vs pysofi 0.1.1 on a 300 x 48 x 40 uint16 TIFF (fluoxr chunks of 37 frames)",
+                "pysofi function", "max |diff| / max |pysofi|", rows)
     return 0
 
 

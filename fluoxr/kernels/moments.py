@@ -442,6 +442,13 @@ def merge_states(a: State, b: State) -> State:
     return (na + nb, mean.reshape(shape), M.reshape(Ma.shape))
 
 
+def _merged_mean(na: int, ma: Any, nb: int, mb: Any) -> tuple[int, Any, Any]:
+    """Frame count, difference of means and mean of two merged states (Chan's update; both non-empty)."""
+    n = na + nb
+    delta = mb - ma
+    return n, delta, ma + delta * (nb / n)
+
+
 def merge_states_xp(a: State, b: State) -> State:
     """:func:`merge_states` with array-module operations, vectorised over pixels (the GPU's).
 
@@ -454,9 +461,7 @@ def merge_states_xp(a: State, b: State) -> State:
         return a
     if na == 0:
         return b
-    n = na + nb
-    delta = mb - ma
-    mean = ma + delta * (nb / n)
+    n, delta, mean = _merged_mean(na, ma, nb, mb)
     P = Ma.shape[0] + 1
     if P < 2:
         return (n, mean, Ma.copy())
@@ -775,9 +780,7 @@ def merge_pair_states(a: State, b: State, pairs: np.ndarray) -> State:
         return a
     if na == 0:
         return b
-    n = na + nb
-    delta = mb - ma
-    mean = ma + delta * (nb / n)
+    n, delta, mean = _merged_mean(na, ma, nb, mb)
     C = Ca + Cb
     f = na * nb / n
     for q, (dy1, dx1, dy2, dx2) in enumerate(np.asarray(pairs).reshape(-1, 4)):
