@@ -89,18 +89,3 @@ def check_fps(fps: Any, name: str = "fps") -> float | None:
     if fps is None:
         return None
     return check_number(fps, name, gt=0)
-
-
-# Checks of videos, traces and images live in the data model now; these names stay importable from
-# here for code written before the move (looked up lazily: importing the data model here at load
-# time would bring back the import cycle).
-_MOVED_TO_VIDEO = ("SPATIAL_DIMS", "check_dataarray", "check_image", "check_traces", "check_video",
-                   "check_whole_frames", "require_fps")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_VIDEO:
-        from . import _video
-
-        return getattr(_video, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

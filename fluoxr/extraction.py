@@ -30,7 +30,8 @@ import xarray as xr
 
 from . import _backend
 from ._options import get_options
-from ._validate import check_choice, check_int, check_number, check_video
+from ._validate import check_choice, check_int, check_number
+from ._video import check_video
 from .kernels.masks import cell_pixels, neuropil_pixels
 from .rois import WINDOWS, ROISet, as_roiset, check_frame_shape
 

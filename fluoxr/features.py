@@ -127,7 +127,8 @@ import pandas as pd
 import xarray as xr
 
 from . import _backend
-from ._validate import check_choice, check_int, check_number, check_video
+from ._validate import check_choice, check_int, check_number
+from ._video import check_video
 from .kernels import features as kern
 from .rois import ROISet, as_roiset
 from .table import LazyTable

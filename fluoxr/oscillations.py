@@ -32,7 +32,8 @@ import pandas as pd
 import xarray as xr
 
 from . import _backend
-from ._validate import check_choice, check_int, check_number, check_video, check_whole_frames
+from ._validate import check_choice, check_int, check_number
+from ._video import check_video, check_whole_frames
 from .device import host
 from .drivers import TemporalFilter, apply_temporal
 from .kernels import oscillations as K

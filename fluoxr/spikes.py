@@ -8,7 +8,8 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from ._validate import check_number, check_traces
+from ._validate import check_number
+from ._video import check_traces
 from .device import host
 from .drivers import WHOLE, TemporalFilter, apply_temporal
 from .kernels.oasis import oasis_rows

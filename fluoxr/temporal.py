@@ -29,7 +29,8 @@ import numpy as np
 import xarray as xr
 
 from . import _backend
-from ._validate import check_choice, check_number, check_traces, require_fps
+from ._validate import check_choice, check_number
+from ._video import check_traces, require_fps
 from .device import host
 from .drivers import WHOLE, TemporalFilter, apply_temporal
 from .kernels import detrend as kdetrend

@@ -26,7 +26,7 @@ import tifffile
 import xarray as xr
 
 import fluoxr
-from fluoxr import _outputs
+from fluoxr.io import safety as _outputs
 from fluoxr import io as fio
 from fluoxr.cli import main as cli_main
 from fluoxr.io import _RawReader
@@ -1005,7 +1005,7 @@ class _Killer:
     """Counts the steps of a save (fluoxr's own calls, renames, removals, file creations and writes) and
     SIGKILLs the process at step ``at``; with ``at=None`` it only counts."""
 
-    # every module of the fluoxr.io package (readers, store, safety: what fluoxr.io and fluoxr._outputs were)
+    # every module of the fluoxr.io package (readers, store, safety)
     FILES = tuple(os.path.realpath(os.path.join(os.path.dirname(fio.__file__), n))
                   for n in os.listdir(os.path.dirname(fio.__file__)) if n.endswith(".py"))
     C_CALLS = {"replace", "rename", "remove", "unlink", "rmdir", "mkdir", "makedirs", "open", "fsync", "write"}

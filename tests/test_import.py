@@ -70,15 +70,9 @@ def test_accessor_waits_for_a_real_import_of_xarray():
     assert _run(code) == "FluoAccessor"
 
 
-def test_submodules_are_attributes_and_old_module_names_still_import():
-    code = ("import fluoxr; print(fluoxr.io.__name__, fluoxr._video.__name__, fluoxr._outputs.__name__, "
-            "fluoxr.cli.__name__)")
+def test_submodules_are_attributes():
+    code = "import fluoxr; print(fluoxr.io.__name__, fluoxr._video.__name__, fluoxr.io.safety.__name__, fluoxr.cli.__name__)"
     assert _run(code) == "fluoxr.io fluoxr._video fluoxr.io.safety fluoxr.cli"
-    from fluoxr import _outputs, io
-    from fluoxr._validate import check_video, check_whole_frames  # moved to the data model, still importable
-    from fluoxr._video import check_video as model_check
-
-    assert _outputs is io.safety and check_video is model_check and callable(check_whole_frames)
 
 
 def test_unknown_attribute_is_an_attribute_error():

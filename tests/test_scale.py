@@ -150,7 +150,7 @@ def test_resume_with_nothing_written_and_compute_false(tmp_path):
     path = str(tmp_path / "out.zarr")
     video = _slow_video(10, delay=0.0, resumable=True)
     fluoxr.save(video, path, compute=False)  # metadata only, like a process killed at once
-    fluoxr._outputs._HELD.clear()  # ... whose lock is then stale
+    fluoxr.io.safety._HELD.clear()  # ... whose lock is then stale
     job = fluoxr.save(video, path, resume=True, compute=False)
     job.compute()
     np.testing.assert_array_equal(fluoxr.open_result(path).values, video.values)

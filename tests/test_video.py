@@ -85,7 +85,7 @@ def test_as_video_bad_input(kwargs, exc, words):
 
 
 def test_check_whole_frames_message_says_how_to_rechunk():
-    from fluoxr._validate import check_video
+    from fluoxr._video import check_video
 
     v = fluoxr.as_video(np.zeros((4, 6, 6)), chunks={"time": 2, "y": 3})
     with pytest.raises(ValueError, match=r"video is chunked along \['y'\].*chunk\(\{'y': -1, 'x': -1\}\)"):
@@ -94,7 +94,7 @@ def test_check_whole_frames_message_says_how_to_rechunk():
 
 
 def test_check_video_rejects_images_and_wraps_arrays():
-    from fluoxr._validate import check_video
+    from fluoxr._video import check_video
 
     with pytest.raises(ValueError, match="video must be a video"):
         check_video(xr.DataArray(np.zeros((3, 3)), dims=("y", "x")))
@@ -124,7 +124,7 @@ def test_options_context_and_validation():
 def test_check_video_puts_time_first():
     import xarray as xr
 
-    from fluoxr._validate import check_video
+    from fluoxr._video import check_video
 
     a = fluoxr.as_video(np.random.default_rng(0).random((30, 5, 6)), chunks=7)
     both = xr.concat([a, 2 * a], dim="channel")  # xarray puts the new dim first

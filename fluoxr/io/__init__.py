@@ -45,7 +45,6 @@ from .store import (
     IncompleteStoreError,
     _concat_ragged,
     _graph_sources,
-    _paths_of,
     _prepare_dataset,
     _store_state,
     _write_block,

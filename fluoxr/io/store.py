@@ -26,7 +26,7 @@ import numpy as np
 import xarray as xr
 
 from .readers import PathLike
-from .safety import (LOCK_SUFFIX, OutputLock, _sources_of, attr_sources, check_output_path, describe_fingerprint_change,
+from .safety import (LOCK_SUFFIX, OutputLock, attr_sources, check_output_path, describe_fingerprint_change,
                      fingerprint_inputs, fsync_dir, graph_inputs, release_lock)
 
 logger = logging.getLogger(__name__)
@@ -109,11 +109,6 @@ def check_complete(path: PathLike) -> None:
             "same computation again with fluoxr.save(..., resume=True) (or the same command with --resume), "
             "or write it again with overwrite=True (--overwrite)"
         )
-
-
-def _paths_of(value: Any, depth: int = 0) -> set[str]:
-    """Files behind an array source (kept for callers of fluoxr 0.1; see fluoxr.io.safety)."""
-    return _sources_of(value, depth)
 
 
 def _graph_sources(obj: xr.DataArray | xr.Dataset) -> set[str]:

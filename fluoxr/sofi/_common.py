@@ -9,8 +9,8 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from .._validate import check_int, check_number, check_video
-from .._video import as_video
+from .._validate import check_int, check_number
+from .._video import as_video, check_video
 from ..device import host
 from ..drivers.reduction import check_segment_edges
 

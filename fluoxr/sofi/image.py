@@ -22,8 +22,8 @@ import xarray as xr
 
 from .. import _backend
 from .._options import get_options
-from .._validate import check_int, check_number, check_whole_frames
-from .._video import frames_per_chunk
+from .._validate import check_int, check_number
+from .._video import check_whole_frames, frames_per_chunk
 from ..device import host
 from ..drivers import TemporalFilter, apply_temporal
 from ..kernels import sofi as ks

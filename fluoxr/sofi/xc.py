@@ -10,7 +10,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import xarray as xr
 
-from .._validate import check_int, check_number, check_whole_frames
+from .._validate import check_int, check_number
+from .._video import check_whole_frames
 from ..drivers import TimeReduction, reduce_time
 from ..kernels import moments as km
 from ._common import _as_lazy_video, _frame_coords, _result_attrs

@@ -427,7 +427,7 @@ def test_resume_after_a_kill_before_the_metadata_was_written(tmp_path, stack):
     p = str(tmp_path / "early.zarr")
     # killed after the plan, before the store's metadata: only the plan is there
     fluoxr.save(v, p, compute=False)
-    fluoxr._outputs._HELD.clear()  # the writer is gone, as if killed: its lock is stale
+    fluoxr.io.safety._HELD.clear()  # the writer is gone, as if killed: its lock is stale
     os.remove(os.path.join(p + ".partial", "metadata.done"))
     import shutil
 
