@@ -33,7 +33,8 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "as_video": "._video",
     "to_device": ".device",
-    **dict.fromkeys(("cell_masks", "extract", "neuropil_masks", "traces"), ".extraction"),
+    **dict.fromkeys(("cell_masks", "extract", "neuropil_masks", "suite2p_extraction_settings", "traces"),
+                   ".extraction"),
     "roi_features": ".features",
     **dict.fromkeys(("VideoFileNotFoundError", "open_result", "open_video", "read_image", "read_positions",
                      "read_suite2p_stat", "save"), ".io"),
@@ -45,7 +46,7 @@ _LAZY: dict[str, str] = {
                      "moments", "noise_filter", "psf_width", "reconstruct", "sofi_images", "total_signal",
                      "xc_image"), ".sofi"),
     "oasis": ".spikes",
-    **dict.fromkeys(("baseline", "detrend", "dff", "normalize", "subtract_neuropil"), ".temporal"),
+    **dict.fromkeys(("baseline", "detrend", "dff", "normalize", "preprocess", "subtract_neuropil"), ".temporal"),
 }
 # public submodules
 _SUBMODULES = ("datasets", "features", "oscillations", "sofi")
@@ -78,9 +79,11 @@ __all__ = [
     "normalize",
     "oasis",
     "positions_between",
+    "preprocess",
     "random_positions",
     "read_positions",
     "subtract_neuropil",
+    "suite2p_extraction_settings",
     "traces",
     # SOFI
     "sofi",

@@ -37,7 +37,20 @@ from .rois import WINDOWS, ROISet, as_roiset, check_frame_shape
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["cell_masks", "neuropil_masks", "extract", "traces"]
+__all__ = ["cell_masks", "neuropil_masks", "extract", "suite2p_extraction_settings", "traces"]
+
+# suite2p's ``settings["extraction"]``: key -> (default, kind, lower bound, upper bound), as its parameters.py
+_SUITE2P_EXTRACTION: dict[str, tuple[Any, str, float | None, float | None]] = {
+    "snr_threshold": (0.0, "float", -np.inf, 1.0),
+    "batch_size": (500, "int", 1, None),
+    "neuropil_extract": (True, "bool", None, None),
+    "neuropil_coefficient": (0.7, "float", 0.0, None),
+    "inner_neuropil_radius": (2, "int", 0, None),
+    "min_neuropil_pixels": (350, "int", 1, None),
+    "lam_percentile": (50.0, "float", 0.0, 100.0),
+    "allow_overlap": (False, "bool", None, None),
+    "circular_neuropil": (False, "bool", None, None),
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -174,6 +187,70 @@ def neuropil_masks(
 
 
 # --------------------------------------------------------------------------------------------
+# suite2p's extraction settings
+
+
+def suite2p_extraction_settings(settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """suite2p's extraction settings, validated and completed with suite2p's defaults.
+
+    Takes suite2p's ``settings["extraction"]`` section (or the whole settings
+    dict, whose ``"extraction"`` section is then used) with suite2p's key
+    names; keys it leaves out get suite2p 1.x's defaults. Unknown keys are
+    refused, so a misspelt setting never passes silently.
+
+    Parameters
+    ----------
+    settings : mapping, optional
+        ``snr_threshold``, ``batch_size``, ``neuropil_extract``,
+        ``neuropil_coefficient``, ``inner_neuropil_radius``,
+        ``min_neuropil_pixels``, ``lam_percentile``, ``allow_overlap``,
+        ``circular_neuropil``.
+
+    Returns
+    -------
+    dict
+        Every key, with its value checked against suite2p's type and range.
+
+    Examples
+    --------
+    >>> from fluoxr import suite2p_extraction_settings
+    >>> s = suite2p_extraction_settings({"circular_neuropil": True})
+    >>> s["circular_neuropil"], s["min_neuropil_pixels"], s["neuropil_coefficient"]
+    (True, 350, 0.7)
+    """
+    if settings is None:
+        settings = {}
+    if not isinstance(settings, Mapping):
+        raise TypeError(f"settings must be a mapping of suite2p's extraction settings, got {type(settings).__name__}")
+    if isinstance(settings.get("extraction"), Mapping):
+        settings = settings["extraction"]
+    unknown = sorted(set(settings) - set(_SUITE2P_EXTRACTION))
+    if unknown:
+        raise ValueError(f"settings: unknown suite2p extraction setting(s) {unknown}; the known ones are "
+                         f"{sorted(_SUITE2P_EXTRACTION)}")
+    out: dict[str, Any] = {}
+    for key, (default, kind, lo, hi) in _SUITE2P_EXTRACTION.items():
+        value = settings.get(key, default)
+        name = f"settings['{key}']"
+        if kind == "bool":
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {value!r}")
+            out[key] = bool(value)
+        elif kind == "int":
+            out[key] = check_int(value, name, min_value=int(lo) if lo is not None else None)
+        else:
+            out[key] = float(check_number(value, name, ge=lo, le=hi))
+    return out
+
+
+def _suite2p_snr(Fc: xr.DataArray) -> xr.DataArray:
+    """suite2p's ROI signal-to-noise ``1 - var(diff(dF)) / (2 var(dF))`` along time (lazy)."""
+    dF = Fc.astype(np.float64)
+    noise = dF.diff("time").var("time")
+    return (1.0 - 0.5 * noise / dF.var("time")).rename("snr")
+
+
+# --------------------------------------------------------------------------------------------
 # extraction
 
 
@@ -304,6 +381,7 @@ def extract(
     allow_overlap: bool = False,
     batch: int | None = None,
     engine: str | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
     """Cell and neuropil traces (suite2p's ``extract_traces``) in one read of the frames.
 
@@ -343,6 +421,23 @@ def extract(
         (as suite2p, but float64 accumulation and int64 indices). The GPU
         engines convert a batch of frames to float64 (``batch`` frames, default
         about 512 MB) and return CuPy-backed traces.
+    settings : mapping, optional
+        suite2p's extraction settings (``settings["extraction"]``, or the
+        whole settings dict), with its key names, validated by
+        :func:`suite2p_extraction_settings`; then ``neuropil`` may only be
+        "auto" or a precomputed ROISet, and ``allow_overlap`` and ``batch``
+        come from the settings. The mapping: ``lam_percentile``,
+        ``inner_neuropil_radius``, ``min_neuropil_pixels`` and
+        ``circular_neuropil`` (-> ``circular``) are :func:`neuropil_masks`'
+        options; ``allow_overlap`` is :func:`cell_masks`'; ``batch_size`` is
+        ``batch``; ``neuropil_extract=False`` gives ``Fneu`` of zeros, as
+        suite2p; ``neuropil_coefficient`` makes ``Fc = F - coeff * Fneu``
+        (suite2p's ``dF``); ``snr`` is suite2p's per-ROI signal-to-noise of
+        ``Fc``, and ``snr_threshold > 0`` runs suite2p's two passes: the
+        frames are read once at this call to compute ``snr``, the ROIs at or
+        below the threshold are dropped, overlaps are recomputed among the
+        others, and the returned traces are the second extraction (``roi``
+        keeps the indices of the kept input ROIs).
 
     Returns
     -------
@@ -350,7 +445,8 @@ def extract(
         ``F`` and ``Fneu`` (``("roi", "time")`` float32, with a leading
         ``channel`` dim for multi-channel videos), lazy, chunked along time
         like the video; per-ROI coords ``y``, ``x`` (weighted centroid),
-        ``kind`` ("cell"), ``npix``; attrs ``fps`` when known.
+        ``kind`` ("cell"), ``npix``; attrs ``fps`` when known. With
+        ``settings``, also ``Fc`` and ``snr`` (``("roi",)``).
 
     Examples
     --------
@@ -364,6 +460,9 @@ def extract(
     """
     video = check_video(video, whole_frames=True)
     rois = _check_rois_for(video, rois)
+    if settings is not None:
+        return _extract_suite2p(video, rois, neuropil=neuropil, allow_overlap=allow_overlap, batch=batch,
+                                engine=engine, settings=suite2p_extraction_settings(settings))
     if not isinstance(allow_overlap, (bool, np.bool_)):
         raise TypeError(f"allow_overlap must be True or False, got {allow_overlap!r}")
     batch = _batch(batch)
@@ -396,6 +495,62 @@ def extract(
         sl_n = (slice(None),) * (len(dims) - 2) + (slice(n, 2 * n), slice(None))
         ds["Fneu"] = xr.DataArray(out[sl_n], dims=dims, coords=coords,
                                   attrs=attrs | {"long_name": "neuropil fluorescence"})
+    return ds
+
+
+def _extract_suite2p(video: xr.DataArray, rois: ROISet, *, neuropil: Any, allow_overlap: Any, batch: Any,
+                     engine: Any, settings: dict[str, Any]) -> xr.Dataset:
+    """:func:`extract` driven by suite2p's extraction settings (see its ``settings``)."""
+    if allow_overlap is not False or batch is not None:
+        raise TypeError("with settings, give allow_overlap and batch as settings['allow_overlap'] and "
+                        "settings['batch_size'], not as arguments")
+    if isinstance(neuropil, str):
+        check_choice(neuropil, "neuropil", ("auto",))
+        precomputed = None
+    elif isinstance(neuropil, ROISet):
+        precomputed = neuropil
+    else:
+        raise TypeError("with settings, neuropil must be 'auto' (masks from the settings) or a ROISet of "
+                        f"precomputed neuropil masks, got {type(neuropil).__name__}")
+    options = {"inner_neuropil_radius": settings["inner_neuropil_radius"],
+               "min_neuropil_pixels": settings["min_neuropil_pixels"],
+               "lam_percentile": settings["lam_percentile"], "circular": settings["circular_neuropil"]}
+    # suite2p's extraction_wrapper: precomputed neuropil masks win; otherwise masks only when neuropil_extract
+    wanted = precomputed if precomputed is not None else (options if settings["neuropil_extract"] else None)
+
+    def run(rois: ROISet) -> xr.Dataset:
+        ds = extract(video, rois, neuropil=wanted, allow_overlap=settings["allow_overlap"],
+                     batch=settings["batch_size"], engine=engine)
+        if "Fneu" not in ds:
+            ds["Fneu"] = xr.zeros_like(ds["F"]).assign_attrs(
+                long_name="neuropil fluorescence (not extracted: zeros, as suite2p's neuropil_extract=False)")
+        ds["Fc"] = (ds["F"] - np.float32(settings["neuropil_coefficient"]) * ds["Fneu"]).astype(np.float32)
+        ds["Fc"].attrs = dict(ds["F"].attrs) | {"long_name": "neuropil-corrected fluorescence",
+                                                 "neuropil_coefficient": settings["neuropil_coefficient"]}
+        ds["snr"] = _suite2p_snr(ds["Fc"])
+        ds.attrs["suite2p_extraction"] = repr(settings)
+        return ds
+
+    ds = run(rois)
+    threshold = settings["snr_threshold"]
+    if threshold > 0:
+        logger.info("extract: snr_threshold=%g: reading the frames once to compute each ROI's SNR (suite2p's "
+                    "first extraction pass)", threshold)
+        snr = ds["snr"].values
+        keep = snr > threshold if snr.ndim == 1 else snr[0] > threshold
+        if not keep.any():
+            raise ValueError(f"settings['snr_threshold']={threshold} removes every ROI (largest SNR "
+                             f"{float(np.nanmax(snr)):.3g})")
+        if not keep.all():
+            logger.info("extract: removing %d ROI(s) with snr <= %g and recomputing overlaps", int((~keep).sum()),
+                        threshold)
+            kept = rois[keep]
+            # suite2p's assign_overlaps: overlaps among the ROIs that remain
+            kept = ROISet(roi=kept.roi, y=kept.y, x=kept.x, weight=kept.weight, shape=kept.shape, z=kept.z,
+                          meta=kept.meta)
+            if precomputed is not None:
+                wanted = precomputed[keep]
+            ds = run(kept).assign_coords(roi=np.flatnonzero(keep))
     return ds
 
 

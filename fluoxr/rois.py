@@ -395,6 +395,74 @@ class ROISet:
         )
 
     @classmethod
+    def from_suite2p_masks(cls, masks: Sequence[Any], shape: Sequence[int]) -> "ROISet":
+        """From suite2p's precomputed masks: ``cell_masks`` (``(pixels, weights)`` pairs) or ``neuropil_masks``.
+
+        suite2p's ``create_masks`` returns cell masks as a list of
+        ``(flat_pixel_indices, lam_normed)`` tuples and neuropil masks as a
+        list of flat index arrays (weight 1 each); either is taken here, as
+        the masks suite2p's ``extraction_wrapper`` accepts precomputed. Pixel
+        indices are raveled in C order over ``shape = (Ly, Lx)``. The masks are
+        used as given: no pixel is marked as an overlap, so :func:`fluoxr.extract`
+        keeps every pixel (it rescales each ROI's weights to sum 1, which
+        suite2p's ``lam_normed`` already do).
+
+        Parameters
+        ----------
+        masks : sequence
+            One entry per ROI: ``(pixels, weights)`` or ``pixels``.
+        shape : (Ly, Lx)
+            The frame the indices ravel over.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fluoxr import ROISet
+        >>> cell_masks = [(np.array([1, 2]), np.array([0.25, 0.75])), (np.array([5]), np.array([1.0]))]
+        >>> rois = ROISet.from_suite2p_masks(cell_masks, (2, 4))
+        >>> rois.npix.tolist(), rois.y.tolist(), rois.x.tolist()
+        ([2, 1], [0, 0, 1], [1, 2, 1])
+        """
+        shape = _frame_shape(shape)
+        if len(shape) != 2:
+            raise ValueError(f"shape must be the planar frame (Ly, Lx) suite2p's masks ravel over, got {shape}")
+        if isinstance(masks, np.ndarray) and masks.dtype != object:
+            raise TypeError("masks must be a list with one entry per ROI (suite2p's cell_masks or neuropil_masks), "
+                            f"got a {masks.ndim}-D {masks.dtype} array")
+        if not isinstance(masks, (Sequence, np.ndarray)) or isinstance(masks, (str, bytes)):
+            raise TypeError(f"masks must be a list of suite2p masks, got {type(masks).__name__}")
+        if len(masks) == 0:
+            raise ValueError("masks holds no ROI; a ROISet needs at least one ROI")
+        n_pixels = shape[0] * shape[1]
+        flats, weights, rois = [], [], []
+        for i, m in enumerate(masks):
+            if isinstance(m, tuple) or (isinstance(m, list) and len(m) == 2 and np.ndim(m[0]) == 1):
+                if len(m) != 2:
+                    raise ValueError(f"masks[{i}] must be (pixels, weights), got {len(m)} items")
+                pix, w = np.asarray(m[0]).ravel(), np.asarray(m[1], np.float64).ravel()
+                if w.shape != pix.shape:
+                    raise ValueError(f"masks[{i}]: {w.size} weights for {pix.size} pixels")
+            else:
+                pix = np.asarray(m).ravel()
+                w = np.ones(pix.size)
+            if pix.size == 0:
+                raise ValueError(f"masks[{i}] is empty (no pixel); suite2p gives an empty mask to a ROI whose "
+                                 "pixels all overlap others: drop it or recompute the masks with allow_overlap")
+            if pix.dtype.kind not in "iu" and not np.all(np.mod(pix, 1) == 0):
+                raise ValueError(f"masks[{i}]: pixel indices must be integers")
+            pix = pix.astype(np.int64)
+            if pix.min() < 0 or pix.max() >= n_pixels:
+                raise ValueError(f"masks[{i}]: pixel index {int(pix[(pix < 0) | (pix >= n_pixels)][0])} is outside "
+                                 f"a {shape} frame ({n_pixels} pixels)")
+            flats.append(pix)
+            weights.append(w)
+            rois.append(np.full(pix.size, i))
+        flat = np.concatenate(flats)
+        y, x = np.divmod(flat, shape[1])
+        return cls(roi=np.concatenate(rois), y=y, x=x, weight=np.concatenate(weights), shape=shape,
+                   overlap=np.zeros(flat.size, bool))
+
+    @classmethod
     def from_labels(cls, labels: Any) -> "ROISet":
         """From a label image (2-D or 3-D; 0 is background); ROIs in increasing label order.
 

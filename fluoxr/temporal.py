@@ -38,7 +38,7 @@ from .kernels import temporal as ktemporal
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["subtract_neuropil", "baseline", "dff", "normalize", "detrend", "map_time", "traces_fps"]
+__all__ = ["subtract_neuropil", "baseline", "preprocess", "dff", "normalize", "detrend", "map_time", "traces_fps"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -276,6 +276,67 @@ def baseline(
     result = _like(t, out, "baseline")
     result.attrs["baseline_method"] = method
     return result.transpose(*traces.dims)
+
+
+# preprocess takes suite2p's parameter name ``baseline``, which hides the function inside it
+_baseline = baseline
+
+
+def preprocess(
+    traces: xr.DataArray,
+    *,
+    baseline: str = "maximin",
+    win_baseline: float = 60.0,
+    sig_baseline: float = 10.0,
+    prctile_baseline: float = 8.0,
+    fps: float | None = None,
+) -> xr.DataArray:
+    """suite2p's ``preprocess``: the traces minus their baseline, with suite2p's names and defaults (lazy, float32).
+
+    What suite2p runs before OASIS on ``F - 0.7 * Fneu``. The parameters are
+    suite2p's ``settings["dcnv_preprocess"]`` keys (pass that section as
+    ``**settings``), so a ported call keeps its values:
+
+    - "maximin": Gaussian smoothing of ``sig_baseline`` frames, then a
+      minimum and a maximum filter of ``int(win_baseline * fps)`` frames
+      (made odd);
+    - "constant": ONE number for all ROIs, the global minimum of the
+      smoothed traces, as suite2p (:func:`baseline` with ``global_min=True``;
+      per-ROI minima are ``baseline(..., method="constant")``);
+    - "prctile": each trace's ``prctile_baseline`` percentile.
+
+    Unlike suite2p, the input is never modified in place.
+
+    Parameters
+    ----------
+    traces : DataArray
+        ``("roi", "time")`` traces (e.g. :func:`subtract_neuropil`'s).
+    baseline : {"maximin", "constant", "prctile"}
+        suite2p's ``baseline``.
+    win_baseline : float
+        Window of the maximin filters in seconds.
+    sig_baseline : float
+        Gaussian width in frames.
+    prctile_baseline : float
+        Percentile for "prctile".
+    fps : float, optional
+        Frame rate (suite2p's ``fs``); default ``traces.attrs["fps"]``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr, fluoxr
+    >>> F = xr.DataArray(np.array([[3., 4., 5.], [7., 6., 9.]], np.float32), dims=("roi", "time"), attrs={"fps": 1})
+    >>> fluoxr.preprocess(F, baseline="constant", sig_baseline=0).values.tolist()
+    [[0.0, 1.0, 2.0], [4.0, 3.0, 6.0]]
+    """
+    traces = check_traces(traces)
+    check_choice(baseline, "baseline", ("maximin", "constant", "prctile"))
+    F0 = _baseline(traces, method=baseline, window_s=win_baseline, sigma_frames=sig_baseline,
+                    percentile=prctile_baseline, fps=fps, global_min=baseline == "constant")
+    out = (traces - F0).astype(np.float32)
+    out.name = traces.name
+    out.attrs = dict(traces.attrs) | {"baseline_method": baseline}
+    return out
 
 
 def dff(

@@ -242,3 +242,160 @@ def test_extract_volumetric_rois():
     assert ds.z.values.tolist() == [0.75, 1.0]
     with pytest.raises(ValueError, match="planar"):
         extract(video, rois)
+
+
+# -- suite2p's extraction settings and precomputed masks -------------------------------------
+
+
+def _suite2p_snr_reference(dF):
+    dF = dF.astype(np.float64)
+    return 1 - 0.5 * np.diff(dF, axis=1).var(axis=1) / dF.var(axis=1)
+
+
+def test_extract_with_suite2p_settings_maps_every_key(rng):
+    video = tiny_video((30, 24, 26), chunks=7)
+    rois = _rois(rng, (24, 26), n=6)
+    settings = {"circular_neuropil": True, "min_neuropil_pixels": 60, "inner_neuropil_radius": 1,
+                "lam_percentile": 30.0, "allow_overlap": True, "batch_size": 5, "neuropil_coefficient": 0.5}
+    with raise_if_dask_computes():
+        ds = extract(video, rois, settings=settings)
+    nm = neuropil_masks(rois, min_neuropil_pixels=60, inner_neuropil_radius=1, lam_percentile=30.0, circular=True)
+    v = np.asarray(video.values, np.float64).reshape(30, -1)
+    F_ref = cell_masks(rois, allow_overlap=True).to_sparse().toarray().astype(np.float64) @ v.T
+    N_ref = nm.to_sparse(normalize=True).toarray().astype(np.float64) @ v.T
+    np.testing.assert_allclose(ds.F.values, F_ref, rtol=1e-6)
+    np.testing.assert_allclose(ds.Fneu.values, N_ref, rtol=1e-6)
+    np.testing.assert_allclose(ds.Fc.values, F_ref - 0.5 * N_ref, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(ds.snr.values, _suite2p_snr_reference(ds.Fc.values), rtol=1e-9)
+    assert ds.Fc.dtype == np.float32 and ds.snr.dims == ("roi",)
+    # the whole suite2p settings dict is accepted too (its "extraction" section is used)
+    whole = extract(video, rois, settings={"extraction": settings, "tau": 1.0})
+    np.testing.assert_array_equal(whole.Fneu.values, ds.Fneu.values)
+    assert_chunk_invariant(lambda v: extract(v, rois, settings=settings)[["F", "Fneu", "Fc"]], video, rtol=1e-6)
+
+
+def test_extract_settings_neuropil_extract_false_gives_zeros(rng):
+    video = tiny_video((12, 20, 20), chunks=5)
+    rois = _rois(rng, (20, 20), n=3)
+    ds = extract(video, rois, settings={"neuropil_extract": False})
+    assert (ds.Fneu.values == 0).all() and ds.Fneu.shape == ds.F.shape
+    np.testing.assert_array_equal(ds.Fc.values, ds.F.values)
+    # precomputed neuropil masks win over neuropil_extract, as suite2p's extraction_wrapper
+    nm = neuropil_masks(rois, min_neuropil_pixels=20)
+    ds = extract(video, rois, neuropil=nm, settings={"neuropil_extract": False})
+    np.testing.assert_allclose(ds.Fneu.values, extract(video, rois, neuropil=nm).Fneu.values)
+
+
+def test_extract_settings_snr_threshold_runs_suite2p_two_passes(rng):
+    # a slow oscillation whose amplitude grows along x over white noise: ROIs of different, positive SNRs
+    t = np.arange(40)[:, None, None]
+    frames = 100 + rng.normal(0, 1, (40, 24, 24)) + np.sin(t / 4) * np.linspace(0, 3, 24)[None, None, :]
+    video = fluoxr.as_video(frames.astype(np.float32), fps=10).chunk({"time": 9})
+    rois = _rois(rng, (24, 24), n=6)
+    first = extract(video, rois, settings={"min_neuropil_pixels": 50}).compute()
+    order = np.sort(first.snr.values)
+    assert order[1] > 0
+    threshold = float((order[1] + order[2]) / 2)  # drops exactly two ROIs
+    ds = extract(video, rois, settings={"min_neuropil_pixels": 50, "snr_threshold": threshold})
+    keep = first.snr.values > threshold
+    assert ds.sizes["roi"] == 4 and ds.roi.values.tolist() == np.flatnonzero(keep).tolist()
+    kept = rois[keep]
+    # overlaps recomputed among the ROIs that remain (suite2p's assign_overlaps)
+    fresh = ROISet(roi=kept.roi, y=kept.y, x=kept.x, weight=kept.weight, shape=kept.shape)
+    ref = extract(video, fresh, neuropil={"min_neuropil_pixels": 50})
+    np.testing.assert_array_equal(ds.F.values, ref.F.values)
+    np.testing.assert_array_equal(ds.Fneu.values, ref.Fneu.values)
+    assert (ds.snr.values > threshold).sum() >= 1
+    with pytest.raises(ValueError, match="removes every ROI"):
+        extract(video, rois, settings={"snr_threshold": 1.0, "min_neuropil_pixels": 50})
+
+
+def test_extract_settings_bad_input(rng):
+    video = tiny_video((10, 20, 20))
+    rois = _rois(rng, (20, 20), n=2)
+    with pytest.raises(ValueError, match=r"unknown suite2p extraction setting\(s\) \['circular'\]"):
+        extract(video, rois, settings={"circular": True})
+    with pytest.raises(TypeError, match=r"settings\['circular_neuropil'\] must be True or False"):
+        extract(video, rois, settings={"circular_neuropil": 1})
+    with pytest.raises(ValueError, match=r"settings\['lam_percentile'\]"):
+        extract(video, rois, settings={"lam_percentile": 120})
+    with pytest.raises(ValueError, match=r"settings\['min_neuropil_pixels'\]"):
+        extract(video, rois, settings={"min_neuropil_pixels": 0})
+    with pytest.raises(ValueError, match=r"settings\['snr_threshold'\]"):
+        extract(video, rois, settings={"snr_threshold": 1.5})
+    with pytest.raises(TypeError, match="settings must be a mapping"):
+        extract(video, rois, settings=[("batch_size", 3)])
+    with pytest.raises(TypeError, match="allow_overlap and batch"):
+        extract(video, rois, allow_overlap=True, settings={})
+    with pytest.raises(TypeError, match="with settings, neuropil must be"):
+        extract(video, rois, neuropil={"min_neuropil_pixels": 3}, settings={})
+
+
+def test_extract_with_precomputed_suite2p_masks(rng):
+    video = tiny_video((16, 20, 22), chunks=5)
+    rois = _rois(rng, (20, 22), n=4)
+    cm = cell_masks(rois)
+    nm = neuropil_masks(rois, min_neuropil_pixels=30)
+    # suite2p's create_masks output: (flat pixels, lam_normed) pairs and flat neuropil index arrays
+    cell = [(cm.flat_index[cm.indptr[i]:cm.indptr[i + 1]], cm.weight[cm.indptr[i]:cm.indptr[i + 1]])
+            for i in range(len(cm))]
+    neu = [nm.flat_index[nm.indptr[i]:nm.indptr[i + 1]] for i in range(len(nm))]
+    pre_c = ROISet.from_suite2p_masks(cell, (20, 22))
+    pre_n = ROISet.from_suite2p_masks(neu, (20, 22))
+    assert not pre_c.overlap.any() and (pre_n.weight == 1).all()
+    ds = extract(video, pre_c, neuropil=pre_n)
+    ref = extract(video, rois, neuropil={"min_neuropil_pixels": 30})
+    np.testing.assert_allclose(ds.F.values, ref.F.values, rtol=1e-6)
+    np.testing.assert_allclose(ds.Fneu.values, ref.Fneu.values, rtol=1e-6)
+
+
+def test_from_suite2p_masks_bad_input():
+    with pytest.raises(ValueError, match="outside"):
+        ROISet.from_suite2p_masks([np.array([0, 40])], (4, 5))
+    with pytest.raises(ValueError, match=r"masks\[1\] is empty"):
+        ROISet.from_suite2p_masks([np.array([0]), np.array([], int)], (4, 5))
+    with pytest.raises(ValueError, match=r"2 weights for 3 pixels"):
+        ROISet.from_suite2p_masks([(np.array([0, 1, 2]), np.array([0.5, 0.5]))], (4, 5))
+    with pytest.raises(ValueError, match="planar frame"):
+        ROISet.from_suite2p_masks([np.array([0])], (2, 4, 5))
+    with pytest.raises(TypeError, match="one entry per ROI"):
+        ROISet.from_suite2p_masks(np.zeros((3, 4), int), (4, 5))
+
+
+@pytest.mark.peer
+def test_extraction_wrapper_with_settings_equals_suite2p(rng):
+    torch = pytest.importorskip("torch")
+    s2p = pytest.importorskip("suite2p.extraction.extract")
+    params = pytest.importorskip("suite2p.parameters")
+    video = tiny_video((40, 30, 34), chunks=9)
+    rois = _rois(rng, (30, 34), n=8)
+    stat = rois.to_suite2p()
+    for s in stat:
+        s["radius"] = 2.5
+    for change in ({}, {"circular_neuropil": True, "min_neuropil_pixels": 90}, {"allow_overlap": True,
+                   "lam_percentile": 10.0, "inner_neuropil_radius": 0}, {"neuropil_extract": False}):
+        settings = params.default_settings()["extraction"] | {"min_neuropil_pixels": 80} | change
+        F, Fneu, _, _ = s2p.extraction_wrapper(np.array(stat), video.values, settings=settings,
+                                               device=torch.device("cpu"))
+        ds = extract(video, rois, settings=settings).compute()
+        np.testing.assert_allclose(ds.F.values, F, rtol=1e-5)
+        np.testing.assert_allclose(ds.Fneu.values, Fneu, rtol=1e-5)
+        np.testing.assert_allclose(ds.Fc.values, F - settings["neuropil_coefficient"] * Fneu, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.peer
+def test_precomputed_suite2p_masks_equal_suite2p(rng):
+    torch = pytest.importorskip("torch")
+    s2p = pytest.importorskip("suite2p.extraction.extract")
+    masks = pytest.importorskip("suite2p.extraction.masks")
+    video = tiny_video((30, 30, 34), chunks=9)
+    rois = _rois(rng, (30, 34), n=8)
+    stat = rois.to_suite2p()
+    for s in stat:
+        s["radius"] = 2.5
+    cm, nm = masks.create_masks(stat, 30, 34, min_neuropil_pixels=80, allow_overlap=True)
+    F, Fneu = s2p.extract_traces(video.values, cm, nm, batch_size=16, device=torch.device("cpu"))
+    ds = extract(video, ROISet.from_suite2p_masks(cm, (30, 34)),
+                 neuropil=ROISet.from_suite2p_masks(nm, (30, 34))).compute()
+    np.testing.assert_allclose(ds.F.values, F, rtol=1e-5)
+    np.testing.assert_allclose(ds.Fneu.values, Fneu, rtol=1e-5)

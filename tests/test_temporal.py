@@ -307,3 +307,46 @@ def test_neuropil_and_f0_must_share_coordinates():
     with pytest.raises(ValueError, match="Fneu must have the same"):
         fluoxr.subtract_neuropil(F.assign_coords(roi=[0, 1]), F.assign_coords(roi=[5, 6]))
     assert fluoxr.subtract_neuropil(F, F).shape == (2, 20)
+
+
+def test_preprocess_is_suite2p_preprocess_restated(rng):
+    from scipy.ndimage import gaussian_filter, maximum_filter1d, minimum_filter1d
+
+    tr = _traces(rng, n=4, t=200)
+    F = tr.values.astype(np.float64)
+    # "constant": one global minimum of the smoothed traces for every ROI, suite2p's np.amin(gaussian_filter(F))
+    got = fluoxr.preprocess(tr.chunk({"time": 9}), baseline="constant", sig_baseline=3.0)
+    np.testing.assert_allclose(got.values, F - gaussian_filter(F, [0.0, 3.0]).min(), rtol=1e-6, atol=1e-4)
+    # "prctile": each trace's own percentile
+    got = fluoxr.preprocess(tr, baseline="prctile", prctile_baseline=20)
+    np.testing.assert_allclose(got.values, F - np.percentile(F, 20, axis=1, keepdims=True), rtol=1e-6, atol=1e-4)
+    # "maximin": smoothing, then min and max filters of int(win * fs) frames made odd, edges replicated
+    win = int(2.0 * tr.attrs["fps"]) | 1
+    smooth = gaussian_filter(F, [0.0, 2.0], mode="nearest", truncate=3.0)
+    low = maximum_filter1d(minimum_filter1d(smooth, win, axis=1, mode="nearest"), win, axis=1, mode="nearest")
+    got = fluoxr.preprocess(tr.chunk({"time": 7}), win_baseline=2.0, sig_baseline=2.0)
+    np.testing.assert_allclose(got.values, F - low, rtol=1e-5, atol=1e-3)
+    assert got.dtype == np.float32 and got.dims == tr.dims and got.attrs["baseline_method"] == "maximin"
+    assert_chunk_invariant(lambda t: fluoxr.preprocess(t, win_baseline=2.0, sig_baseline=2.0), tr, dim="time")
+    # suite2p's defaults: maximin, 60 s window, 10 frames
+    np.testing.assert_array_equal(fluoxr.preprocess(tr).values,
+                                  (tr - fluoxr.baseline(tr, window_s=60.0, sigma_frames=10.0)).values)
+    # the settings["dcnv_preprocess"] section can be passed as keywords
+    dcnv = {"baseline": "prctile", "win_baseline": 60.0, "sig_baseline": 10.0, "prctile_baseline": 8.0}
+    np.testing.assert_array_equal(fluoxr.preprocess(tr, **dcnv).values,
+                                  fluoxr.preprocess(tr, baseline="prctile").values)
+    with pytest.raises(ValueError, match="baseline must be one of"):
+        fluoxr.preprocess(tr, baseline="minimum")
+
+
+@pytest.mark.peer
+def test_fluoxr_preprocess_equals_suite2p_preprocess(rng):
+    torch = pytest.importorskip("torch")
+    dcnv = pytest.importorskip("suite2p.extraction.dcnv")
+    params = pytest.importorskip("suite2p.parameters")
+    tr = _traces(rng, n=6, t=900)
+    for method in ("maximin", "constant", "prctile"):
+        settings = params.default_settings()["dcnv_preprocess"] | {"baseline": method, "win_baseline": 20.0}
+        ref = dcnv.preprocess(tr.values.copy(), fs=tr.attrs["fps"], device=torch.device("cpu"), **settings)
+        got = fluoxr.preprocess(tr.chunk({"time": 50}), **settings)
+        np.testing.assert_allclose(got.values, ref, rtol=1e-5, atol=1e-3)

@@ -217,3 +217,32 @@ def test_masks_equal_suite2p(rng, circular):
         if cm[i][0].size:
             np.testing.assert_array_equal(mine.flat_index[mine.indptr[i] : mine.indptr[i + 1]], cm[i][0])
             np.testing.assert_allclose(mine.pixels(i)["weight"], cm[i][1], rtol=1e-6)
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("allow_overlap", [False, True])
+@pytest.mark.parametrize("circular", [False, True])
+@pytest.mark.parametrize("min_pix", [1, 120, 400])
+@pytest.mark.parametrize("inner", [0, 2, 5])
+@pytest.mark.parametrize("lam_percentile", [0.0, 50.0, 90.0])
+def test_create_masks_every_option_equals_suite2p(lam_percentile, inner, min_pix, circular, allow_overlap):
+    pytest.importorskip("torch")
+    masks = pytest.importorskip("suite2p.extraction.masks")
+    rng = np.random.default_rng(11)
+    shape = (48, 52)
+    stat = _discs(rng, 20, shape)
+    rois = ROISet.from_suite2p(stat, shape)
+    for s, o in zip(stat, rois.to_suite2p()):
+        s["overlap"] = o["overlap"]
+    cm, nm = masks.create_masks(stat, *shape, lam_percentile=lam_percentile, allow_overlap=allow_overlap,
+                                inner_neuropil_radius=inner, min_neuropil_pixels=min_pix, circular_neuropil=circular)
+    ours = neuropil_masks(rois, lam_percentile=lam_percentile, inner_neuropil_radius=inner,
+                          min_neuropil_pixels=min_pix, circular=circular)
+    mine = cell_masks(rois, allow_overlap=allow_overlap)
+    for i in range(len(stat)):
+        np.testing.assert_array_equal(ours.flat_index[ours.indptr[i] : ours.indptr[i + 1]], nm[i])
+        if cm[i][0].size:
+            np.testing.assert_array_equal(mine.flat_index[mine.indptr[i] : mine.indptr[i + 1]], cm[i][0])
+            np.testing.assert_allclose(mine.pixels(i)["weight"], cm[i][1], rtol=1e-6)
+        else:
+            assert mine.pixels(i)["weight"].sum() == 0
