@@ -59,6 +59,12 @@ class FluoAccessor:
 
         return baseline(self._obj, **kwargs)
 
+    def preprocess(self, **kwargs: Any) -> xr.DataArray:
+        """Traces minus their baseline, suite2p's ``preprocess``; see :func:`fluoxr.preprocess`."""
+        from .temporal import preprocess
+
+        return preprocess(self._obj, **kwargs)
+
     def dff(self, **kwargs: Any) -> xr.DataArray:
         """dF/F of traces; see :func:`fluoxr.dff`."""
         from .temporal import dff

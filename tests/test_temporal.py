@@ -292,6 +292,7 @@ def test_accessor_methods(rng):
     xr.testing.assert_identical(tr.fluo.detrend(period=20), detrend(tr, period=20))
     xr.testing.assert_identical(tr.fluo.dff(method="prctile"), dff(tr, method="prctile"))
     xr.testing.assert_identical(tr.fluo.subtract_neuropil(tr / 2), subtract_neuropil(tr, tr / 2))
+    xr.testing.assert_identical(tr.fluo.preprocess(win_baseline=2.0), fluoxr.preprocess(tr, win_baseline=2.0))
     assert fluoxr.baseline is baseline
 
 
