@@ -73,6 +73,8 @@ def _image_of(img: Any, what: str) -> tuple[np.ndarray, dict[str, Any]]:
 
 def _value_label(name: Any, units: Any, default: str = "intensity") -> str:
     """'name (units)'; a.u. when the unit is unknown. A video's values (and their means) are intensities."""
+    if name == "dff" and not units:
+        return "ΔF/F"
     return f"{name if name not in (None, '', 'video') else default} ({units or 'a.u.'})"
 
 
@@ -483,7 +485,7 @@ def show_traces(
         ax.spines["left"].set_visible(False)
         ax.set_ylabel(ylabel if ylabel is not None else f"{tr.name if tr.name is not None else 'intensity'}, "
                                                          "offset per trace")
-        _offset_scale_bar(ax, bases[0], offset, tr.attrs.get("units") or ("a.u." if tr.name != "dff" else "ΔF/F"))
+        _offset_scale_bar(ax, bases[0], offset, tr.attrs.get("units") or ("ΔF/F" if tr.name == "dff" else "a.u."))
     else:
         ax.set_ylabel(value_label if ylabel is None else ylabel)
         if labels is not None:
