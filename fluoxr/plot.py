@@ -495,11 +495,10 @@ def show_traces(
     return ax if given else fig
 
 
-def _trace_x(n_t: int, fps: float | None, x: Any, video: xr.DataArray | None = None) -> tuple[Any, Any]:
-    """(x, fps) to pass on to show_traces: optimap's x and fps exclude each other."""
+def _check_x_fps(fps: float | None, x: Any) -> None:
+    """optimap's x and fps exclude each other."""
     if x is not None and fps is not None:
         raise ValueError("x and fps cannot both be given (x are the x values, fps makes them seconds)")
-    return x, fps
 
 
 def compare_traces(
@@ -564,7 +563,7 @@ def compare_traces(
         raise ValueError(f"labels must have one entry per video ({len(videos)}), got {len(labels)}")
     if colors is not None and len(colors) != len(videos):
         raise ValueError(f"colors must have one entry per video ({len(videos)}), got {len(colors)}")
-    _trace_x(0, fps, x)
+    _check_x_fps(fps, x)
     if positions is None:
         return _interactive_traces(videos, size=size, window=window, ref_frame=ref_frame, fps=fps, x=x,
                                    labels=labels, colors=colors, single=True, block=block)
@@ -1202,7 +1201,7 @@ def select_traces(
     (1, [[4, 4]])
     """
     video = _as_plot_video(video, "video")
-    _trace_x(0, fps, x)
+    _check_x_fps(fps, x)
     return _interactive_traces([video], size=size, window=window, ref_frame=ref_frame, fps=fps, x=x,
                                labels=None, colors=None, single=False, block=block)
 
