@@ -326,3 +326,39 @@ def test_cli_never_writes_onto_an_input(argv, flag, inputs, unchanged, capsys):
     assert cli_main([a.format(dir=inputs.dir, tif=inputs.tif) for a in argv]) == 2
     err = capsys.readouterr().err
     assert flag in err and "input" in err
+
+
+PLOT_CASES = [
+    ("show_traces: x and fps", lambda p: p.show_traces(np.zeros((5, 2)), np.arange(5), fps=2), ValueError, "x and fps"),
+    ("show_traces: x of wrong length", lambda p: p.show_traces(np.zeros((5, 2)), np.arange(4)), ValueError, "x must"),
+    ("show_traces: 3-D array", lambda p: p.show_traces(np.zeros((2, 2, 2))), ValueError, "traces"),
+    ("show_images: 3-D image", lambda p: p.show_images([np.zeros((2, 2, 2))]), ValueError, "images[0]"),
+    ("show_positions: (n, 3)", lambda p: p.show_positions(np.zeros((2, 3))), ValueError, "positions"),
+    ("add_scale_bar: pixel_size 0", lambda p: p.add_scale_bar(__import__("matplotlib.pyplot").pyplot.gca(),
+                                                               pixel_size=0), ValueError, "pixel_size"),
+    ("select_traces: 2-D array", lambda p: p.select_traces(np.zeros((4, 4))), ValueError, "video"),
+    ("select_traces: ref_frame", lambda p: p.select_traces(np.zeros((3, 4, 4)), ref_frame=5), ValueError, "ref_frame"),
+    ("compare_traces: colors", lambda p: p.compare_traces([np.zeros((3, 4, 4))], [(1, 1)], colors=["r", "b"]),
+     ValueError, "colors"),
+    ("oscillation_overlay: times", lambda p: p.oscillation_overlay(np.ones((2, 4, 4)), np.zeros((2, 4, 4), np.int8),
+                                                                   times=[1]), ValueError, "times"),
+]
+
+
+@pytest.mark.parametrize("case", PLOT_CASES, ids=[c[0] for c in PLOT_CASES])
+def test_plot_bad_input(case):
+    import re
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import fluoxr.plot
+
+    _, call, exc, words = case
+    try:
+        with pytest.raises(exc, match=re.escape(words)):
+            call(fluoxr.plot)
+    finally:
+        plt.close("all")
