@@ -14,7 +14,9 @@ Layout
   ``x`` as present) and ``scale``/``translation`` transforms from the
   coordinates, ``fps`` (time in ``second``) and ``pixel_size``
   (``micrometer``). A Fourier-interpolated image (fractional ``y``/``x``
-  coordinates) gets scale = coordinate step x pixel size. Any one dim other
+  coordinates in original pixels) gets scale = coordinate step x original
+  pixel size (its ``pixel_size`` x ``finterp_factor``), which is its own
+  ``pixel_size``; translation = first coordinate x original pixel size. Any one dim other
   than time, z, y, x (``channel``, a SOFI stack's ``order``) becomes the
   channel axis ``c``: napari then shows one layer per order.
 * Integer label images and videos (an integer or boolean variable whose name
@@ -291,10 +293,6 @@ class OmeLayout:
             raise ValueError(
                 f"obj holds nothing image-like (no variable with 'y' and 'x' dims; variables "
                 f"{[str(n) for n in ds.data_vars]}); OME-Zarr stores images and videos, save it with format='zarr'")
-        clash = [n for n in names if n == _XARRAY_GROUP or n == "labels" or n.isdigit()]
-        if clash:
-            raise ValueError(f"obj: the variable name(s) {clash} are reserved in an OME-Zarr store "
-                             f"({_XARRAY_GROUP!r}, 'labels', level numbers); rename them first")
         parents = [n for n in names if not _is_label(n, ds[n])]
         labels: dict[str, str] = {}
         for n in names:
@@ -307,6 +305,10 @@ class OmeLayout:
                 parents.append(n)  # a label image of its own: an image downsampled by nearest
         images = []
         root = len(parents) == 1
+        clash = [n for n in parents if not root and (n in (_XARRAY_GROUP, "labels") or n.isdigit())]
+        if clash:
+            raise ValueError(f"obj: the variable name(s) {clash} cannot name image groups of an OME-Zarr store "
+                             f"({_XARRAY_GROUP!r}, 'labels' and level numbers are taken); rename them first")
         for p in parents:
             img = cls._image(ds, p, "" if root else p, label=_is_label(p, ds[p]))
             img.labels = [n for n, q in labels.items() if q == p]
@@ -321,6 +323,11 @@ class OmeLayout:
         order, axes = _ngff_order(name, var.dims)
         fps = var.attrs.get("fps", ds.attrs.get("fps"))
         pixel_size = var.attrs.get("pixel_size", ds.attrs.get("pixel_size"))
+        factor = var.attrs.get("finterp_factor", ds.attrs.get("finterp_factor"))
+        if isinstance(pixel_size, (int, float)) and isinstance(factor, (int, float)) and factor > 0:
+            # fourier_interpolate keeps y/x in the original pixels and divides pixel_size by its factor:
+            # the coordinates' unit is the original pixel
+            pixel_size = pixel_size * factor
         scale, translation = [], []
         for ax in axes:
             d = ax["dim"]
