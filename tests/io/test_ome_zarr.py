@@ -357,3 +357,36 @@ def test_data_safety_refusals(tmp_path):
     with pytest.raises(ValueError, match="is an input"):
         fluoxr.save(fluoxr.open_result(src) * 2, src, overwrite=True)
     np.testing.assert_array_equal(fluoxr.open_video(src).values, 1)
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+def test_cli_writes_ome_zarr(tmp_path, capsys):
+    import tifffile
+
+    from fluoxr.cli import main
+
+    video, _ = fluoxr.datasets.blinking_emitters(60, (20, 22), n_emitters=2, sigma_px=1.5, seed=4)
+    movie = tmp_path / "movie.tif"
+    tifffile.imwrite(movie, video.values)
+    out = tmp_path / "res.zarr"
+    assert main(["sofi", str(movie), "-o", str(out), "--order", "3", "--format", "ome-zarr",
+                 "--scheduler", "threads", "--no-progress"]) == 0
+    groups = _check_store(out, images=2)  # moments and mean_image: one group each
+    assert _axes(groups["moments"])[0] == ("c", "channel", None)
+    ref = fluoxr.sofi_images(fluoxr.open_video(movie), 3).compute()
+    xr.testing.assert_allclose(fluoxr.open_result(out).moments.compute(), ref.moments)
+
+    sheet, truth = fluoxr.datasets.oscillating_sheet(n_frames=12, shape=(24, 26), chunks=4, seed=2)
+    rec = tmp_path / "sheet.tif"
+    tifffile.imwrite(rec, sheet.values)
+    osc = tmp_path / "osc.ome.zarr"  # the suffix picks the format
+    assert main(["oscillations", str(rec), "-o", str(osc), "--period", str(truth.period_s), "--interval",
+                 str(truth.interval_s), "--min-cluster-size", "3", "--scheduler", "threads", "--no-progress"]) == 0
+    ome = _check_store(osc)[""]
+    assert _axes(ome)[0] == ("t", "time", "second") and _scale(ome)[0] == pytest.approx(truth.interval_s)
+    assert fluoxr.open_result(osc).dtype == np.int8
+    assert main(["sofi", str(movie), "-o", str(tmp_path / "x.zarr"), "--format", "tiff",
+                 "--scheduler", "threads"]) == 2
+    assert "--format" in capsys.readouterr().err
