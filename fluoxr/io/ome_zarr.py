@@ -92,7 +92,7 @@ def resolve_format(format: str | None, path: PathLike) -> str:
 
     Examples
     --------
-    >>> resolve_format(None, "out.ome.zarr"), resolve_format(None, "out.zarr"), resolve_format("ome-zarr", "x")
+    >>> resolve_format(None, "/tmp/out.ome.zarr"), resolve_format(None, "/tmp/o.zarr"), resolve_format("ome-zarr", "x")
     ('ome-zarr', 'zarr', 'ome-zarr')
     """
     if format is None:
@@ -510,7 +510,13 @@ def _ome_block(attrs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def split_ome_path(text: str) -> tuple[str, str]:
-    """``(store, group)`` of ``"store.ome.zarr::labels/NAME"`` (group ``""`` without ``::``)."""
+    """``(store, group)`` of ``"store.ome.zarr::labels/NAME"`` (group ``""`` without ``::``).
+
+    Examples
+    --------
+    >>> split_ome_path("/tmp/a.ome.zarr::labels/cells/"), split_ome_path("/tmp/a.ome.zarr")
+    (('/tmp/a.ome.zarr', 'labels/cells'), ('/tmp/a.ome.zarr', ''))
+    """
     store, _, group = text.partition("::")
     return store, group.strip("/")
 
@@ -542,7 +548,17 @@ def _check_parents_complete(path: str) -> None:
 
 
 def open_ome_result(path: str, *, chunks: Mapping[Hashable, Any] | None = None) -> xr.DataArray | xr.Dataset:
-    """The xarray object :func:`fluoxr.save` wrote to ``path`` as OME-Zarr (lazy)."""
+    """The xarray object :func:`fluoxr.save` wrote to ``path`` as OME-Zarr (lazy): what ``open_result`` returns.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr, fluoxr
+    >>> img = xr.DataArray(np.ones((4, 5), np.float32), dims=("y", "x"), name="mean")
+    >>> fluoxr.save(img, "/tmp/doc_mean.ome.zarr", overwrite=True)
+    '/tmp/doc_mean.ome.zarr'
+    >>> open_ome_result("/tmp/doc_mean.ome.zarr").dims, is_ome_zarr("/tmp/doc_mean.ome.zarr")
+    (('y', 'x'), True)
+    """
     import zarr
 
     desc = _group_attrs(path).get(_META_ATTR)
