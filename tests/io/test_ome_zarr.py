@@ -203,6 +203,20 @@ def test_video_with_fps_and_pixel_size(tmp_path):
     xr.testing.assert_equal(opened.compute(), video.compute())
 
 
+def test_five_dim_video_in_ngff_order(tmp_path):
+    data = np.random.default_rng(9).normal(size=(4, 3, 2, 10, 12)).astype(np.float32)
+    video = fluoxr.as_video(data, fps=2.0, pixel_size=1.5)  # ("time", "z", "channel", "y", "x")
+    path = fluoxr.save(video, tmp_path / "5d.ome.zarr")
+    ome = _check_store(path)[""]
+    assert _axes(ome) == [("t", "time", "second"), ("c", "channel", None), ("z", "space", None),
+                          ("y", "space", "micrometer"), ("x", "space", "micrometer")]
+    assert _scale(ome) == pytest.approx([0.5, 1.0, 1.0, 1.5, 1.5])
+    assert zarr.open_array(path, path="0", mode="r").shape == (4, 2, 3, 10, 12)
+    xr.testing.assert_identical(fluoxr.open_result(path).compute(), video.compute())
+    opened = fluoxr.open_video(path, chunks=1)
+    assert opened.dims == video.dims and opened.chunks[0] == (1, 1, 1, 1)
+    np.testing.assert_array_equal(opened.values, data)
+
 def test_video_and_its_oscillation_labels_are_one_image(tmp_path):
     video, truth = fluoxr.datasets.oscillating_sheet(n_frames=16, shape=(32, 30), chunks=4, seed=4)
     labels = fluoxr.oscillations.detect(video, period_s=truth.period_s, min_cluster_size=3)
