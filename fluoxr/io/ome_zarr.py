@@ -55,7 +55,6 @@ import json
 import logging
 import math
 import os
-import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +74,7 @@ FORMATS = ("zarr", "ome-zarr")
 PYRAMID_MIN_SIDE = 256
 PYRAMID_MAX_LEVELS = 8
 _META_ATTR = "fluoxr_ome"
+_CHUNK_BYTES = 16 << 20  # chunks of in-memory images (dask data keep their own chunks)
 _XARRAY_GROUP = "fluoxr"
 _SPACE = ("z", "y", "x")
 # label colours (RGBA); oscillation labels: 1 influx, 2 efflux (fluoxr.oscillations.detect)
@@ -107,6 +107,14 @@ def resolve_format(format: str | None, path: PathLike) -> str:
 # the downsampling kernels (pure NumPy)
 
 
+def _pair_sum(a: np.ndarray, ax: int) -> np.ndarray:
+    """Sums of neighbouring pairs along ``ax`` (an odd last sample stands alone)."""
+    first = a[(slice(None),) * ax + (slice(0, None, 2),)].copy()
+    second = a[(slice(None),) * ax + (slice(1, None, 2),)]
+    first[(slice(None),) * ax + (slice(0, second.shape[ax]),)] += second
+    return first
+
+
 def downsample_mean(block: np.ndarray, axes: Sequence[int]) -> np.ndarray:
     """Mean of 2-blocks along ``axes`` (NaN-aware), ``ceil(n / 2)`` long; integers rounded to their dtype.
 
@@ -115,25 +123,37 @@ def downsample_mean(block: np.ndarray, axes: Sequence[int]) -> np.ndarray:
     >>> downsample_mean(np.array([[1, 3, 5], [3, 5, 7]], np.uint8), (0, 1)).tolist()
     [[3, 6]]
     """
-    x = np.asarray(block, dtype=np.float64)
+    block = np.asarray(block)
+    x = block.astype(np.float64)
+    nan = np.isnan(x) if block.dtype.kind in "fc" else None
+    if nan is not None and nan.any():
+        x[nan] = 0.0
+        counts = (~nan).astype(np.float64)
+    else:  # no NaN: the counts are 2 (or 1 for an odd last sample) along each axis
+        counts = None
     for ax in axes:
-        n = x.shape[ax]
-        if n % 2:
-            pad = [(0, 0)] * x.ndim
-            pad[ax] = (0, 1)
-            x = np.pad(x, pad, constant_values=np.nan)
-        shape = x.shape[:ax] + ((n + 1) // 2, 2) + x.shape[ax + 1:]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN pair stays NaN
-            x = np.nanmean(x.reshape(shape), axis=ax + 1)
-    dtype = np.asarray(block).dtype
-    if dtype.kind in "iub":
-        info = np.iinfo(dtype) if dtype.kind != "b" else None
+        x = _pair_sum(x, ax)
+        if counts is not None:
+            counts = _pair_sum(counts, ax)
+    if counts is None:
+        shape = [1] * x.ndim
+        counts = np.ones((), np.float64)
+        for ax in axes:
+            n = block.shape[ax]
+            c = np.full((n + 1) // 2, 2.0)
+            if n % 2:
+                c[-1] = 1.0
+            shape_ax = list(shape)
+            shape_ax[ax] = c.size
+            counts = counts * c.reshape(shape_ax)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x /= counts  # an all-NaN block: 0 / 0 = NaN
+    if block.dtype.kind in "iub":
         x = np.rint(x)
-        if info is not None:
+        if block.dtype.kind != "b":
+            info = np.iinfo(block.dtype)
             x = np.clip(x, info.min, info.max)
-        return x.astype(dtype)
-    return x.astype(dtype)
+    return x.astype(block.dtype)
 
 
 def downsample_nearest(block: np.ndarray, axes: Sequence[int]) -> np.ndarray:
@@ -349,9 +369,15 @@ class OmeLayout:
             scale.append(step)
             translation.append(origin)
         data = var.data
-        chunks = (tuple(data.chunksize[var.dims.index(d)] for d in order) if isinstance(data, da.Array)
-                  else tuple(1 if d not in _SPACE else var.sizes[d] for d in order))
         shape = tuple(var.sizes[d] for d in order)
+        if isinstance(data, da.Array):
+            chunks = tuple(data.chunksize[var.dims.index(d)] for d in order)
+        else:  # in memory: whole planes, about _CHUNK_BYTES per chunk along the first other dim
+            chunks = tuple(n if d in _SPACE else 1 for d, n in zip(order, shape))
+            lead = next((i for i, d in enumerate(order) if d not in _SPACE), None)
+            if lead is not None:
+                plane = max(1, int(np.prod(chunks)) * var.dtype.itemsize)
+                chunks = chunks[:lead] + (max(1, min(shape[lead], _CHUNK_BYTES // plane)),) + chunks[lead + 1:]
         img = _Image(var=name, group=group, dims=[str(d) for d in var.dims], order=order, axes=axes, scale=scale,
                      translation=translation, label=label)
         img.shapes, img.chunks = _pyramid(shape, chunks, img.spatial_axes)
