@@ -404,3 +404,22 @@ def test_cli_writes_ome_zarr(tmp_path, capsys):
     assert main(["sofi", str(movie), "-o", str(tmp_path / "x.zarr"), "--format", "tiff",
                  "--scheduler", "threads"]) == 2
     assert "--format" in capsys.readouterr().err
+
+
+_CALLS: list[int] = []
+
+
+def _counted(block):
+    _CALLS.append(block.shape[0])
+    return block
+
+
+def test_pyramid_levels_do_not_compute_the_result_again(tmp_path):
+    data = np.random.default_rng(10).normal(size=(6, 520, 300)).astype(np.float32)
+    video = fluoxr.as_video(data, fps=3.0, chunks=2)
+    counted = video.copy(data=video.data.map_blocks(_counted, dtype=video.dtype))
+    _CALLS.clear()
+    path = fluoxr.save(counted, tmp_path / "once.ome.zarr")
+    assert _levels(_check_store(path)[""]) == 2
+    assert _CALLS == [2, 2, 2]  # each chunk once: level 1 is read back from level 0
+    np.testing.assert_allclose(fluoxr.open_video(path, level=1).values, _mean_reference(data).astype(np.float32))
