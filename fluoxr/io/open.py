@@ -19,8 +19,8 @@ import xarray as xr
 
 from .._validate import check_choice, check_fps, check_int, check_number
 from .._video import ChunksLike, as_video, default_dims, normalize_chunks_arg
-from .ome_zarr import is_ome_zarr, open_ome_result, open_ome_video
 from .hdf5 import H5_SUFFIXES, _h5_reader, _split_h5
+from .ome_zarr import is_ome_zarr, open_ome_result, open_ome_video
 from .raw import _bin_reader, _npy_reader
 from .readers import PathLike, VideoFileNotFoundError, _ConcatReader, _Reader, _reader_to_dask
 from .store import _public_attrs, check_complete
@@ -179,15 +179,15 @@ def open_video(
         from ..device import to_device
 
         return to_device(open_video(path, fps=fps, chunks=chunks, pixel_size=pixel_size, shape=shape, dtype=dtype,
-                                    series=series), "cuda")
+                                    series=series, level=level), "cuda")
     fps = check_fps(fps)
     if pixel_size is not None:
         pixel_size = check_number(pixel_size, "pixel_size", gt=0)
     if isinstance(path, (str, os.PathLike)) and is_ome_zarr(os.fspath(path)):
         return open_ome_video(os.fspath(path), level=level, chunks=chunks, fps=fps, pixel_size=pixel_size)
     if level != 0:
-        raise ValueError(f"level is the pyramid level of an OME-Zarr image; {os.fspath(path)!r} is not one "
-                         f"(got level={level!r})")
+        shown = os.fspath(path) if isinstance(path, (str, os.PathLike)) else path
+        raise ValueError(f"level is the pyramid level of an OME-Zarr image; {shown!r} is not one (got level={level!r})")
     # absolute now: the readers travel to workers that may run in another directory
     paths = [_absolute(p) for p in _expand_paths(path)]
     for p in paths:
