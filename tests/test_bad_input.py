@@ -248,6 +248,32 @@ def _detect(i: Inputs, **kwargs):
     return fluoxr.oscillations.detect(args.pop("video"), **args)
 
 
+# -- OME-Zarr (fluoxr.io.ome_zarr) ---------------------------------------------------------------
+def _ome_store() -> str:
+    """A small OME-Zarr video written once, outside the inputs folder (whose contents must not change)."""
+    import tempfile
+
+    path = os.path.join(tempfile.gettempdir(), f"fluoxr-bad-input-{os.getpid()}.ome.zarr")
+    if not os.path.exists(path):
+        fluoxr.save(fluoxr.as_video(np.zeros((3, 6, 5), np.uint16), fps=2.0), path)
+    return path
+
+
+CASES += [
+    ("save: unknown format", lambda i: fluoxr.save(i.video, os.path.join(i.dir, "o.zarr"), format="tiff"),
+     ValueError, "format"),
+    ("save ome-zarr: nothing image-like", lambda i: fluoxr.save(xr.Dataset({"t": ("time", np.arange(3.0))}),
+                                                                os.path.join(i.dir, "o.ome.zarr")), ValueError, "obj"),
+    ("save ome-zarr: two channel-like dims", lambda i: fluoxr.save(
+        xr.DataArray(np.zeros((2, 2, 4, 4)), dims=("block", "order", "y", "x")), os.path.join(i.dir, "o.ome.zarr")),
+     ValueError, "obj"),
+    ("open: level of a plain zarr store", lambda i: fluoxr.open_video(i.zarr, level=1), ValueError, "level"),
+    ("open ome-zarr: level out of range", lambda i: fluoxr.open_video(_ome_store(), level=3), ValueError, "level"),
+    ("open ome-zarr: negative level", lambda i: fluoxr.open_video(_ome_store(), level=-1), ValueError, "level"),
+    ("open ome-zarr: no such group", lambda i: fluoxr.open_video(_ome_store() + "::labels/none"), ValueError, "path"),
+]
+
+
 def _bin(i: Inputs) -> str:
     return os.path.join(i.dir, "raw", "data.bin")
 
@@ -292,6 +318,7 @@ CLI_CASES = [
     ("oscillations: mask shape", ["oscillations", "{dir}/movie.tif", "--period", "10", "--interval", "1",
                                   "--min-cluster-size", "3", "--mask", "{dir}/small_mask.tif", "-o", "{dir}/o.zarr",
                                   "--scheduler", "threads", "--no-progress"], "mask"),
+    ("sofi: unknown --format", ["sofi", "{dir}/movie.tif", "-o", "{dir}/sofi.zarr", "--format", "tiff"], "--format"),
     ("extract: labels of another shape", ["extract", "{dir}/movie.tif", "--labels", "{dir}/small_mask.tif",
                                           "-o", "{dir}/t.zarr", "--scheduler", "threads", "--no-progress"], "rois"),
 ]

@@ -93,3 +93,19 @@ def _add_scheduler_args(p: argparse.ArgumentParser) -> None:
                         "or 'local' (default) to start a local cluster of worker processes")
     p.add_argument("--workers", type=_COUNT, default=None, help="workers of the local cluster (default: cores, at most 4)")
     p.add_argument("--no-progress", action="store_true", help="do not show progress bars")
+
+
+def _add_format_arg(p: argparse.ArgumentParser) -> None:
+    """``--format`` of the image results a subcommand writes (``-o``): plain zarr or OME-Zarr.
+
+    Examples
+    --------
+    >>> p = _Parser(prog="demo")
+    >>> _add_format_arg(p)
+    >>> p.parse_args([]).format, p.parse_args(["--format", "ome-zarr"]).format
+    (None, 'ome-zarr')
+    """
+    p.add_argument("--format", choices=("zarr", "ome-zarr"), default=None,
+                   help="store format of -o: 'ome-zarr' writes OME-NGFF 0.5 images and labels that napari, Fiji "
+                        "and Neuroglancer open (default: ome-zarr when -o ends in .ome.zarr, else zarr)")
+

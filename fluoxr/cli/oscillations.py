@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .args import _COUNT, _INDEX, _POSITIVE, _add_hidden_alias, _add_output_args, _add_scheduler_args
+from .args import _COUNT, _INDEX, _POSITIVE, _add_format_arg, _add_hidden_alias, _add_output_args, _add_scheduler_args
 from .run import Runner, _check_output, _write_table, scheduler
 
 
@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     with scheduler(args.scheduler, workers=args.workers) as client:
         runner = Runner(client=client, progress=not args.no_progress)
         label = f"detecting influx/efflux -> {args.output}"
-        write = save(labels, args.output, overwrite=args.overwrite, resume=args.resume, compute=False)
+        write = save(labels, args.output, overwrite=args.overwrite, resume=args.resume, compute=False,
+                     format=args.format)
         runner.compute(write, label=label, nbytes=video.nbytes)
         saved = open_result(args.output)
         influx, efflux = runner.compute(dask.delayed(tuple)([(saved == 1).mean().data, (saved == 2).mean().data]),
@@ -80,5 +81,6 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--min-overlap", type=_COUNT, default=1, help="pixels that link clusters of consecutive frames")
     p.add_argument("--coordinates", default=None, metavar="ZARR", help="write the table of influx/efflux pixels here")
     _add_output_args(p, "outputs")
+    _add_format_arg(p)
     _add_scheduler_args(p)
     p.set_defaults(func=run)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .args import _COUNT, _POSITIVE, _add_output_args, _add_scheduler_args, _number
+from .args import _COUNT, _POSITIVE, _add_format_arg, _add_output_args, _add_scheduler_args, _number
 from .run import Runner, _check_output, _save_figure, scheduler
 
 
 def _sofi_png_path(out: str) -> str:
     base = out.rstrip("/\\")
-    return (base[: -len(".zarr")] if base.endswith(".zarr") else base) + ".png"
+    for suffix in (".ome.zarr", ".zarr"):
+        if base.endswith(suffix):
+            return base[: -len(suffix)] + ".png"
+    return base + ".png"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     label = f"SOFI {what} to order {args.order}" + (" (bleach-corrected)" if args.bleach_correction else "")
     with scheduler(args.scheduler, workers=args.workers) as client:
         runner = Runner(client=client, progress=not args.no_progress)
-        runner.compute(save(ds, out, overwrite=args.overwrite, resume=args.resume, compute=False), label=label,
+        runner.compute(save(ds, out, overwrite=args.overwrite, resume=args.resume, compute=False,
+                                    format=args.format), label=label,
                        nbytes=nbytes)
     result = open_result(out).compute()
     fig = show_orders(result["cumulants" if args.cumulants else "moments"], mean_image=result["mean_image"])
@@ -63,5 +67,6 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--fps", type=_POSITIVE, default=None, help="frame rate, if the file does not say")
     p.add_argument("--png", default=None, help="figure of the orders side by side (default: OUTPUT with .png)")
     _add_output_args(p, "output")
+    _add_format_arg(p)
     _add_scheduler_args(p)
     p.set_defaults(func=run)

@@ -8,7 +8,8 @@ workers and no open file handle ever enters it. Inputs are opened read-only.
 Formats
 -------
 TIFF / BigTIFF (one file, a list, or a glob; ImageJ and OME hyperstacks),
-zarr v2/v3 (arrays, and groups written by :func:`save`), suite2p ``data.bin``,
+zarr v2/v3 (arrays, and groups written by :func:`save`), OME-Zarr images (NGFF 0.4/0.5,
+``"store.ome.zarr::labels/NAME"`` for a label image), suite2p ``data.bin``,
 ``.npy`` (read like a memory map) and HDF5 datasets (``"file.h5::/path"``).
 
 Layout
@@ -17,6 +18,7 @@ Layout
 ``tiff``, ``raw`` (.bin, .npy), ``hdf5``, ``zarr``  one module per format
 ``open``     the public openers: open_video, open_result, info, read_image, ...
 ``store``    save: chunk by chunk, resumable, completeness recorded in the store
+``ome_zarr`` the OME-Zarr (NGFF 0.5) layout save can write, and opening OME-Zarr images
 ``safety``   what keeps outputs away from inputs: refused paths, locks, fingerprints
 
 Patch private functions where they are defined (``fluoxr.io.store._write_block``):

@@ -20,6 +20,7 @@ import xarray as xr
 from .._validate import check_choice, check_fps, check_int, check_number
 from .._video import ChunksLike, as_video, default_dims, normalize_chunks_arg
 from .hdf5 import H5_SUFFIXES, _h5_reader, _split_h5
+from .ome_zarr import is_ome_zarr, open_ome_result, open_ome_video
 from .raw import _bin_reader, _npy_reader
 from .readers import PathLike, VideoFileNotFoundError, _ConcatReader, _Reader, _reader_to_dask
 from .store import _public_attrs, check_complete
@@ -117,6 +118,7 @@ def open_video(
     dtype: Any = None,
     series: int = 0,
     backend: str = "numpy",
+    level: int = 0,
 ) -> xr.DataArray:
     """Open a recording lazily as a dask-backed video.
 
@@ -130,6 +132,11 @@ def open_video(
         A TIFF/BigTIFF (or several, concatenated along time in natural sort
         order, like a microscope's split stacks), a zarr store, a suite2p
         ``data.bin``, a ``.npy`` file or an HDF5 dataset ``"file.h5::/path"``.
+        An OME-Zarr image (NGFF 0.4 or 0.5, written by any tool) opens with
+        its frame rate and pixel size from its axes' scale and units;
+        ``"out.ome.zarr::labels/NAME"`` opens a label image (or another image
+        group of the store). An OME-Zarr image without a time axis opens as
+        an image (dims ``[c], [z], y, x``).
     fps : float, optional
         Frame rate in Hz; overrides the file's metadata. With a frame rate,
         ``time`` is in seconds.
@@ -148,6 +155,10 @@ def open_video(
         Chunk type: "cupy" copies each chunk to the GPU as it is read
         (:func:`fluoxr.to_device`), so every analysis with a GPU path runs
         there. Needs the ``gpu`` extra (``pip install "fluoxr[gpu]"``).
+    level : int
+        Pyramid level of an OME-Zarr image (0, the default, is full
+        resolution; each further level halves ``y`` and ``x``, and
+        ``pixel_size`` doubles).
 
     Returns
     -------
@@ -168,10 +179,15 @@ def open_video(
         from ..device import to_device
 
         return to_device(open_video(path, fps=fps, chunks=chunks, pixel_size=pixel_size, shape=shape, dtype=dtype,
-                                    series=series), "cuda")
+                                    series=series, level=level), "cuda")
     fps = check_fps(fps)
     if pixel_size is not None:
         pixel_size = check_number(pixel_size, "pixel_size", gt=0)
+    if isinstance(path, (str, os.PathLike)) and is_ome_zarr(os.fspath(path)):
+        return open_ome_video(os.fspath(path), level=level, chunks=chunks, fps=fps, pixel_size=pixel_size)
+    if level != 0:
+        shown = os.fspath(path) if isinstance(path, (str, os.PathLike)) else path
+        raise ValueError(f"level is the pyramid level of an OME-Zarr image; {shown!r} is not one (got level={level!r})")
     # absolute now: the readers travel to workers that may run in another directory
     paths = [_absolute(p) for p in _expand_paths(path)]
     for p in paths:
@@ -257,6 +273,8 @@ def open_result(path: PathLike, *, chunks: Mapping[Hashable, Any] | None = None)
     text = os.fspath(path)
     _check_exists(text)
     check_complete(text)
+    if is_ome_zarr(text):
+        return open_ome_result(text, chunks=chunks)
     ds = xr.open_zarr(text, chunks=chunks if chunks is not None else {}, consolidated=_consolidated(text))
     ds.attrs = _public_attrs(ds.attrs)
     name = ds.attrs.pop("fluoxr_dataarray", None)

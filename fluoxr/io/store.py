@@ -32,6 +32,7 @@ from .safety import (LOCK_SUFFIX, OutputLock, attr_sources, check_output_path, d
 logger = logging.getLogger(__name__)
 
 _PARTIAL = ".partial"
+_OME_XARRAY_GROUP = "fluoxr"  # fluoxr.io.ome_zarr._XARRAY_GROUP
 
 # --------------------------------------------------------------------------------------------
 # saving: chunk by chunk, resumable, never into an input
@@ -376,6 +377,7 @@ def save(
     overwrite: bool = False,
     resume: bool = False,
     compute: bool = True,
+    format: str | None = None,
 ) -> str | Any:
     """Write a fluoxr result to zarr chunk by chunk, with bounded memory, never losing data.
 
@@ -424,6 +426,12 @@ def save(
         that writes the data when computed (to run with a progress bar or on a
         cluster). The lock is held until that object has been computed (or
         this process exits).
+    format : {"zarr", "ome-zarr"}, optional
+        ``"zarr"``: a plain xarray zarr store. ``"ome-zarr"``: OME-NGFF 0.5
+        images and labels that napari, Fiji and Neuroglancer open (see
+        :mod:`fluoxr.io.ome_zarr` for the layout); everything above holds the
+        same. Default: ``"ome-zarr"`` for a path ending in ``.ome.zarr``, else
+        ``"zarr"``.
 
     Returns
     -------
@@ -452,13 +460,19 @@ def save(
         raise TypeError(f"obj must be an xarray DataArray or Dataset, got {type(obj).__name__}")
     if overwrite and resume:
         raise ValueError("overwrite and resume exclude each other: resume continues a write, overwrite starts over")
+    from .ome_zarr import OmeLayout, resolve_format
+
+    layout_format = resolve_format(format, path)
     inputs = graph_inputs(obj)
     apath = check_output_path(path, inputs | attr_sources(obj), name="path",
                               siblings=(_PARTIAL, _PARTIAL + ".done", LOCK_SUFFIX))
     shown = os.fspath(path).rstrip("/\\") or os.fspath(path)
 
     ds = _prepare_dataset(obj)
+    layout = OmeLayout.plan(ds) if layout_format == "ome-zarr" else None
     plan = _plan(ds)
+    if layout is not None:
+        plan["layout"] = layout.fingerprint_plan()
     fingerprint = {"token": dask.base.tokenize(ds), "inputs": fingerprint_inputs(inputs), "plan": plan}
 
     partial = apath + _PARTIAL
@@ -467,7 +481,7 @@ def save(
     lock = OutputLock(apath).acquire()
     try:
         job = _start_write(ds, apath, shown, fingerprint, lock, overwrite=overwrite, resume=resume,
-                           partial=partial, plan_file=plan_file, meta_done=meta_done)
+                           partial=partial, plan_file=plan_file, meta_done=meta_done, layout=layout)
     except BaseException:
         lock.release()
         raise
@@ -484,8 +498,13 @@ def save(
 
 
 def _start_write(ds: xr.Dataset, path: str, shown: str, fingerprint: dict[str, Any], lock: Any, *,
-                 overwrite: bool, resume: bool, partial: str, plan_file: str, meta_done: str) -> Any:
-    """Under the lock: decide what to do with what is at ``path``, write the metadata, return the delayed write."""
+                 overwrite: bool, resume: bool, partial: str, plan_file: str, meta_done: str,
+                 layout: Any = None) -> Any:
+    """Under the lock: decide what to do with what is at ``path``, write the metadata, return the delayed write.
+
+    ``layout`` (an :class:`fluoxr.io.ome_zarr.OmeLayout`) writes the metadata and lists the chunk writes of
+    another layout than xarray's; everything else (what is at ``path``, markers, completion) is the same.
+    """
     state = _store_state(path)
     has_plan = os.path.exists(plan_file)
     resuming = False
@@ -548,9 +567,12 @@ def _start_write(ds: xr.Dataset, path: str, shown: str, fingerprint: dict[str, A
             shutil.rmtree(stale, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
             os.remove(meta_done)
-        ds = ds.copy()
-        ds.attrs[_WRITE_ATTR] = {**fingerprint, "complete": False}
-        ds.to_zarr(path, mode="w", compute=False, consolidated=False, zarr_format=3)
+        if layout is not None:
+            layout.write_metadata(path, {**fingerprint, "complete": False})
+        else:
+            ds = ds.copy()
+            ds.attrs[_WRITE_ATTR] = {**fingerprint, "complete": False}
+            ds.to_zarr(path, mode="w", compute=False, consolidated=False, zarr_format=3)
         _touch_atomically(meta_done)
 
     tasks = []
@@ -569,10 +591,16 @@ def _start_write(ds: xr.Dataset, path: str, shown: str, fingerprint: dict[str, A
                 [c[i] for c in columns], names, folder, i, marker))
         tasks = [dask.delayed(_concat_ragged, pure=False)(
             _gather_tree(tasks), path, ragged, {n: table[n].attrs for n in names})]
+    if layout is not None:
+        tasks += layout.tasks(path, partial)
     for name, var in ds.variables.items():
         if not isinstance(var.data, da.Array):
             continue
         name = str(name)
+        if layout is not None:
+            if name in {i.var for i in layout.images}:
+                continue
+            name = f"{_OME_XARRAY_GROUP}/{name}"  # coordinates and other variables: the plain xarray group
         os.makedirs(os.path.join(partial, "done", name), exist_ok=True)
         blocks = var.data.to_delayed(optimize_graph=True)
         starts = [np.cumsum((0,) + c) for c in var.data.chunks]
