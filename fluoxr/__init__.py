@@ -45,6 +45,7 @@ _LAZY: dict[str, str] = {
                      "moments", "noise_filter", "psf_width", "reconstruct", "sofi_images", "total_signal",
                      "xc_image"), ".sofi"),
     "oasis": ".spikes",
+    **dict.fromkeys(("read_nwb_rois", "to_nwb"), ".io"),
     **dict.fromkeys(("baseline", "detrend", "dff", "normalize", "subtract_neuropil"), ".temporal"),
 }
 # public submodules
@@ -105,6 +106,9 @@ __all__ = [
     "xc_image",
     # GPU
     "to_device",
+    # NWB
+    "read_nwb_rois",
+    "to_nwb",
 ]
 
 
