@@ -357,6 +357,19 @@ def _pixel_columns(rois: Any) -> tuple[Any, Any]:
     return data, index
 
 
+def _device(nwb: Any, meta: dict[str, Any]) -> Any:
+    """The Device; its manufacturer on a DeviceModel where pynwb has them (NWB 2.9 deprecates
+    Device.manufacturer), else on the Device."""
+    try:
+        from pynwb.device import DeviceModel
+    except ImportError:  # pynwb < 3.1
+        return nwb.create_device(**meta)
+    model = DeviceModel(name=f"{meta['name']} model", manufacturer=meta["manufacturer"],
+                        description=f"model of {meta['name']}")
+    nwb.add_device_model(model)
+    return nwb.create_device(name=meta["name"], description=meta["description"], model=model)
+
+
 def _build(nwb_mod: Any, *, traces: Any, names: list[str], rois: Any, meta: dict[str, Any], fps: float,
            video: Any, video_fps: float | None, features: Any, compression: str | None,
            pixel_size: float | None) -> tuple[Any, list[_Item]]:
@@ -374,7 +387,7 @@ def _build(nwb_mod: Any, *, traces: Any, names: list[str], rois: Any, meta: dict
     nwb = NWBFile(session_description=meta["session_description"], identifier=meta["identifier"],
                   session_start_time=meta["session_start_time"],
                   subject=Subject(**meta["subject"]) if "subject" in meta else None, **kw)
-    device = nwb.create_device(**meta["device"])
+    device = _device(nwb, meta["device"])
     plane_meta = meta["imaging_plane"]
     spacing = {}
     if pixel_size is not None:
