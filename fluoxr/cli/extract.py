@@ -177,6 +177,9 @@ def _read_nwb_metadata(path: str) -> dict[str, Any]:
         raise ValueError(f"--nwb-metadata {path!r} is not a JSON file: {exc}") from exc
     if not isinstance(meta, dict):
         raise ValueError(f"--nwb-metadata {path!r} must hold a JSON object, got {type(meta).__name__}")
+    from ..io.nwb import _SCHEMA, _check_metadata
+
+    _check_metadata(meta, _SCHEMA, "--nwb-metadata")  # refused before the recording is read
     return meta
 
 
