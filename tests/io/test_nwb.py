@@ -366,3 +366,17 @@ def test_default_metadata_say_they_are_defaults(tmp_path, caplog):
         assert nwb.session_description == "default: not given"
         assert nwb.imaging_planes["ImagingPlane"].indicator == "default: not given"
         assert nwb.session_start_time.tzinfo is not None and nwb.subject is None
+
+
+def test_readme_snippet_runs_as_written(tmp_path, monkeypatch):
+    import re
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    text = open(os.path.join(root, "README.md"), encoding="utf-8").read()
+    section = text[text.index("## NWB ("):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md (NWB)", "exec"), namespace)
+    _inspect(str(tmp_path / "session.nwb"))
+    assert namespace["again"].sizes["time"] == 300 and len(namespace["rois_again"]) == 8
