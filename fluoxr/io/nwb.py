@@ -159,10 +159,18 @@ def _resolve_metadata(metadata: Any) -> dict[str, Any]:
     }
     out.update({k: m[k] for k in ("experimenter", "experiment_description", "institution", "lab", "keywords")
                 if k in m})
-    if "subject" in m:
+    # what nwbinspector reports as CRITICAL or a best-practice violation, said before the file is written
+    if "subject" not in m:
+        logger.warning("to_nwb: no metadata['subject']; nwbinspector and DANDI require one (subject_id, species, "
+                       "age, sex)")
+    else:
         s = m["subject"]
-        if "species" not in s:
-            logger.warning("to_nwb: metadata['subject'] has no species; DANDI requires one")
+        for key in ("species", "age"):
+            if key not in s:
+                logger.warning("to_nwb: metadata['subject'] has no %s; nwbinspector and DANDI require one", key)
+        if s.get("species", "").lower() in ("mus musculus", "mouse") and "location" not in m.get("imaging_plane", {}):
+            logger.warning("to_nwb: a mouse's metadata['imaging_plane']['location'] should be an Allen atlas "
+                           "area (e.g. 'VISp'); nwbinspector reports a best-practice violation otherwise")
         out["subject"] = {"subject_id": NOT_GIVEN, "sex": "U", "description": NOT_GIVEN} | s
     out["device"] = {"name": "microscope", "description": NOT_GIVEN, "manufacturer": NOT_GIVEN} | m.get("device", {})
     plane = dict(m.get("imaging_plane", {}))
@@ -491,7 +499,10 @@ def to_nwb(
         nm, ``optical_channel`` with ``name``, ``description``,
         ``emission_lambda`` in nm). Texts not given read
         ``"default: not given"``; wavelengths not given are NaN; no subject is
-        written unless given. Unknown keys are refused.
+        written unless given (nwbinspector and DANDI then report the missing
+        subject as critical: pass one with ``species`` and ``age``, and for a
+        mouse an Allen atlas ``location`` such as ``"VISp"``; the missing
+        pieces are logged as warnings). Unknown keys are refused.
     video : xarray.DataArray, optional
         The recording ``("time", "y", "x")``, written as
         ``acquisition/TwoPhotonSeries`` (so :func:`fluoxr.open_video` opens

@@ -360,7 +360,11 @@ def test_default_metadata_say_they_are_defaults(tmp_path, caplog):
     F, rois = _small()
     with caplog.at_level("WARNING", logger="fluoxr.io.nwb"):
         path = fluoxr.to_nwb(F, tmp_path / "d.nwb", rois=rois)
-    assert "session_start_time" in caplog.text
+    assert "session_start_time" in caplog.text and "no metadata['subject']" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="fluoxr.io.nwb"):
+        fluoxr.to_nwb(F, tmp_path / "m.nwb", rois=rois, metadata={"subject": {"species": "Mus musculus"}})
+    assert "no age" in caplog.text and "Allen atlas" in caplog.text
     with pynwb.NWBHDF5IO(path, "r") as io:
         nwb = io.read()
         assert nwb.session_description == "default: not given"
