@@ -82,6 +82,10 @@ def _pick(f: Any, path: str, name: str | None, types: Sequence[str], under: str,
                              f"name one as '{path}::{found[0] if found else under + '/NAME'}'")
         name = found[0]
     full = name if name.startswith("/") else f"{under.rstrip('/')}/{name}"
+    if full not in f and "/" not in name:
+        # a bare name: the one object of that name and type anywhere in the file
+        named = [p for p in _find(f, types) if p.rsplit("/", 1)[-1] == name]
+        full = named[0] if len(named) == 1 else full
     if full not in f:
         raise ValueError(f"path: {path!r} has no {full!r}")
     group = f[full]
