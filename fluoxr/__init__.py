@@ -46,6 +46,7 @@ _LAZY: dict[str, str] = {
                      "moments", "noise_filter", "psf_width", "reconstruct", "sofi_images", "total_signal",
                      "xc_image"), ".sofi"),
     "oasis": ".spikes",
+    **dict.fromkeys(("read_nwb_rois", "to_nwb"), ".io"),
     **dict.fromkeys(("baseline", "detrend", "dff", "normalize", "preprocess", "subtract_neuropil"), ".temporal"),
 }
 # public submodules
@@ -108,6 +109,9 @@ __all__ = [
     "xc_image",
     # GPU
     "to_device",
+    # NWB
+    "read_nwb_rois",
+    "to_nwb",
 ]
 
 

@@ -15,11 +15,13 @@ processes (outputs that are inputs, stale locks, changed or truncated files).
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import pytest
 import tifffile
 import xarray as xr
@@ -240,6 +242,40 @@ CASES: list[Case] = [
     ("gpu: cupy engine on a host video", lambda i: fluoxr.extract(i.video, i.rois, engine="cupy"), ValueError,
      "engine"),
     ("gpu: unknown engine", lambda i: fluoxr.traces(i.video, [(3, 3)], engine="jax"), ValueError, "engine"),
+    # -- NWB ---------------------------------------------------------------------------------
+    ("to_nwb: traces a list", lambda i: _to_nwb(i, traces=[1, 2]), TypeError, "traces"),
+    ("to_nwb: no (roi, time) variable", lambda i: _to_nwb(i, traces=xr.Dataset({"a": ("x", [1])})), ValueError,
+     "traces"),
+    ("to_nwb: traces with a channel dim", lambda i: _to_nwb(i, traces=_nwb_traces(i).expand_dims(channel=2)),
+     ValueError, "traces"),
+    ("to_nwb: rois not a ROISet", lambda i: _to_nwb(i, rois=[1, 2]), TypeError, "rois"),
+    ("to_nwb: rois of another count", lambda i: _to_nwb(i, rois=i.rois[:1]), ValueError, "rois"),
+    ("to_nwb: no frame rate", lambda i: _to_nwb(i, traces=_nwb_traces(i).assign_attrs(fps=None)), ValueError, "fps"),
+    ("to_nwb: unknown metadata key", lambda i: _to_nwb(i, metadata={"sessions": "x"}), ValueError, "metadata"),
+    ("to_nwb: naive session_start_time",
+     lambda i: _to_nwb(i, metadata={"session_start_time": datetime.datetime(2024, 1, 1)}), ValueError,
+     "session_start_time"),
+    ("to_nwb: excitation_lambda in µm",
+     lambda i: _to_nwb(i, metadata={"imaging_plane": {"excitation_lambda": 0.92}}), ValueError, "excitation_lambda"),
+    ("to_nwb: unknown subject key", lambda i: _to_nwb(i, metadata={"subject": {"name": "m"}}), ValueError, "subject"),
+    ("to_nwb: subject sex", lambda i: _to_nwb(i, metadata={"subject": {"sex": "male"}}), ValueError, "sex"),
+    ("to_nwb: subject age not ISO 8601", lambda i: _to_nwb(i, metadata={"subject": {"age": "90 days"}}), ValueError,
+     "age"),
+    ("to_nwb: features of another length", lambda i: _to_nwb(i, features=pd.DataFrame({"a": [1.0]})), ValueError,
+     "features"),
+    ("to_nwb: features column id", lambda i: _to_nwb(i, features=pd.DataFrame({"id": [1, 2]})), ValueError,
+     "features"),
+    ("to_nwb: unknown compression", lambda i: _to_nwb(i, compression="lzf"), ValueError, "compression"),
+    ("to_nwb: video of another frame shape", lambda i: _to_nwb(i, video=i.video.isel(x=slice(0, 5))), ValueError,
+     "video"),
+    ("to_nwb: output is the input", lambda i: _to_nwb(i, path=i.tif, overwrite=True, video=i.video), ValueError,
+     "path"),
+    ("open: NWB series that is not there", lambda i: fluoxr.open_video(_nwb_file(i) + "::/acquisition/nothing"),
+     ValueError, "path"),
+    ("read_nwb_rois: missing file", lambda i: fluoxr.read_nwb_rois(os.path.join(i.dir, "missing.nwb")), ValueError,
+     "path"),
+    ("read_nwb_rois: HDF5 without PlaneSegmentation", lambda i: fluoxr.read_nwb_rois(_h5(i)), ValueError, "path"),
+    ("read_nwb_rois: shape of 1", lambda i: fluoxr.read_nwb_rois(_nwb_file(i), shape=(3,)), ValueError, "shape"),
 ]
 
 
@@ -283,6 +319,25 @@ def _h5(i: Inputs) -> str:
     return os.path.join(i.dir, "rec.h5")
 
 
+def _nwb_traces(i: Inputs) -> xr.Dataset:
+    return xr.Dataset({"F": xr.DataArray(np.ones((2, 12), np.float32), dims=("roi", "time"))}, attrs={"fps": 10.0})
+
+
+def _to_nwb(i: Inputs, **kwargs):
+    pytest.importorskip("pynwb")
+    args = dict(traces=_nwb_traces(i), rois=i.rois) | kwargs
+    path = args.pop("path", os.path.join(os.path.dirname(i.dir), "bad_input_out.nwb"))
+    return fluoxr.to_nwb(args.pop("traces"), path, **args)
+
+
+def _nwb_file(i: Inputs) -> str:
+    # written beside the inputs folder (whose contents the cases must not change), once
+    path = os.path.join(os.path.dirname(i.dir), "bad_input_session.nwb")
+    if not os.path.exists(path):
+        _to_nwb(i, path=path, video=i.video)
+    return path
+
+
 def _detect_waves(**kwargs):
     # fluoxr.oscillations.detect on the oscillation tests' waves (23 frames of 12 x 14), one argument changed
     kw = dict(period_s=18.0, min_cluster_size=4)
@@ -321,6 +376,16 @@ CLI_CASES = [
     ("sofi: unknown --format", ["sofi", "{dir}/movie.tif", "-o", "{dir}/sofi.zarr", "--format", "tiff"], "--format"),
     ("extract: labels of another shape", ["extract", "{dir}/movie.tif", "--labels", "{dir}/small_mask.tif",
                                           "-o", "{dir}/t.zarr", "--scheduler", "threads", "--no-progress"], "rois"),
+    ("extract: neither -o nor --nwb", ["extract", "{dir}/movie.tif", "--labels", "{dir}/image.tif",
+                                       "--scheduler", "threads"], "--nwb"),
+    ("extract: --nwb is the input", ["extract", "{dir}/movie.tif", "--labels", "{dir}/image.tif", "--nwb",
+                                     "{dir}/movie.tif", "--overwrite", "--scheduler", "threads"], "--nwb"),
+    ("extract: --nwb-metadata not JSON", ["extract", "{dir}/movie.tif", "--labels", "{dir}/image.tif", "--nwb",
+                                          "{dir}/../cli_out.nwb", "--nwb-metadata", "{dir}/notes.txt",
+                                          "--scheduler", "threads"], "--nwb-metadata"),
+    ("extract: --nwb-metadata without --nwb", ["extract", "{dir}/movie.tif", "--labels", "{dir}/image.tif", "-o",
+                                               "{dir}/t.zarr", "--nwb-metadata", "{dir}/notes.txt",
+                                               "--scheduler", "threads"], "--nwb-metadata"),
 ]
 
 

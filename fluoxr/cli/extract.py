@@ -74,6 +74,7 @@ def _label_image(labels: Any, path: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
     import xarray as xr
 
     from .. import io
@@ -92,7 +93,13 @@ def run(args: argparse.Namespace) -> int:
     if args.spikes and args.tau is None:  # refused before any reading: --tau is required with --spikes
         raise ValueError("--spikes requires --tau: --tau must be a positive indicator decay time in seconds, "
                          "e.g. --tau 1.0")
+    if args.output is None and args.nwb is None:
+        raise ValueError("-o: give an output store (-o traces.zarr), an NWB file (--nwb session.nwb) or both")
+    if args.nwb_metadata is not None and args.nwb is None:
+        raise ValueError("--nwb-metadata is used with --nwb")
     _check_output(args.output, args, "-o")
+    _check_output(args.nwb, args, "--nwb")
+    nwb_meta = _read_nwb_metadata(args.nwb_metadata) if args.nwb_metadata is not None else None
     kwargs: dict[str, Any] = {}
     if args.fps is not None:
         kwargs["fps"] = args.fps
@@ -104,6 +111,10 @@ def run(args: argparse.Namespace) -> int:
     if args.positions is not None:
         pos = io.read_positions(args.positions)
         out["F"] = traces(video, pos, size=args.size, window=args.window)
+        # the ROIs the position traces average over (plain means: weight 1), for --nwb
+        win = ROISet.from_positions(pos, frame, size=args.size, window=args.window or _default_window())
+        rois_written = ROISet(roi=win.roi, y=win.y, x=win.x, weight=np.ones(win.roi.size, np.float32),
+                              shape=win.shape, meta=win.meta)
         what = f"{len(pos)} positions ({args.window or 'rect'} windows of {args.size} px)"
     else:
         if args.stat is not None:
@@ -112,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             rois = ROISet.from_labels(_label_image(io.read_image(args.labels), args.labels))
             what = f"{len(rois)} labelled ROIs"
+        rois_written = rois
         out = extract(video, rois, neuropil="auto" if args.neuropil else None)
     F = out["F"]
     if args.spikes:
@@ -126,14 +138,49 @@ def run(args: argparse.Namespace) -> int:
         b = baseline(f, window_s=args.window_s, sigma_frames=args.sigma, fps=fps)
         out["spikes"] = oasis(f - b, tau_s=args.tau, fps=fps)
     out.attrs.update({k: v for k, v in video.attrs.items() if k in ("fps", "source")})
+    targets = " and ".join(t for t in (args.output, args.nwb) if t is not None)
     if not args.no_progress:
-        print(f"fluoxr extract: {what} from {dict(video.sizes)} -> {args.output}", flush=True)
+        print(f"fluoxr extract: {what} from {dict(video.sizes)} -> {targets}", flush=True)
     with scheduler(args.scheduler, workers=args.workers) as client:
         runner = Runner(client=client, progress=not args.no_progress)
-        write = io.save(out, args.output, overwrite=args.overwrite, resume=args.resume, compute=False)
-        runner.compute(write, label="extracting traces", nbytes=video.nbytes)
-    print(f"wrote {', '.join(map(str, out.data_vars))} to {args.output} ({runner.throughput('extracting traces')})")
+        if args.output is not None:
+            write = io.save(out, args.output, overwrite=args.overwrite, resume=args.resume, compute=False)
+            runner.compute(write, label="extracting traces", nbytes=video.nbytes)
+            print(f"wrote {', '.join(map(str, out.data_vars))} to {args.output} "
+                  f"({runner.throughput('extracting traces')})")
+            out = io.open_result(args.output)  # the NWB file is written from the stored traces, not recomputed
+        if args.nwb is not None:
+            nwb_traces = out.isel(channel=args.channel) if "channel" in out.dims else out
+            # an NWB file cannot be resumed: --resume writes it again (from the stored traces when -o is given)
+            io.to_nwb(nwb_traces, args.nwb, rois=rois_written, metadata=nwb_meta, fps=args.fps,
+                      overwrite=args.overwrite or args.resume)
+            print(f"wrote {', '.join(map(str, nwb_traces.data_vars))} to {args.nwb} (NWB)")
     return 0
+
+
+def _default_window() -> str:
+    from .._options import get_options
+
+    return get_options()["trace_window"]
+
+
+def _read_nwb_metadata(path: str) -> dict[str, Any]:
+    """``--nwb-metadata``: a JSON object of :func:`fluoxr.to_nwb`'s metadata (times as ISO 8601 texts)."""
+    import json
+
+    try:
+        with open(path) as fh:
+            meta = json.load(fh)
+    except FileNotFoundError as exc:
+        raise ValueError(f"--nwb-metadata {path!r} does not exist") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"--nwb-metadata {path!r} is not a JSON file: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise ValueError(f"--nwb-metadata {path!r} must hold a JSON object, got {type(meta).__name__}")
+    from ..io.nwb import _SCHEMA, _check_metadata
+
+    _check_metadata(meta, _SCHEMA, "--nwb-metadata")  # refused before the recording is read
+    return meta
 
 
 def add_parser(sub: Any) -> None:
@@ -146,7 +193,12 @@ def add_parser(sub: Any) -> None:
     src.add_argument("--labels", default=None, help="label image (TIFF/.npy/zarr; 0 = background)")
     src.add_argument("--positions", default=None,
                      help="CSV of positions with columns y,x (row, column; header optional, order y then x)")
-    p.add_argument("-o", "--output", required=True, help="output zarr store")
+    p.add_argument("-o", "--output", default=None, help="output zarr store (this, --nwb or both)")
+    p.add_argument("--nwb", default=None, metavar="FILE.nwb",
+                   help="also (or only) write the traces and ROIs as an NWB ophys file (needs fluoxr[nwb])")
+    p.add_argument("--nwb-metadata", default=None, metavar="META.json",
+                   help="JSON object of NWB metadata (session_description, session_start_time, subject, device, "
+                        "imaging_plane; see fluoxr.to_nwb)")
     p.add_argument("--neuropil", action="store_true", help="also extract suite2p neuropil traces (Fneu)")
     p.add_argument("--coeff", type=_number(float, ge=0), default=0.7, help="neuropil coefficient for Fc = F - coeff*Fneu (0.7)")
     p.add_argument("--spikes", action="store_true",

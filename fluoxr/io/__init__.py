@@ -10,13 +10,17 @@ Formats
 TIFF / BigTIFF (one file, a list, or a glob; ImageJ and OME hyperstacks),
 zarr v2/v3 (arrays, and groups written by :func:`save`), OME-Zarr images (NGFF 0.4/0.5,
 ``"store.ome.zarr::labels/NAME"`` for a label image), suite2p ``data.bin``,
-``.npy`` (read like a memory map) and HDF5 datasets (``"file.h5::/path"``).
+``.npy`` (read like a memory map), HDF5 datasets (``"file.h5::/path"``) and NWB
+imaging series (``"session.nwb::/acquisition/NAME"``); NWB files are written
+by :func:`to_nwb` and their ROIs read by :func:`read_nwb_rois`.
 
 Layout
 ------
 ``readers``  the reader base classes and the dask array over a reader
 ``tiff``, ``raw`` (.bin, .npy), ``hdf5``, ``zarr``  one module per format
 ``open``     the public openers: open_video, open_result, info, read_image, ...
+``nwb``      to_nwb: traces, ROIs and recordings as NWB ophys files (needs pynwb)
+``nwb_input`` NWB image series and PlaneSegmentations as inputs (h5py only)
 ``store``    save: chunk by chunk, resumable, completeness recorded in the store
 ``ome_zarr`` the OME-Zarr (NGFF 0.5) layout save can write, and opening OME-Zarr images
 ``safety``   what keeps outputs away from inputs: refused paths, locks, fingerprints
@@ -39,6 +43,8 @@ from .open import (
     read_positions,
     read_suite2p_stat,
 )
+from .nwb import to_nwb
+from .nwb_input import read_nwb_rois
 from .raw import _bin_reader, _npy_reader, _RawReader
 from .readers import PathLike, VideoFileNotFoundError, _ConcatReader, _FileReader, _Reader, _reader_to_dask
 from .store import (
@@ -66,4 +72,6 @@ __all__ = [
     "VideoFileNotFoundError",
     "IncompleteStoreError",
     "check_complete",
+    "to_nwb",
+    "read_nwb_rois",
 ]

@@ -21,6 +21,7 @@ from .._validate import check_choice, check_fps, check_int, check_number
 from .._video import ChunksLike, as_video, default_dims, normalize_chunks_arg
 from .hdf5 import H5_SUFFIXES, _h5_reader, _split_h5
 from .ome_zarr import is_ome_zarr, open_ome_result, open_ome_video
+from .nwb_input import NWB_SUFFIXES, _nwb_reader
 from .raw import _bin_reader, _npy_reader
 from .readers import PathLike, VideoFileNotFoundError, _ConcatReader, _Reader, _reader_to_dask
 from .store import _public_attrs, check_complete
@@ -60,6 +61,8 @@ def _expand_paths(path: Any) -> list[str]:
 def _kind(text: str) -> str:
     f, dset = _split_h5(text)
     low = f.lower()
+    if low.endswith(NWB_SUFFIXES):
+        return "nwb"
     if dset is not None or low.endswith(H5_SUFFIXES):
         return "h5"
     if low.endswith(TIFF_SUFFIXES):
@@ -73,7 +76,8 @@ def _kind(text: str) -> str:
         return "zarr"
     raise ValueError(
         f"path {text!r} has an unknown extension; fluoxr opens TIFF ({', '.join(TIFF_SUFFIXES)}), "
-        "zarr (.zarr or a zarr directory), suite2p .bin, .npy and HDF5 ('file.h5::/dataset')"
+        "zarr (.zarr or a zarr directory), suite2p .bin, .npy, HDF5 ('file.h5::/dataset') "
+        "and NWB ('file.nwb', 'file.nwb::/acquisition/NAME')"
     )
 
 
@@ -131,7 +135,11 @@ def open_video(
     path : path, list of paths or glob pattern
         A TIFF/BigTIFF (or several, concatenated along time in natural sort
         order, like a microscope's split stacks), a zarr store, a suite2p
-        ``data.bin``, a ``.npy`` file or an HDF5 dataset ``"file.h5::/path"``.
+        ``data.bin``, a ``.npy`` file, an HDF5 dataset ``"file.h5::/path"`` or
+        an NWB file's imaging series (``"session.nwb"`` for its only
+        TwoPhotonSeries or OnePhotonSeries, ``"session.nwb::/acquisition/NAME"``
+        to pick one; rate from the series, pixel size from its imaging
+        plane's ``grid_spacing``).
         An OME-Zarr image (NGFF 0.4 or 0.5, written by any tool) opens with
         its frame rate and pixel size from its axes' scale and units;
         ``"out.ome.zarr::labels/NAME"`` opens a label image (or another image
@@ -228,6 +236,8 @@ def open_video(
             (r, m), d = _bin_reader(p, shape, dtype), ("time", "y", "x")
         elif kind == "npy":
             (r, d), m = _npy_reader(p), {}
+        elif kind == "nwb":
+            r, d, m, base = _nwb_reader(p)
         else:
             r, m, h5chunks = _h5_reader(p)
             d = default_dims(len(r.shape))
