@@ -204,21 +204,23 @@ def test_kernel_pieces_by_hand():
 # -- peer: the oracle itself --------------------------------------------------------------------------
 
 
-def _oracle():
+def _oracle(monkeypatch: pytest.MonkeyPatch):
+    """The oracle module; with cellects 1.1.0 only, its helpers under 0.4's name for as long as the test runs."""
     pytest.importorskip("cv2")
     try:
         import cellects.image_analysis.morphological_operations  # noqa: F401  (cellects 0.4.x)
     except ImportError:
         mo = pytest.importorskip("cellects.image.morphological_operations")   # 1.1.0: the same three helpers
-        import cellects
         import types
+
+        import cellects
         if not hasattr(mo, "cc") or not hasattr(mo, "reduce_image_size_for_speed"):
             pytest.skip("this cellects has no cc()/reduce_image_size_for_speed")
         pkg = types.ModuleType("cellects.image_analysis")
         pkg.morphological_operations = mo
-        sys.modules.setdefault("cellects.image_analysis", pkg)
-        sys.modules.setdefault("cellects.image_analysis.morphological_operations", mo)
-        cellects.image_analysis = pkg
+        monkeypatch.setitem(sys.modules, "cellects.image_analysis", pkg)
+        monkeypatch.setitem(sys.modules, "cellects.image_analysis.morphological_operations", mo)
+        monkeypatch.setattr(cellects, "image_analysis", pkg, raising=False)
     oracles = os.path.join(HERE, "oracles")
     if oracles not in sys.path:
         sys.path.insert(0, oracles)
@@ -229,7 +231,11 @@ def _oracle():
 
 def build_golden(path: str = GOLDEN) -> None:
     """Run the oracle on :func:`cases` and store labels, masks, contours and its tables (peers' environment)."""
-    oracle = _oracle()
+    with pytest.MonkeyPatch.context() as mp:
+        _build_golden(_oracle(mp), path)
+
+
+def _build_golden(oracle, path: str) -> None:
     out = {}
     for name, (labels, mask) in cases().items():
         contours = oracle.contours_from_mask(mask)
@@ -242,8 +248,8 @@ def build_golden(path: str = GOLDEN) -> None:
 
 @pytest.mark.peer
 @pytest.mark.parametrize("name", sorted(cases()))
-def test_peer_stored_tables_are_the_oracles(name):
-    oracle = _oracle()
+def test_peer_stored_tables_are_the_oracles(name, monkeypatch):
+    oracle = _oracle(monkeypatch)
     g = _load_golden()[name]
     np.testing.assert_array_equal(oracle.contours_from_mask(g["mask"]), g["contours"])
     np.testing.assert_array_equal(CF.contours_from_mask(g["mask"]), g["contours"])
@@ -254,8 +260,8 @@ def test_peer_stored_tables_are_the_oracles(name):
 
 @pytest.mark.peer
 @pytest.mark.parametrize("seed", range(4))
-def test_peer_fresh_videos_equal_the_oracle(seed):
-    oracle = _oracle()
+def test_peer_fresh_videos_equal_the_oracle(seed, monkeypatch):
+    oracle = _oracle(monkeypatch)
     rng = np.random.default_rng(100 + seed)
     for labels in (smooth_labels(100 + seed, shape=(24, 20, 23)), noisy_labels(100 + seed, shape=(14, 13, 17)),
                    blob_labels(100 + seed, shape=(25, 37, 31))):
@@ -268,8 +274,8 @@ def test_peer_fresh_videos_equal_the_oracle(seed):
 
 
 @pytest.mark.peer
-def test_peer_cc_and_quadrants_equal_cellects():
-    oracle = _oracle()
+def test_peer_cc_and_quadrants_equal_cellects(monkeypatch):
+    oracle = _oracle(monkeypatch)
     from cellects.image_analysis import morphological_operations as mo
 
     cc = oracle.cc_function("stable")
