@@ -33,7 +33,7 @@ import xarray as xr
 
 from . import _backend
 from ._validate import check_choice, check_int, check_number
-from ._video import check_video, check_whole_frames
+from ._video import as_video, check_video, check_whole_frames
 from .device import host
 from .drivers import TemporalFilter, apply_temporal
 from .kernels import oscillations as K
@@ -217,7 +217,10 @@ def detect(
         ``("time", [z], [channel], "y", "x")``, whole frames in every chunk.
         A colour video (``channel`` dim) uses its first channel, as Cellects
         does; the result then has no ``channel`` dim. ``z`` planes are
-        processed independently.
+        processed independently. A raw NumPy or dask array is ``(time, y,
+        x)`` or, with four dims, Cellects' colour layout ``(time, y, x,
+        channel)`` (other layouts: wrap it with :func:`fluoxr.as_video` and
+        its ``dims``).
     period_s : float
         Expected oscillation period in seconds. Cellects passes
         ``max(2, int(period_s / interval_s))`` to ``np.gradient`` as the
@@ -281,6 +284,9 @@ def detect(
     >>> labels.dtype, labels.dims
     (dtype('int8'), ('time', 'y', 'x'))
     """
+    if not isinstance(video, xr.DataArray) and getattr(video, "ndim", None) == 4:
+        # a raw colour video in Cellects' own layout, the one documented here
+        video = as_video(video, dims=("time", "y", "x", "channel"), name="video")
     video = check_video(video, "video", min_frames=2)
     check_whole_frames(video, "video")
     if "channel" in video.dims:
@@ -300,8 +306,6 @@ def detect(
                          f"got lag={lag!r}")
 
     if not isinstance(video.data, da.Array):
-        from ._video import as_video
-
         video = as_video(video)
     if compat is not None:
         # Cellects' cc() rule ranks each frame's components one by one: CPU only
