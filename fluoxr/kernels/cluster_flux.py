@@ -39,8 +39,6 @@ __all__ = [
 #: Cellects' ``clusters_final_data`` columns, in its order (columns 4 and 5 are x then y).
 ROW_FIELDS = ("mean_pixel_period", "archive_frame", "size", "edge_distance", "centroid_x", "centroid_y")
 
-# OpenCV's erosion treats pixels outside the image as set; its dilation (with borderValue=0) as unset
-_INT32_MAX = np.iinfo(np.int32).max
 
 
 class KindState(NamedTuple):
@@ -113,12 +111,15 @@ def _opencv_numbers(lab: np.ndarray, n: int) -> np.ndarray:
     Two pixels of one 2 x 2 block are always 8-connected, so every block
     belongs to at most one component and the keys below are distinct.
     """
-    yy, xx = np.nonzero(lab)
-    blocks_per_row = (lab.shape[1] + 1) // 2
-    key = np.full(n + 1, np.iinfo(np.int64).max, np.int64)
-    np.minimum.at(key, lab[yy, xx], (yy // 2).astype(np.int64) * blocks_per_row + xx // 2)
+    from scipy import ndimage
+
     num = np.zeros(n + 1, np.int64)
-    num[1 + np.argsort(key[1:], kind="stable")] = np.arange(1, n + 1)
+    if n == 0:
+        return num
+    ny, nx = lab.shape
+    blocks = (np.arange(ny)[:, None] // 2) * ((nx + 1) // 2) + np.arange(nx)[None, :] // 2
+    key = np.asarray(ndimage.minimum(blocks, labels=lab, index=np.arange(1, n + 1)), np.int64)
+    num[1 + np.argsort(key, kind="stable")] = np.arange(1, n + 1)
     return num
 
 
@@ -132,30 +133,25 @@ def cellects_cc(binary: np.ndarray) -> np.ndarray:
     >>> cellects_cc(img).tolist()        # the larger component is ranked first, after the background
     [[2, 0, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]]
     """
+    from scipy import ndimage
+
     binary = np.asarray(binary) > 0
     ny, nx = binary.shape
     lab, n = _components(binary)
     num = _opencv_numbers(lab, n)
-    cv_lab = num[lab]
-    # OpenCV's stats per label (0 = every unset pixel): area and bounding box as Cellects rewrites it
-    area = np.bincount(cv_lab.ravel(), minlength=n + 1)
-    left = np.full(n + 1, _INT32_MAX, np.int64)
-    top = np.full(n + 1, _INT32_MAX, np.int64)
-    right = np.full(n + 1, -1, np.int64)
-    bottom = np.full(n + 1, -1, np.int64)
-    yy, xx = np.nonzero(lab)
-    c = cv_lab[yy, xx]
-    np.minimum.at(left, c, xx)
-    np.minimum.at(top, c, yy)
-    np.maximum.at(right, c, xx + 1)
-    np.maximum.at(bottom, c, yy + 1)
+    # OpenCV's stats per label (its label 0: every unset pixel): area, and which borders the bounding box meets
+    area = np.zeros(n + 1, np.int64)
+    area[num] = np.bincount(lab.ravel(), minlength=n + 1)
+    sides = np.zeros(n + 1, np.int64)
+    if n:
+        box = np.array([(s[0].start, s[0].stop, s[1].start, s[1].stop) for s in ndimage.find_objects(lab)])
+        sides[num[1:]] = (box[:, 0] == 0).astype(np.int64) + (box[:, 1] == ny) + (box[:, 2] == 0) + (box[:, 3] == nx)
     if area[0]:
-        rows = np.nonzero((~binary).any(axis=1))[0]
-        cols = np.nonzero((~binary).any(axis=0))[0]
-        left[0], right[0], top[0], bottom[0] = cols[0], cols[-1] + 1, rows[0], rows[-1] + 1
-    # an empty background's stats never meet a border in OpenCV (INT_MAX sentinels): sides 0
-    sides = (left == 0).astype(np.int64) + (top == 0) + (right == nx) + (bottom == ny)
-    sides[area == 0] = 0
+        unset_rows = np.nonzero((~binary).any(axis=1))[0]
+        unset_cols = np.nonzero((~binary).any(axis=0))[0]
+        sides[0] = (int(unset_rows[0] == 0) + int(unset_rows[-1] == ny - 1) + int(unset_cols[0] == 0)
+                    + int(unset_cols[-1] == nx - 1))
+    # an empty background's stats never meet a border in OpenCV (INT_MAX sentinels): it keeps sides 0
     order = np.argsort(area, kind="stable")[::-1].copy()
     touching = np.nonzero(sides[order] > 2)[0]
     if np.any(touching != 0):
@@ -163,7 +159,7 @@ def cellects_cc(binary: np.ndarray) -> np.ndarray:
         order[0], order[other] = order[other], order[0]
     value = np.empty(n + 1, np.uint32)
     value[order] = np.arange(n + 1, dtype=np.uint32)
-    return value[cv_lab]
+    return value[num][lab]
 
 
 def reduce_quadrants(image: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -295,14 +291,16 @@ def update_flux(t: int, contours: np.ndarray, flux: np.ndarray, period: np.ndarr
     new_records = np.array((period[lost], cid[lost], ly, lx), dtype=np.uint32)
     records = np.concatenate((records, new_records), axis=1)
     period[lost] = 0
-    values = np.unique(flux)
+    values = np.nonzero(np.bincount(flux.ravel()))[0]      # np.unique(flux), without sorting the frame
     walked = values[1:]  # Cellects iterates np.unique(current_flux)[1:]: all values but the smallest present
     in_walk = flux > values[0]
-    # old names under each walked component, in component order
+    # old names under each walked component, in component order: (component, name) pairs as one sorted key
     both = in_walk & (cid > 0)
-    pairs = np.unique(np.stack([flux[both].astype(np.int64), cid[both].astype(np.int64)]), axis=1)
-    starts = np.searchsorted(pairs[0], walked)
-    stops = np.searchsorted(pairs[0], walked, side="right")
+    base = np.int64(total) + 1
+    keys = np.unique(flux[both].astype(np.int64) * base + cid[both])
+    pair_comp, pair_name = keys // base, keys % base
+    starts = np.searchsorted(pair_comp, walked)
+    stops = np.searchsorted(pair_comp, walked, side="right")
     parent: dict[int, int] = {}
     comp_name = np.zeros(walked.size, np.int64)
     for i in range(walked.size):
@@ -310,7 +308,7 @@ def update_flux(t: int, contours: np.ndarray, flux: np.ndarray, period: np.ndarr
             total += 1
             comp_name[i] = total
             continue
-        roots = {_find(parent, int(o)) for o in pairs[1, starts[i]:stops[i]]}
+        roots = {_find(parent, int(o)) for o in pair_name[starts[i]:stops[i]]}
         name = min(roots)
         for r in roots:
             if r != name:
@@ -318,22 +316,33 @@ def update_flux(t: int, contours: np.ndarray, flux: np.ndarray, period: np.ndarr
         comp_name[i] = name
 
     def final(names: np.ndarray) -> np.ndarray:
+        """Names after this frame's merges (only names that were merged into another change)."""
         if not parent or names.size == 0:
             return names
-        uniq, inv = np.unique(names, return_inverse=True)
-        return np.array([_find(parent, int(u)) for u in uniq], names.dtype)[inv.ravel()].reshape(names.shape)
+        merged = np.isin(names, np.fromiter(parent, np.int64, len(parent)), kind="table")
+        if not merged.any():
+            return names
+        uniq, inv = np.unique(names[merged], return_inverse=True)
+        out = names.copy()
+        out[merged] = np.array([_find(parent, int(u)) for u in uniq], names.dtype)[inv.ravel()]
+        return out
 
-    new_cid = final(cid)
-    if new_cid is cid:
-        new_cid = cid.copy()
+    new_cid = np.zeros_like(cid)
+    alive_names = [np.zeros(0, np.uint32)]
     if walked.size:
         lut = np.zeros(int(values[-1]) + 1, np.uint32)
         lut[walked] = final(comp_name).astype(np.uint32)
         new_cid[in_walk] = lut[flux[in_walk]]
-    new_cid[lost] = 0
+        alive_names.append(lut[walked])
+    if values[0] > 0:
+        # the smallest value is not walked (Cellects' [1:]), yet its pixels are in the flux: they keep their
+        # (renamed) clusters
+        skipped = (flux == values[0]) & (cid > 0)
+        new_cid[skipped] = final(cid[skipped])
+        alive_names.append(new_cid[skipped])
     records[1] = final(records[1])
     period[in_walk] += np.uint32(1)
-    alive = np.isin(records[1], np.unique(new_cid))
+    alive = np.isin(records[1], np.concatenate(alive_names))
     dead = records[:, ~alive]
     rows = np.zeros((0, 6), np.float32)
     if dead.shape[1]:
