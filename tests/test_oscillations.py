@@ -77,7 +77,8 @@ def test_colour_video_uses_first_channel_and_z_planes_are_independent():
     video = _wavy(seed=4)
     kw = dict(period_s=12.0, interval_s=2.0, min_cluster_size=3)
     other = _wavy(seed=5)
-    colour = fluoxr.as_video(np.stack([video.values, other.values], axis=1), fps=0.5)
+    colour = fluoxr.as_video(np.stack([video.values, other.values], axis=1), fps=0.5,
+                             dims=("time", "channel", "y", "x"))
     assert colour.dims == ("time", "channel", "y", "x")
     got = O.detect(colour, **kw)
     assert got.dims == ("time", "y", "x")
