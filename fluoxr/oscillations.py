@@ -5,8 +5,9 @@ Cellects (``detect_oscillations_dynamics``) finds where a specimen thickens
 gradient, then keeps coherent patches. :func:`detect` gives the identical
 int8 labels chunk by chunk, with a halo of one frame along time, so a
 recording of any length runs in the memory of a few chunks.
-:func:`track_clusters` follows the oscillating clusters through time and
-:func:`oscillation_coordinates` lists the influx/efflux pixels.
+:func:`track_clusters` follows the oscillating clusters through time (fluoxr's
+tracker, or with ``compat="cellects"`` Cellects' own cluster flux study, row
+for row) and :func:`oscillation_coordinates` lists the influx/efflux pixels.
 
 Differences from Cellects, all documented where they apply:
 
@@ -730,6 +731,15 @@ def _contour_mask_blocks(contours: Any, mask: Any, labels: xr.DataArray, chunks:
     if isinstance(given, xr.DataArray):
         given = given.data
     ndim = getattr(given, "ndim", np.ndim(given))
+    if ndim == 2 and isinstance(given, da.Array):
+        # lazy: the contour is derived inside the graph, nothing is computed here
+        if tuple(given.shape) != shape:
+            raise ValueError(f"{name} must be one (y, x) frame of shape {shape} or a (time, y, x) video, "
+                             f"got shape {tuple(given.shape)}")
+        if given.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must be a boolean or numeric image, got dtype {given.dtype}")
+        fn = CF.contours_from_mask if name == "mask" else _ones_of
+        return [dask.delayed(fn, pure=True)(given)] * len(chunks)
     if ndim == 2:
         arr = np.asarray(given)
         if arr.shape != shape:

@@ -158,6 +158,23 @@ def test_cellects_table_with_a_mask_per_frame():
     _assert_table_equals(df, rows, kinds)
 
 
+def test_cellects_table_with_lazy_masks_computes_nothing_while_built():
+    import dask.array as dask_array
+
+    from fluoxr.testing import raise_if_dask_computes
+
+    g = _load_golden()["smooth2"]
+    labels = _as_labels(g["labels"]).chunk({"time": 6})
+    lazy2d = dask_array.from_array(g["mask"], chunks=-1)
+    lazy3d = dask_array.from_array(np.broadcast_to(g["mask"], g["labels"].shape), chunks=(5, -1, -1))
+    with raise_if_dask_computes():
+        tables = [track_clusters(labels, compat="cellects", mask=lazy2d),
+                  track_clusters(labels, compat="cellects", mask=lazy3d),
+                  track_clusters(labels, compat="cellects", contours=dask_array.from_array(g["contours"]))]
+    for table in tables:
+        _assert_table_equals(table.compute(), g["table"], g["kind"])
+
+
 def test_cellects_table_is_lazy_and_has_its_columns():
     g = _load_golden()["noisy0"]
     table = track_clusters(_as_labels(g["labels"]).chunk({"time": 5}), compat="cellects", mask=g["mask"])
