@@ -190,7 +190,7 @@ def verify(work: str) -> int:
     for c in cases:
         expected = np.load(c["out"])
         v = np.load(c["video"])
-        video = fluoxr.as_video(np.moveaxis(v, -1, 1) if v.ndim == 4 else v)  # colour: (time, channel, y, x)
+        video = fluoxr.as_video(v, dims=("time", "y", "x", "channel") if v.ndim == 4 else None)  # Cellects' colour
         compat = "cellects-lowmem" if c["lowmem"] else "cellects"
         worst = 1.0
         for chunks in default_chunkings(v.shape[0]):

@@ -117,8 +117,11 @@ def as_video(
     Parameters
     ----------
     array : numpy.ndarray, dask.array.Array or xarray.DataArray
-        Frames along the first axis: ``(time, y, x)``, ``(time, channel, y, x)``
-        or ``(time, z, channel, y, x)``; pass ``dims`` for other layouts.
+        Frames along the first axis: ``(time, y, x)`` or ``(time, z, channel,
+        y, x)``; pass ``dims`` for other layouts. A 4-D array needs ``dims``
+        (a ValueError names the choices), as its layout cannot be guessed:
+        ``(time, y, x, channel)`` (Cellects, OpenCV), ``(time, channel, y,
+        x)`` or ``(time, z, y, x)``.
     fps : float, optional
         Frame rate in Hz. With it, the ``time`` coordinate is in seconds.
     chunks : int, tuple, mapping or "auto", optional
@@ -163,6 +166,14 @@ def as_video(
         if not hasattr(data, "ndim") or not hasattr(data, "dtype"):
             raise TypeError(f"array must be a NumPy or dask array, got {type(array).__name__}")
     if dims is None:
+        if data.ndim == 4:
+            # colour videos come as (t, c, y, x) (ImageJ hyperstacks) as often as (t, y, x, c) (Cellects,
+            # OpenCV, imageio) or (t, z, y, x): read one as another and every result is silently wrong
+            raise ValueError(
+                f"{name or 'array'} is a 4-D array of shape {tuple(data.shape)}, whose layout is ambiguous: pass "
+                "dims=('time', 'y', 'x', 'channel') (colour frames last: Cellects, OpenCV, imageio), "
+                "dims=('time', 'channel', 'y', 'x') (an ImageJ hyperstack) or dims=('time', 'z', 'y', 'x') "
+                "(to fluoxr.as_video, then pass the video)")
         dims = default_dims(data.ndim)
     dims = tuple(str(d) for d in dims)
     if len(dims) != data.ndim:

@@ -5,8 +5,9 @@ Cellects (``detect_oscillations_dynamics``) finds where a specimen thickens
 gradient, then keeps coherent patches. :func:`detect` gives the identical
 int8 labels chunk by chunk, with a halo of one frame along time, so a
 recording of any length runs in the memory of a few chunks.
-:func:`track_clusters` follows the oscillating clusters through time and
-:func:`oscillation_coordinates` lists the influx/efflux pixels.
+:func:`track_clusters` follows the oscillating clusters through time (fluoxr's
+tracker, or with ``compat="cellects"`` Cellects' own cluster flux study, row
+for row) and :func:`oscillation_coordinates` lists the influx/efflux pixels.
 
 Differences from Cellects, all documented where they apply:
 
@@ -33,7 +34,7 @@ import xarray as xr
 
 from . import _backend
 from ._validate import check_choice, check_int, check_number
-from ._video import check_video, check_whole_frames
+from ._video import as_video, check_video, check_whole_frames
 from .device import host
 from .drivers import TemporalFilter, apply_temporal
 from .kernels import oscillations as K
@@ -217,7 +218,10 @@ def detect(
         ``("time", [z], [channel], "y", "x")``, whole frames in every chunk.
         A colour video (``channel`` dim) uses its first channel, as Cellects
         does; the result then has no ``channel`` dim. ``z`` planes are
-        processed independently.
+        processed independently. A raw NumPy or dask array is ``(time, y,
+        x)`` or, with four dims, Cellects' colour layout ``(time, y, x,
+        channel)`` (other layouts: wrap it with :func:`fluoxr.as_video` and
+        its ``dims``).
     period_s : float
         Expected oscillation period in seconds. Cellects passes
         ``max(2, int(period_s / interval_s))`` to ``np.gradient`` as the
@@ -281,6 +285,9 @@ def detect(
     >>> labels.dtype, labels.dims
     (dtype('int8'), ('time', 'y', 'x'))
     """
+    if not isinstance(video, xr.DataArray) and getattr(video, "ndim", None) == 4:
+        # a raw colour video in Cellects' own layout, the one documented here
+        video = as_video(video, dims=("time", "y", "x", "channel"), name="video")
     video = check_video(video, "video", min_frames=2)
     check_whole_frames(video, "video")
     if "channel" in video.dims:
@@ -300,8 +307,6 @@ def detect(
                          f"got lag={lag!r}")
 
     if not isinstance(video.data, da.Array):
-        from ._video import as_video
-
         video = as_video(video)
     if compat is not None:
         # Cellects' cc() rule ranks each frame's components one by one: CPU only
@@ -676,14 +681,130 @@ def _assemble(finished: list[list[tuple]], state: dict[str, Any] | None, *, inte
     return df
 
 
+# --------------------------------------------------------------------------------------------
+# Cellects' cluster flux study: a sequential chain of chunk steps carrying Cellects' small state
+
+_FLUX_COLUMNS = ["mean_pixel_period", "archive_frame", "size", "edge_distance", "centroid_y", "centroid_x", "kind"]
+
+
+def _flux_frame(rows: np.ndarray, kinds: np.ndarray) -> pd.DataFrame:
+    """One partition of the Cellects table from :func:`fluoxr.kernels.cluster_flux.flux_frames`' rows."""
+    from .kernels import cluster_flux as CF
+
+    col = {name: rows[:, i] for i, name in enumerate(CF.ROW_FIELDS)}
+    df = pd.DataFrame({
+        "mean_pixel_period": col["mean_pixel_period"],
+        "archive_frame": col["archive_frame"].astype(np.int64),
+        "size": col["size"].astype(np.int64),
+        "edge_distance": col["edge_distance"],
+        "centroid_y": col["centroid_y"],
+        "centroid_x": col["centroid_x"],
+        "kind": pd.Categorical.from_codes(np.asarray(kinds, np.int64) - 1, categories=["influx", "efflux"]),
+    })
+    return df
+
+
+def _flux_step(state: Any, block: np.ndarray, contours: np.ndarray, *, t0: int, start: int
+               ) -> tuple[Any, pd.DataFrame]:
+    """One chunk of Cellects' frame loop: the state after it and the rows archived in it."""
+    from .kernels import cluster_flux as CF
+
+    block = np.asarray(block)
+    _check_label_values(block)
+    if state is None:
+        state = CF.initial_state(block.shape[1:])
+    state, rows, kinds = CF.flux_frames(block, np.asarray(contours), state, t0=t0, start=start)
+    return state, _flux_frame(rows, kinds)
+
+
+def _contour_mask_blocks(contours: Any, mask: Any, labels: xr.DataArray, chunks: tuple) -> list:
+    """Per time chunk: the contour image(s) Cellects' loop sees (one ``(y, x)`` image, or one per frame)."""
+    from .kernels import cluster_flux as CF
+
+    if contours is not None and mask is not None:
+        raise ValueError("give contours or mask, not both")
+    given, name = (contours, "contours") if contours is not None else (mask, "mask")
+    shape = tuple(labels.shape[1:])
+    if given is None:
+        # no specimen given: the whole frame is the specimen (its contour: nothing, OpenCV erodes with set borders)
+        return [CF.contours_from_mask(np.ones(shape, bool))] * len(chunks)
+    if isinstance(given, xr.DataArray):
+        given = given.data
+    ndim = getattr(given, "ndim", np.ndim(given))
+    if ndim == 2 and isinstance(given, da.Array):
+        # lazy: the contour is derived inside the graph, nothing is computed here
+        if tuple(given.shape) != shape:
+            raise ValueError(f"{name} must be one (y, x) frame of shape {shape} or a (time, y, x) video, "
+                             f"got shape {tuple(given.shape)}")
+        if given.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must be a boolean or numeric image, got dtype {given.dtype}")
+        fn = CF.contours_from_mask if name == "mask" else _ones_of
+        return [dask.delayed(fn, pure=True)(given)] * len(chunks)
+    if ndim == 2:
+        arr = np.asarray(given)
+        if arr.shape != shape:
+            raise ValueError(f"{name} must be one (y, x) frame of shape {shape} or a (time, y, x) video, "
+                             f"got shape {arr.shape}")
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must be a boolean or numeric image, got dtype {arr.dtype}")
+        image = CF.contours_from_mask(arr) if name == "mask" else (arr != 0).astype(np.uint8)
+        return [image] * len(chunks)
+    if ndim != 3 or tuple(given.shape) != (labels.shape[0],) + shape:
+        raise ValueError(f"{name} must be one (y, x) frame of shape {shape} or a (time, y, x) video of shape "
+                         f"{(labels.shape[0],) + shape}, got shape {tuple(getattr(given, 'shape', ()))}")
+    data = given if isinstance(given, da.Array) else da.from_array(np.asarray(given), chunks=-1)
+    if data.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be boolean or numeric, got dtype {data.dtype}")
+    data = data.rechunk((chunks, -1, -1))
+    fn = _mask_contours if name == "mask" else _ones_of
+    return [dask.delayed(fn, pure=True)(b) for b in data.to_delayed(optimize_graph=False).reshape(-1)]
+
+
+def _mask_contours(block: np.ndarray) -> np.ndarray:
+    from .kernels import cluster_flux as CF
+
+    return np.stack([CF.contours_from_mask(f) for f in np.asarray(block)]) if len(block) else \
+        np.zeros(np.shape(block), np.uint8)
+
+
+def _ones_of(block: np.ndarray) -> np.ndarray:
+    return (np.asarray(block) != 0).astype(np.uint8)
+
+
+def _track_clusters_cellects(labels: xr.DataArray, contours: Any, mask: Any, interval_s: float | None) -> LazyTable:
+    data = _dask_data(labels)
+    start = int(labels.attrs.get("start", 0) or 0)
+    blocks = data.to_delayed(optimize_graph=False).reshape(-1)
+    starts = np.cumsum((0,) + data.chunks[0])
+    images = _contour_mask_blocks(contours, mask, labels, data.chunks[0])
+    # Cellects' loop is sequential (each frame's names, periods and records depend on all earlier frames), so
+    # the chunks run as a chain: task i takes the state left by task i - 1 -- two (y, x) uint32 images per
+    # kind and the pixel records of the clusters still alive -- and gives the rows archived in its frames
+    state = None
+    parts = []
+    for i, block in enumerate(blocks):
+        state, rows = dask.delayed(_flux_step, nout=2, pure=True)(state, block, images[i], t0=int(starts[i]),
+                                                                  start=start)
+        parts.append(rows)
+    meta = _flux_frame(np.zeros((0, 6), np.float32), np.zeros(0, np.int8))
+    attrs = {"n_frames": int(data.shape[0]), "first_analysed_frame": start, "compat": "cellects"}
+    if interval_s is not None:
+        attrs["interval_s"] = interval_s
+    meta.attrs.update(attrs)
+    return LazyTable(parts, meta, dim="cluster", attrs=attrs, name="cluster_flux")
+
+
 def track_clusters(
     labels: xr.DataArray,
     *,
     min_overlap: int = 1,
     interval_s: float | None = None,
     compute: bool | None = None,
+    compat: str | None = None,
+    contours: Any = None,
+    mask: Any = None,
 ) -> LazyTable | pd.DataFrame:
-    """Oscillating clusters followed through time: one table row per cluster (Cellects' ``ClusterFluxStudy``).
+    """Oscillating clusters followed through time: one table row per cluster (fluoxr's tracker, or Cellects').
 
     In every frame, the 8-connected components of the influx pixels and of
     the efflux pixels are found. Components of the same kind in consecutive
@@ -710,6 +831,42 @@ def track_clusters(
     Memory holds a few chunks plus the per-frame rows of the clusters still
     open.
 
+    ``compat="cellects"`` gives instead Cellects' own cluster flux study
+    (``ClusterFluxStudy.update_flux``, driven frame by frame as Cellects'
+    ``MotionAnalysis`` drove it; the class ships in no Cellects release):
+    one row per *archived* cluster, row for row Cellects'
+    ``clusters_final_data``. Per frame that holds any cluster, the efflux
+    then the influx study: pixels that left a live cluster are recorded
+    (with the frames they stayed in the flux), each current component
+    (Cellects' ``cc()`` ranking, background swap included) takes the
+    smallest name of the clusters it overlaps (a merge) or a new name, and a
+    cluster none of whose pixels is left is archived. Its row holds the mean
+    of its records' periods, the frame, the number of records (a pixel
+    counted once per stay), the distance to the specimen's contour (1 when
+    touching) and the centroid of one of its components. This reproduces,
+    on purpose, what Cellects did and fluoxr's tracker does not: both kinds
+    share one period-tracking image (a pixel going straight from influx to
+    efflux has its influx run counted one frame too long and its efflux run
+    one frame too short); archived clusters mark the contour image for the
+    later clusters of that frame, so an "edge distance" can be the distance
+    to an earlier cluster; the distance is Cellects' quadrant shortcut (the
+    minimum inside the quadrants holding both shapes, not the true minimal
+    distance); the centroid is that of the component OpenCV numbers first,
+    not of the whole cluster; frames without any cluster are skipped (no
+    archiving then). Where Cellects has no defined result fluoxr takes the
+    definition of the oracle driver it is tested against: components of
+    equal area rank the later OpenCV label first (a stable sort; Cellects'
+    unstable sort depends on the NumPy build) and where Cellects'
+    quadrant loop never ends (two diagonal quadrants) the distance is taken
+    in that unchanged sub-image. The default tracker stays fluoxr's: it
+    follows every cluster over its whole life with areas, paths and
+    per-pixel alternation periods that do not depend on the order in which
+    clusters are visited, which Cellects' table does. The Cellects table is
+    built by a chain of one task per time chunk carrying Cellects' small
+    state (the shared period image, one name image per kind and the pixel
+    records of the clusters still alive), so it is the same for every
+    chunking.
+
     Parameters
     ----------
     labels : xarray.DataArray
@@ -727,11 +884,35 @@ def track_clusters(
         Deprecated: the table is lazy, call ``.compute()`` on it.
         ``compute=True`` still returns the DataFrame (with a
         ``DeprecationWarning``), for this release only.
+    compat : {None, "fluoxr", "cellects"}
+        ``None``/``"fluoxr"``: fluoxr's tracker (default). ``"cellects"``:
+        Cellects' cluster flux study (above); ``min_overlap`` is then not
+        used.
+    contours : array-like, optional
+        With ``compat="cellects"``: the specimen's contour, nonzero on it,
+        ``(y, x)`` or one per frame ``(time, y, x)`` (Cellects recomputes it
+        from ``binary[t]`` every frame).
+    mask : array-like, optional
+        With ``compat="cellects"``, instead of ``contours``: the specimen
+        (``(y, x)`` or ``(time, y, x)``, Cellects' ``binary``), whose contour
+        is taken as Cellects takes it: ``mask - erode(mask, 3 x 3 cross)``,
+        pixels outside the image counting as inside the specimen. Neither
+        given: the whole frame is the specimen, which then has no contour
+        pixel and an untouching cluster's distance is ``inf``.
 
     Returns
     -------
     fluoxr.LazyTable
-        Lazy (one partition); ``.compute()`` gives the DataFrame, one row per
+        ``compat="cellects"``: one partition per time chunk, one row per
+        archived cluster in Cellects' order (frame by frame, efflux before
+        influx, then by name): ``mean_pixel_period`` (float32, frames),
+        ``archive_frame`` (the frame it was archived in, the first without
+        any of its pixels), ``size`` (pixel records), ``edge_distance``
+        (float32, pixels; 1 when touching the contour), ``centroid_y`` and
+        ``centroid_x`` (float32; Cellects' columns 5 and 4, whose names it
+        swapped), ``kind`` ("influx"/"efflux").
+
+        Otherwise lazy (one partition); ``.compute()`` gives the DataFrame, one row per
         cluster, ordered by first frame then first pixel:
         ``cluster`` (0, 1, ...), ``kind`` ("influx"/"efflux"), ``first_frame``,
         ``last_frame``, ``n_frames``, ``duration_s`` (``n_frames *
@@ -753,9 +934,31 @@ def track_clusters(
     >>> table = track_clusters(labels).compute()
     >>> table[["kind", "first_frame", "n_frames", "duration_s", "area_max"]].values.tolist()
     [['influx', 1, 2, 1.0, 4]]
+
+    Cellects' table needs a frame with a cluster to archive one (frame 3):
+
+    >>> frames[3, 0, 0] = 2
+    >>> mask = np.pad(np.ones((3, 3), bool), 1)
+    >>> labels = xr.DataArray(frames, dims=("time", "y", "x"))
+    >>> cellects = track_clusters(labels, compat="cellects", mask=mask).compute()
+    >>> cellects[["kind", "archive_frame", "size", "mean_pixel_period", "edge_distance"]].values.tolist()
+    [['influx', 3, 4, 2.0, 1.0]]
     """
     labels = host(_check_labels(labels, allow_z=False), "fluoxr.oscillations.track_clusters")
+    compat = check_choice(compat, "compat", (None, "fluoxr", "cellects"))
     min_overlap = check_int(min_overlap, "min_overlap", min_value=1)
+    if compat == "cellects":
+        # Cellects' table is in frames: the frame interval is only passed on, when known
+        known = interval_s is not None or labels.attrs.get("interval_s") or labels.attrs.get("fps")
+        interval_s = _interval(labels, interval_s) if known else None
+        table = _track_clusters_cellects(labels, contours, mask, interval_s)
+        if compute:
+            warnings.warn("track_clusters(..., compute=True) is deprecated and will be removed: call .compute() "
+                          "on the lazy fluoxr.LazyTable it returns", DeprecationWarning, stacklevel=2)
+            return table.compute()
+        return table
+    if contours is not None or mask is not None:
+        raise ValueError("contours and mask are used only with compat='cellects' (Cellects' edge distance)")
     interval_s = _interval(labels, interval_s)
     onset_after = int(labels.attrs.get("start", 0) or 0)
     data = _dask_data(labels)

@@ -231,6 +231,23 @@ CASES: list[Case] = [
      "labels"),
     ("oscillation_coordinates: a video, not labels",
      lambda i: fluoxr.oscillations.oscillation_coordinates(i.video).compute(), ValueError, "labels"),
+    ("track_clusters cellects: mask shape", lambda i: fluoxr.oscillations.track_clusters(
+        i.video, compat="cellects", mask=np.ones((5, 5), bool)), ValueError, "mask"),
+    ("track_clusters cellects: contours and mask", lambda i: fluoxr.oscillations.track_clusters(
+        i.video, compat="cellects", mask=np.ones((16, 18)), contours=np.ones((16, 18))), ValueError, "contours"),
+    ("track_clusters cellects: mask of text", lambda i: fluoxr.oscillations.track_clusters(
+        i.video, compat="cellects", mask=np.full((16, 18), "x")), TypeError, "mask"),
+    ("track_clusters cellects: contours per frame, wrong length", lambda i: fluoxr.oscillations.track_clusters(
+        i.video, compat="cellects", contours=np.ones((3, 16, 18))), ValueError, "contours"),
+    ("track_clusters: mask without compat='cellects'", lambda i: fluoxr.oscillations.track_clusters(
+        i.video, mask=np.ones((16, 18))), ValueError, "mask"),
+    ("track_clusters: unknown compat", lambda i: fluoxr.oscillations.track_clusters(i.video, compat="matlab"),
+     ValueError, "compat"),
+    ("as_video: ambiguous 4-D array", lambda i: fluoxr.as_video(np.zeros((4, 3, 16, 18))), ValueError, "dims"),
+    ("moments: ambiguous raw 4-D array", lambda i: fluoxr.moments(np.zeros((4, 3, 16, 18)), 2), ValueError,
+     "video"),
+    ("detect: raw (t, y, x, c) array of one frame", lambda i: _detect(i, video=np.zeros((1, 16, 18, 3))), ValueError,
+     "video"),
     # -- synthetic data ---------------------------------------------------------------------
     ("datasets: n_frames 0", lambda i: datasets.calcium_neurons(n_frames=0), ValueError, "n_frames"),
     ("datasets: bad fps", lambda i: datasets.blinking_emitters(fps=-1), ValueError, "fps"),

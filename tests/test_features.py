@@ -573,6 +573,78 @@ def test_fill_value_semantics_match_cellector(rng, fill):
                                    err_msg=k)
 
 
+@pytest.mark.peer
+@pytest.mark.parametrize("eps", [1e6, 1e-8, 0.5])
+@pytest.mark.parametrize("layout", ["2d", "stack", "broadcast", "volumetric"])
+def test_cross_power_spectrum_and_phase_correlation_match_cellector(rng, eps, layout):
+    # no NumPy 2 patch needed: cellector's FFT helpers run unchanged
+    pytest.importorskip("cellector")
+    from cellector import utils as cu
+
+    shapes = {"2d": ((12, 15), (12, 15)), "stack": ((4, 12, 15), (4, 12, 15)),
+              "broadcast": ((4, 12, 15), (1, 12, 15)), "volumetric": ((3, 5, 12, 15), (3, 5, 12, 15))}[layout]
+    a = rng.random(shapes[0]) * 50
+    b = np.roll(a, (2, -3), axis=(-2, -1))[: shapes[1][0]] + rng.random(shapes[1])
+    vol = layout == "volumetric"
+    np.testing.assert_allclose(F.cross_power_spectrum(a, b, eps=eps, volumetric=vol),
+                               cu.cross_power_spectrum(a, b, eps=eps, volumetric=vol), rtol=1e-12, atol=1e-15)
+    # cellector's default eps of cross_power_spectrum (1e6, not its documented 1e-8) is fluoxr's too
+    np.testing.assert_allclose(F.cross_power_spectrum(a, b, volumetric=vol),
+                               cu.cross_power_spectrum(a, b, volumetric=vol), rtol=1e-12, atol=1e-15)
+    if not vol:  # cellector's phase_correlation is 2-D only (no volumetric argument)
+        np.testing.assert_allclose(F.phase_correlation(a, b, eps=eps), cu.phase_correlation(a, b, eps=eps),
+                                   rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(F.phase_correlation(a, b), cu.phase_correlation(a, b), rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("kind", ["2d", "planes", "volumetric"])
+def test_mask_volume_matches_cellector(rng, kind):
+    # no NumPy 2 patch needed: cellector's numba kernel runs unchanged
+    pytest.importorskip("cellector")
+    from cellector import utils as cu
+
+    rois = _tiny_rois(rng, (21, 26)) if kind == "2d" else _planes_rois(rng, 3, (21, 26), volumetric=kind == "volumetric")
+    lam, zpix, ypix, xpix = _cellector_inputs(rois)
+    flat = cu.flatten_roi_data(lam, ypix, xpix)
+    ours = F.mask_volume(rois)
+    if kind == "2d":
+        exp = cu.get_mask_volume(flat, len(lam), rois.shape)
+        assert ours.dtype == exp.dtype == np.float32
+        np.testing.assert_array_equal(ours, exp)
+        return
+    # cellector builds one frame per ROI ignoring the plane (and raises for volumetric=True): per plane, the
+    # frame of a ROI is cellector's where the ROI has pixels in that plane
+    with pytest.raises(NotImplementedError):
+        cu.get_mask_volume(flat, len(lam), rois.shape[1:], volumetric=True)
+    for plane in range(rois.shape[0]):
+        sel = [np.asarray(z) == plane for z in zpix]
+        flat_k = cu.flatten_roi_data([w[s] for w, s in zip(lam, sel)], [y[s] for y, s in zip(ypix, sel)],
+                                     [x[s] for x, s in zip(xpix, sel)])
+        np.testing.assert_array_equal(ours[:, plane], cu.get_mask_volume(flat_k, len(lam), rois.shape[1:]))
+
+
+@pytest.mark.peer
+@pytest.mark.parametrize("iterations", [1, 3, 7])
+@pytest.mark.parametrize("kind", ["2d", "planes", "volumetric"])
+def test_surround_filter_matches_cellector(rng, kind, iterations):
+    # no NumPy 2 patch needed: cellector's binary_dilation and np.where run unchanged
+    pytest.importorskip("cellector")
+    from cellector import utils as cu
+
+    vol = kind == "volumetric"
+    rois = _tiny_rois(rng, (30, 33)) if kind == "2d" else _planes_rois(rng, 3, (30, 33), volumetric=vol)
+    ref = (rng.random(rois.shape) * 100).astype(np.float32)
+    cents = F.centroids(rois)
+    cm = F.centered_masks(rois, width=6, centroids=cents, volumetric=vol if rois.ndim == 3 else None)
+    cr = F.centered_reference(ref, cents, width=6, volumetric=vol)
+    ms, rs = F.surround_filter(cm, cr, iterations=iterations, volumetric=vol if rois.ndim == 3 else None)
+    ems, ers = cu.surround_filter(cm, cr, iterations, vol)
+    assert ms.dtype == ems.dtype and rs.dtype == ers.dtype
+    np.testing.assert_array_equal(ms, ems)
+    np.testing.assert_array_equal(rs, ers)
+
+
 # --------------------------------------------------------------------------------------------
 # the benchmark must keep running
 

@@ -77,7 +77,8 @@ def test_colour_video_uses_first_channel_and_z_planes_are_independent():
     video = _wavy(seed=4)
     kw = dict(period_s=12.0, interval_s=2.0, min_cluster_size=3)
     other = _wavy(seed=5)
-    colour = fluoxr.as_video(np.stack([video.values, other.values], axis=1), fps=0.5)
+    colour = fluoxr.as_video(np.stack([video.values, other.values], axis=1), fps=0.5,
+                             dims=("time", "channel", "y", "x"))
     assert colour.dims == ("time", "channel", "y", "x")
     got = O.detect(colour, **kw)
     assert got.dims == ("time", "y", "x")
@@ -368,3 +369,20 @@ def test_benchmark_quick_runs():
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "fluoxr" in r.stdout and "MB/s" in r.stdout
+
+
+def test_detect_reads_a_raw_4d_array_as_cellects_t_y_x_c():
+    # Cellects' colour videos are (t, y, x, c); detect documents that layout and uses the first channel
+    video = _wavy()
+    rgb = np.stack([video.values, video.values[::-1] * 0.5 + 3, np.zeros(video.shape)], axis=-1)
+    kw = dict(period_s=18.0, interval_s=1.0, min_cluster_size=4)
+    got = O.detect(rgb, **kw)
+    assert got.dims == ("time", "y", "x") and got.shape == video.shape
+    expected = O.detect(xr.DataArray(video.values, dims=("time", "y", "x")), **kw)
+    np.testing.assert_array_equal(got.values, expected.values)
+    # a dask array of the same layout too, and lazily
+    import dask.array as dask_array
+
+    with raise_if_dask_computes():
+        lazy = O.detect(dask_array.from_array(rgb, chunks=(5, -1, -1, -1)), **kw)
+    np.testing.assert_array_equal(lazy.values, expected.values)

@@ -47,8 +47,13 @@ def test_as_video_keeps_dask_chunks_unless_asked():
 
 def test_as_video_four_and_five_dims_and_reordering():
     arr = np.zeros((6, 2, 5, 4))
-    v = fluoxr.as_video(arr)
+    # a 4-D layout cannot be guessed ((t, c, y, x), (t, y, x, c) and (t, z, y, x) all exist): dims= is required
+    with pytest.raises(ValueError, match=r"dims=\('time', 'y', 'x', 'channel'\).*dims=\('time', 'channel'"):
+        fluoxr.as_video(arr)
+    v = fluoxr.as_video(arr, dims=("time", "channel", "y", "x"))
     assert v.dims == ("time", "channel", "y", "x")
+    v = fluoxr.as_video(arr, dims=("time", "y", "x", "channel"))
+    assert v.dims == ("time", "channel", "y", "x") and v.shape == (6, 4, 2, 5)
     v = fluoxr.as_video(np.zeros((5, 4, 6, 2)), dims=("y", "x", "time", "channel"))
     assert v.dims == ("time", "channel", "y", "x") and v.shape == (6, 2, 5, 4)
     v = fluoxr.as_video(np.zeros((3, 2, 2, 5, 4)))

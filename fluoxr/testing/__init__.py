@@ -90,7 +90,9 @@ def tiny_video(
     dtype = np.dtype(dtype)
     if dtype.kind in "iu":
         data = np.rint(data)
-    return as_video(data.astype(dtype), fps=fps, chunks=chunks)
+    # a raw 4-D array has no default layout (fluoxr.as_video refuses to guess): this one is (t, c, y, x)
+    dims = ("time", "channel", "y", "x") if data.ndim == 4 else None
+    return as_video(data.astype(dtype), fps=fps, chunks=chunks, dims=dims)
 
 
 def wavy_video(

@@ -315,7 +315,8 @@ def test_sofi_images_with_channels_and_bleach_correction(spy):
     calls = spy(kg, "segment_states")
     rng = np.random.default_rng(5)
     decay = np.exp(-np.arange(80) / 40)[:, None, None, None]
-    video = fluoxr.as_video((1000 * decay + rng.poisson(50, (80, 2, 6, 5))).astype(np.float32), chunks=9)
+    video = fluoxr.as_video((1000 * decay + rng.poisson(50, (80, 2, 6, 5))).astype(np.float32), chunks=9,
+                            dims=("time", "channel", "y", "x"))
     cpu = fluoxr.sofi_images(video, 4).compute()
     gpu = emulated(fluoxr.sofi_images)(video, 4).compute()
     xr.testing.assert_allclose(gpu, cpu, rtol=1e-9)
