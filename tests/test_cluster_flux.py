@@ -1,9 +1,13 @@
 """``track_clusters(compat="cellects")``: Cellects' cluster flux study, equal to the oracle that runs Cellects' own code.
 
 The oracle (``tests/oracles/oracle_cluster_flux.py``, driving Cellects'
-``ClusterFluxStudy`` copied into ``tests/oracles/``) needs OpenCV and
-Cellects' helpers, so it runs in the peers' environment only (``peer``
-tests). Its tables on the label videos of ``tests/data/cellects_cluster_flux.npz``
+``ClusterFluxStudy``) needs OpenCV, Cellects' helpers and the
+ClusterFluxStudy source, which is in no Cellects release and is GPL-3.0, so
+it is not kept in this BSD repository: ``benchmarks/peers/setup.sh`` fetches
+it from Cellects' git history into the peers' cache
+(``~/.cache/fluoxr-peers/oracle/``, or the folder named by
+``FLUOXR_PEER_ORACLES``). It runs in the peers' environment only (``peer``
+tests, skipped when any of these is missing). Its tables on the label videos of ``tests/data/cellects_cluster_flux.npz``
 were stored there by :func:`build_golden` (run with the peers' environment:
 ``python tests/test_cluster_flux.py``), so the comparison also runs
 everywhere, for several chunkings; the peer tests check that the stored
@@ -238,9 +242,13 @@ def _oracle(monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setitem(sys.modules, "cellects.image_analysis", pkg)
         monkeypatch.setitem(sys.modules, "cellects.image_analysis.morphological_operations", mo)
         monkeypatch.setattr(cellects, "image_analysis", pkg, raising=False)
-    oracles = os.path.join(HERE, "oracles")
-    if oracles not in sys.path:
-        sys.path.insert(0, oracles)
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    source = os.environ.get("FLUOXR_PEER_ORACLES") or os.path.join(cache, "fluoxr-peers", "oracle")
+    if not os.path.isfile(os.path.join(source, "cellects_cluster_flux_study.py")):
+        pytest.skip(f"Cellects' ClusterFluxStudy source is not in {source} (bash benchmarks/peers/setup.sh fetches it)")
+    for folder in (source, os.path.join(HERE, "oracles")):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
     import oracle_cluster_flux
 
     return oracle_cluster_flux

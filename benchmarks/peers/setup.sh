@@ -52,6 +52,17 @@ rm -rf "$ALT/cellects-0.4.14" "$ALT/cellects-1.1.0"
 pip_in --no-deps --target "$ALT/cellects-0.4.14" cellects==0.4.14
 pip_in --no-deps --target "$ALT/cellects-1.1.0" cellects==1.1.0
 
+# Cellects' ClusterFluxStudy is in no release: the oracle of tests/test_cluster_flux.py needs its source from
+# Cellects' git history (GPL-3.0, so it is fetched here rather than kept in fluoxr's BSD repository)
+ORACLES="${FLUOXR_PEER_ORACLES:-$CACHE/oracle}"
+CELLECTS_SHA=e1fd190d900b7cf4570bd481c0f66485d126f9a5
+mkdir -p "$ORACLES"
+if ! curl -fsSL -o "$ORACLES/cellects_cluster_flux_study.py" \
+    "https://raw.githubusercontent.com/Aurele-B/Cellects/$CELLECTS_SHA/src/cellects/image_analysis/oscillations_functions.py"; then
+    rm -f "$ORACLES/cellects_cluster_flux_study.py"
+    echo "could not fetch Cellects' ClusterFluxStudy (github.com unreachable?): its live peer tests will skip"
+fi
+
 # fluoxr and its test extras, without letting them move the pins above
 pip_in -c "$PINS" pytest pytest-timeout hypothesis cloudpickle nbclient nbformat ipykernel
 pip_in --no-deps -e "$REPO"

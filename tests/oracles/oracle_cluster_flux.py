@@ -1,15 +1,16 @@
 # ---------------------------------------------------------------------------------------------------------------
 # TEST ORACLE ONLY -- not part of fluoxr, never imported by it; used by tests/test_cluster_flux.py (peer tests).
 # Copied unchanged from the project's peer oracles (/work/shared/peers/oracle/oracle_cluster_flux.py, written for
-# fluoxr, BSD-3-Clause like fluoxr). It drives Cellects' ClusterFluxStudy (cellects_cluster_flux_study.py beside
-# it, GPL-3.0) as Cellects' MotionAnalysis did. It needs OpenCV and Cellects' helpers
+# fluoxr, BSD-3-Clause like fluoxr). It drives Cellects' ClusterFluxStudy (cellects_cluster_flux_study.py, GPL-3.0,
+# not kept in this repository: benchmarks/peers/setup.sh fetches it into ~/.cache/fluoxr-peers/oracle/, which the
+# test puts on sys.path) as Cellects' MotionAnalysis did. It needs OpenCV and Cellects' helpers
 # cellects.image_analysis.morphological_operations (cellects 0.4.14); the test maps that name to
 # cellects.image.morphological_operations of cellects 1.1.0, whose cc(), reduce_image_size_for_speed and
 # get_minimal_distance_between_2_shapes are AST-identical, when only 1.1.0 is on the path.
 # ---------------------------------------------------------------------------------------------------------------
 """Run a label video (0 none, 1 influx, 2 efflux) through Cellects' ClusterFluxStudy, as Cellects itself did.
 
-ClusterFluxStudy (cellects_cluster_flux_study.py, next to this file: a verbatim copy from the Cellects git history,
+ClusterFluxStudy (cellects_cluster_flux_study.py, fetched by benchmarks/peers/setup.sh: a verbatim copy from the Cellects git history,
 GPL-3.0) ships in no PyPI release. Cellects drove it from MotionAnalysis (Aurele-B/Cellects @ e1fd190d, the parent of
 368554b, src/cellects/core/motion_analysis.py, lines 1660-1795; the "oscilacyto_analysis" branch). This driver repeats
 that loop line for line; only the fractal-analysis side branch, the logging and the unit conversions are left out:
