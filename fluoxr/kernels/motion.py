@@ -505,10 +505,14 @@ def estimate_shifts(frames: Any, prep: MotionPrep, *, before: int = 0, after: in
             cc = _smooth_time(cc, prep.smooth_sigma_time)
     cc = cc[before:before + n]
     dy, dx, cmax = peak_subpixel(cc, prep.lcorr, xp.asarray(prep.kmat), prep.subpixel, lpad=pad)
+    cc_int = cc if prep.blocks is not None else None
     del cc
     cols = [dy, dx, cmax]
     if prep.blocks is not None:
-        dyb, dxb = _block_shifts(data[before:before + n], xp.rint(dy).astype(int), xp.rint(dx).astype(int),
+        # blocks are measured on frames rolled by the whole-pixel peak (suite2p's rigid step), not by the
+        # rounded subpixel one, so that block displacements equal suite2p's whatever ``subpixel`` is
+        iy, ix, _ = peak_subpixel(cc_int, prep.lcorr, None, 1, lpad=pad)
+        dyb, dxb = _block_shifts(data[before:before + n], iy.astype(xp.int64), ix.astype(xp.int64),
                                  prep, workers=workers)
         cols = cols + [dyb[:, j] for j in range(dyb.shape[1])] + [dxb[:, j] for j in range(dxb.shape[1])]
     return xp.stack(cols, axis=1).astype(xp.float32)
