@@ -123,9 +123,12 @@ def _apply_chunk(frames: Any, shifts: Any, bidiphase: Any, *, kernels: _backend.
     ly, lx = data.shape[-2:]
     dyb = xp.asarray(shifts[:, 3:3 + nb]).reshape(-1, ny, nx)
     dxb = xp.asarray(shifts[:, 3 + nb:3 + 2 * nb]).reshape(-1, ny, nx)
-    fy = kernels.block_field(dyb, centre_y, centre_x, ly, lx)
-    fx = kernels.block_field(dxb, centre_y, centre_x, ly, lx)
-    return kernels.remap_bilinear(data, fy, fx)
+    out = []
+    for k in range(0, data.shape[0], K.BATCH):  # per-pixel fields of a batch, not of the whole chunk
+        fy = kernels.block_field(dyb[k:k + K.BATCH], centre_y, centre_x, ly, lx)
+        fx = kernels.block_field(dxb[k:k + K.BATCH], centre_y, centre_x, ly, lx)
+        out.append(kernels.remap_bilinear(data[k:k + K.BATCH], fy, fx))
+    return out[0] if len(out) == 1 else xp.concatenate(out)
 
 
 # --------------------------------------------------------------------------------------------
