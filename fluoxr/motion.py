@@ -332,7 +332,8 @@ def estimate_motion(
     if ref_input is None or given_bidi is None:
         idx = np.linspace(0, n, 1 + n_ref, dtype=int)[:-1]
         # optimize_graph=False: a fused copy of the input graph would clash with the unfused one the chunks use
-        sample = gather_frames(data, idx).astype(np.float32).rechunk(-1).to_delayed(optimize_graph=False).ravel()[0]
+        # in the recording's dtype (uint16: half of float32); the kernels convert batch by batch
+        sample = gather_frames(data, idx).rechunk(-1).to_delayed(optimize_graph=False).ravel()[0]
     bidi = dask.delayed(_bidiphase_of, pure=True)(sample, given_bidi) if given_bidi is None else given_bidi
     ref_settings = {k: settings[k] for k in ("max_shift", "smooth_sigma", "spatial_taper_slope")}
     if ref_input is None:

@@ -665,7 +665,9 @@ def compute_reference(frames: np.ndarray, *, max_shift: float, smooth_sigma: flo
     >>> compute_reference(f, max_shift=0.2, smooth_sigma=1.15, spatial_taper_slope=3.45).shape
     (40, 40)
     """
-    fr = np.array(frames, dtype=np.float32)
+    # the frames stay in their own dtype (uint16: half of float32) and are rolled in place; each batch is
+    # made float32 only while it is correlated
+    fr = np.array(frames, dtype=frames.dtype if frames.dtype.kind in "iuf" else np.float32)
     if bidiphase:
         fr = bidiphase_shift(fr, bidiphase)
     n, ly, lx = fr.shape
@@ -714,12 +716,15 @@ def bidiphase_estimate(frames: np.ndarray) -> int:
 
     _, ly, lx = frames.shape
     # real transforms in float32: the correlation of two real signals is real, so the half spectra suffice
-    d1 = scipy.fft.rfft(np.asarray(frames[:, 1::2, :], np.float32), axis=2)
-    d1 /= np.abs(d1) + EPS
-    d2 = np.conj(scipy.fft.rfft(np.asarray(frames[:, ::2, :], np.float32), axis=2))
-    d2 /= np.abs(d2) + EPS
-    d2 = d2[:, :d1.shape[1], :]
-    cc = np.fft.fftshift(scipy.fft.irfft(d1 * d2, n=lx, axis=2).mean(axis=(0, 1), dtype=np.float64))
+    total = np.zeros(lx, np.float64)
+    for k in range(0, frames.shape[0], BATCH):  # batches: the spectra of every sampled frame are not held
+        d1 = scipy.fft.rfft(np.asarray(frames[k:k + BATCH, 1::2, :], np.float32), axis=2)
+        d1 /= np.abs(d1) + EPS
+        d2 = np.conj(scipy.fft.rfft(np.asarray(frames[k:k + BATCH, ::2, :], np.float32), axis=2))
+        d2 /= np.abs(d2) + EPS
+        d2 = d2[:, :d1.shape[1], :]
+        total += scipy.fft.irfft(d1 * d2, n=lx, axis=2).sum(axis=(0, 1), dtype=np.float64)
+    cc = np.fft.fftshift(total / (frames.shape[0] * (ly // 2)))
     lo = max(0, lx // 2 - 10)
     window = cc[lo:lx // 2 + 11]
     return -int(np.argmax(window) - (lx // 2 - lo))
