@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     _check_output(out, args, "-o")
     _check_output(png, args, "--png", replace=True)  # a figure is simply redrawn
     video = open_video(args.input if len(args.input) > 1 else args.input[0], fps=args.fps)
-    nbytes = video.nbytes
+    recording = video  # the summary and MB/s describe the input, not the interpolated frames
     if args.finterp > 1:
         video = fourier_interpolate(video, args.finterp)
     ds = sofi_images(video, args.order, bleach_correction=args.bleach_correction, fbc=args.fbc,
@@ -38,16 +38,17 @@ def run(args: argparse.Namespace) -> int:
     if not args.cumulants:
         ds = ds.drop_vars("cumulants")
     what = "moments" + (" and cumulants" if args.cumulants else "")
-    label = f"SOFI {what} to order {args.order}" + (" (bleach-corrected)" if args.bleach_correction else "")
+    label = (f"SOFI {what} to order {args.order}" + (" (bleach-corrected)" if args.bleach_correction else "")
+             + (f" of frames Fourier-interpolated x{args.finterp}" if args.finterp > 1 else ""))
     with scheduler(args.scheduler, workers=args.workers) as client:
         runner = Runner(client=client, progress=not args.no_progress)
         runner.compute(save(ds, out, overwrite=args.overwrite, resume=args.resume, compute=False,
                                     format=args.format), label=label,
-                       nbytes=nbytes)
+                       nbytes=recording.nbytes)
     result = open_result(out).compute()
     fig = show_orders(result["cumulants" if args.cumulants else "moments"], mean_image=result["mean_image"])
     _save_figure(fig, png)
-    print(f"fluoxr sofi: {label} of {dict(video.sizes)} in {runner.throughput(label)}")
+    print(f"fluoxr sofi: {label} of {dict(recording.sizes)} in {runner.throughput(label)}")
     print(f"  results: {out}  (open with fluoxr.open_result)")
     print(f"  figure:  {png}")
     return 0
