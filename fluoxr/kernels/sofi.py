@@ -501,6 +501,10 @@ def interpolate_real(frames: np.ndarray, A: np.ndarray, B: np.ndarray, *, batch:
       complex route: real and imaginary parts apart, three real products
       for the complex-by-complex block.
 
+    A frame holding a NaN or an infinity is NaN everywhere, as with the
+    matrix products of pysofi (and of :func:`interpolate_with`): such frames
+    are computed that way.
+
     Each batch of frames (``batch``, default chosen from the frame size) is
     a handful of real GEMMs, run with one BLAS thread when dask runs the
     kernel on a worker thread (:func:`fluoxr._blas.single_blas_thread`).
@@ -536,6 +540,10 @@ def interpolate_real(frames: np.ndarray, A: np.ndarray, B: np.ndarray, *, batch:
             o = out[i : i + m]
             X = np.empty((h, m, w))                           # frames side by side: rows y, then frame, x
             X[...] = flat[i : i + m].transpose(1, 0, 2)
+            if not np.isfinite(X).all():
+                # the matrix form spreads a NaN (or inf) to its whole frame, as pysofi and the GPU kernel do
+                o[...] = interpolate_with(flat[i : i + m], A, B)
+                continue
             np.abs(X.transpose(1, 0, 2), out=o[:, ::f, ::f])
             if f == 1:
                 continue

@@ -176,6 +176,15 @@ def test_interpolate_real_matches_complex_products(shape, f, dtype, route, monke
     np.testing.assert_array_equal(got[..., ::f, ::f], np.abs(frames.astype(float)))  # original pixels exactly
 
 
+def test_interpolate_real_nan_frames_are_nan_as_in_the_matrix_form():
+    frames = np.random.default_rng(3).random((5, 6, 7)) * 100
+    frames[2, 3, 4] = np.nan
+    A, B = ks.finterp_operators(6, 7, 2)
+    got = ks.interpolate_real(frames, A, B, batch=2)
+    assert np.isnan(got[2]).all() and not np.isnan(got[[0, 1, 3, 4]]).any()
+    np.testing.assert_allclose(got, ks.interpolate_with(frames, A, B), rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("shape,f", [((64, 64), 2), ((64, 48), 3), ((7, 5), 4), ((128, 96), 2), ((2, 2), 5)])
 def test_pysofi_operators_are_real_to_rounding(shape, f):
     # why interpolate_real drops the imaginary parts: the mirrored frame is symmetric about a half pixel
