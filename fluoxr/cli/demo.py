@@ -314,7 +314,13 @@ def add_parser(sub: Any) -> None:
     _add_hidden_alias(p, "--out", "--output")
     p.add_argument("--frames", type=_number(int, ge=10), default=None, help="frames per synthetic recording (default: per recording)")
     _add_scheduler_args(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, input_bytes=_demo_input_bytes)
+
+
+def _demo_input_bytes(args: argparse.Namespace) -> int:
+    """Bytes of the synthetic recordings (uint16): what decides the default scheduler (``choose_scheduler``)."""
+    n = args.frames
+    return 2 * ((n or 2000) * 64 * 64 + (n or 1500) * 2 * 128 * 128 + (n or 300) * 128 * 128)
 
 
 def run(args: argparse.Namespace) -> int:
