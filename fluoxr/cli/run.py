@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import os
 import sys
@@ -152,7 +153,8 @@ def scheduler(address: str | None, *, workers: int | None = None) -> Iterator[An
     if address in (None, "local"):
         n = workers or max(1, min(os.cpu_count() or 1, 4))
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                               scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"})
+                               scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"},
+                               worker_class=_patient_nanny())
         client = Client(cluster)
         try:
             yield client
@@ -162,6 +164,24 @@ def scheduler(address: str | None, *, workers: int | None = None) -> Iterator[An
     else:
         with Client(address, timeout="30s") as client:
             yield client
+
+
+@functools.cache
+def _patient_nanny() -> type:
+    """distributed's Nanny, giving its worker process :data:`_CLOSE_TIMEOUT_S` to stop when the cluster closes.
+
+    The cluster closes its nannies with distributed's default of 5 s, of which
+    the worker process gets 4 before the nanny logs "Worker process still alive
+    after 4.0 seconds, killing" and kills it; on a loaded machine a worker often
+    needs longer than that to finish its interpreter's shutdown.
+    """
+    from distributed import Nanny
+
+    class PatientNanny(Nanny):
+        async def close(self, timeout: float = _CLOSE_TIMEOUT_S, reason: str = "nanny-close") -> Any:
+            return await super().close(timeout=max(timeout, _CLOSE_TIMEOUT_S), reason=reason)
+
+    return PatientNanny
 
 
 # the kernel modules (fluoxr.kernels.*) each subcommand compiles; the notice names a cold cache only for these
