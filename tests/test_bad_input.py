@@ -252,6 +252,12 @@ CASES: list[Case] = [
     ("datasets: n_frames 0", lambda i: datasets.calcium_neurons(n_frames=0), ValueError, "n_frames"),
     ("datasets: bad fps", lambda i: datasets.blinking_emitters(fps=-1), ValueError, "fps"),
     ("datasets: shape of 3", lambda i: datasets.oscillating_sheet(shape=(4, 4, 4)), ValueError, "shape"),
+    ("datasets: unknown motion preset", lambda i: datasets.calcium_neurons(n_frames=5, motion="wobbly"), ValueError,
+     "motion"),
+    ("datasets: motion path of another length", lambda i: datasets.calcium_neurons(n_frames=5, motion=np.zeros((4, 2))),
+     ValueError, "motion"),
+    ("datasets: drift a number", lambda i: datasets.blinking_emitters(n_frames=5, drift=3.0), TypeError, "drift"),
+    ("datasets: negative Motion step", lambda i: datasets.Motion(step_px=-1), ValueError, "step_px"),
     # -- GPU ---------------------------------------------------------------------------------
     ("gpu: unknown device", lambda i: fluoxr.to_device(i.video, "gpu"), ValueError, "device"),
     ("gpu: to_device of a list", lambda i: fluoxr.to_device([1, 2], "cpu"), TypeError, "obj"),
