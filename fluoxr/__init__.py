@@ -36,6 +36,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("cell_masks", "extract", "neuropil_masks", "suite2p_extraction_settings", "traces"),
                    ".extraction"),
     "roi_features": ".features",
+    **dict.fromkeys(("drift_correct", "estimate_drift"), ".drift"),
     **dict.fromkeys(("VideoFileNotFoundError", "open_result", "open_video", "read_image", "read_positions",
                      "read_suite2p_stat", "save"), ".io"),
     **dict.fromkeys(("collage_positions", "positions_between", "random_positions"), ".positions"),
@@ -107,6 +108,9 @@ __all__ = [
     "sofi_images",
     "total_signal",
     "xc_image",
+    # motion
+    "drift_correct",
+    "estimate_drift",
     # GPU
     "to_device",
     # NWB

@@ -258,6 +258,15 @@ CASES: list[Case] = [
      ValueError, "motion"),
     ("datasets: drift a number", lambda i: datasets.blinking_emitters(n_frames=5, drift=3.0), TypeError, "drift"),
     ("datasets: negative Motion step", lambda i: datasets.Motion(step_px=-1), ValueError, "step_px"),
+    # -- drift correction --------------------------------------------------------------------
+    ("drift_correct: block_frames 0", lambda i: fluoxr.drift_correct(i.video, block_frames=0), ValueError,
+     "block_frames"),
+    ("drift_correct: unknown interpolation", lambda i: fluoxr.drift_correct(i.video, block_frames=4,
+                                                                            interpolation="spline"), ValueError,
+     "interpolation"),
+    ("estimate_drift: unknown reference", lambda i: fluoxr.estimate_drift(i.video, block_frames=4, reference="last"),
+     ValueError, "reference"),
+    ("estimate_drift: not a video", lambda i: fluoxr.estimate_drift([1, 2, 3]), TypeError, "video"),
     # -- GPU ---------------------------------------------------------------------------------
     ("gpu: unknown device", lambda i: fluoxr.to_device(i.video, "gpu"), ValueError, "device"),
     ("gpu: to_device of a list", lambda i: fluoxr.to_device([1, 2], "cpu"), TypeError, "obj"),
@@ -457,6 +466,10 @@ PLOT_CASES = [
      ValueError, "colors"),
     ("oscillation_overlay: times", lambda p: p.oscillation_overlay(np.ones((2, 4, 4)), np.zeros((2, 4, 4), np.int8),
                                                                    times=[1]), ValueError, "times"),
+    ("show_motion: a list", lambda p: p.show_motion([1, 2]), TypeError, "motion"),
+    ("show_motion: no dx", lambda p: p.show_motion({"dy": [0.0, 1.0]}), ValueError, "motion"),
+    ("show_motion: video of another length", lambda p: p.show_motion({"dy": [0.0] * 3, "dx": [0.0] * 3},
+                                                                     np.zeros((4, 5, 5))), ValueError, "video"),
 ]
 
 
