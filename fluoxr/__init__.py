@@ -37,6 +37,7 @@ _LAZY: dict[str, str] = {
                    ".extraction"),
     "roi_features": ".features",
     **dict.fromkeys(("drift_correct", "estimate_drift"), ".drift"),
+    **dict.fromkeys(("apply_motion", "estimate_motion", "register"), ".motion"),
     **dict.fromkeys(("VideoFileNotFoundError", "open_result", "open_video", "read_image", "read_positions",
                      "read_suite2p_stat", "save"), ".io"),
     **dict.fromkeys(("collage_positions", "positions_between", "random_positions"), ".positions"),
@@ -87,6 +88,10 @@ __all__ = [
     "subtract_neuropil",
     "suite2p_extraction_settings",
     "traces",
+    # motion correction
+    "apply_motion",
+    "estimate_motion",
+    "register",
     # SOFI
     "sofi",
     "bleach_blocks",

@@ -34,6 +34,25 @@ class FluoAccessor:
 
         return save(self._obj, path, **kwargs)
 
+    # -- motion correction --------------------------------------------------------------------
+    def estimate_motion(self, **kwargs: Any) -> xr.Dataset:
+        """Rigid (and nonrigid) shifts of every frame, lazily; see :func:`fluoxr.estimate_motion`."""
+        from .motion import estimate_motion
+
+        return estimate_motion(self._obj, **kwargs)
+
+    def apply_motion(self, motion: Any) -> xr.DataArray:
+        """The video registered with given shifts, lazily; see :func:`fluoxr.apply_motion`."""
+        from .motion import apply_motion
+
+        return apply_motion(self._obj, motion)
+
+    def register(self, **kwargs: Any) -> Any:
+        """The registered video (estimate, then apply), lazily; see :func:`fluoxr.register`."""
+        from .motion import register
+
+        return register(self._obj, **kwargs)
+
     # -- traces -------------------------------------------------------------------------------
     def extract(self, rois: Any, **kwargs: Any) -> xr.Dataset:
         """Cell and neuropil traces of a video; see :func:`fluoxr.extract`."""
