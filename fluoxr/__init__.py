@@ -90,6 +90,8 @@ __all__ = [
     "traces",
     # motion correction
     "apply_motion",
+    "drift_correct",
+    "estimate_drift",
     "estimate_motion",
     "register",
     # SOFI
@@ -113,9 +115,6 @@ __all__ = [
     "sofi_images",
     "total_signal",
     "xc_image",
-    # motion
-    "drift_correct",
-    "estimate_drift",
     # GPU
     "to_device",
     # NWB

@@ -60,8 +60,8 @@ def block_edges(n_frames: int, block_frames: int) -> np.ndarray:
 
     Examples
     --------
-    >>> block_edges(10, 4).tolist(), block_edges(11, 4).tolist(), block_edges(3, 4).tolist()
-    ([0, 4, 10], [0, 4, 8, 11], [0, 3])
+    >>> block_edges(9, 4).tolist(), block_edges(11, 4).tolist(), block_edges(3, 4).tolist()
+    ([0, 4, 9], [0, 4, 8, 11], [0, 3])
     """
     edges = list(range(0, n_frames, block_frames)) + [n_frames]
     if len(edges) > 2 and edges[-1] - edges[-2] < block_frames / 2:
