@@ -263,7 +263,7 @@ def _demo_motion(ctx: DemoContext) -> None:
     _save_figure(show_motion(motion, video), ctx.path("motion.png"))
     ctx.report.append(
         f"motion.zarr, motion.png: rigid shifts of a moving calcium recording ({ctx.runner.throughput(label)}): "
-        f"{rms:.3f} px RMS from the truth (true motion {float(np.ptp(true.dy)):.1f} x {float(np.ptp(true.dx)):.1f} "
+        f"{rms:.3f} px RMS from the truth (true motion {np.ptp(true.dy.values):.1f} x {np.ptp(true.dx.values):.1f} "
         f"px); traces vs true fluorescence r = {r[0]:.3f} registered, {r[1]:.3f} raw, {r[2]:.3f} without motion "
         "(medians)"
     )
