@@ -225,6 +225,19 @@ class FluoAccessor:
         return detect(self._obj, **kwargs)
 
     # -- GPU ------------------------------------------------------------------------------------
+    # -- motion ------------------------------------------------------------------------------
+    def estimate_drift(self, **kwargs: Any) -> xr.Dataset:
+        """Slow drift from the means of blocks of frames; see :func:`fluoxr.estimate_drift`."""
+        from .drift import estimate_drift
+
+        return estimate_drift(self._obj, **kwargs)
+
+    def drift_correct(self, **kwargs: Any) -> xr.DataArray:
+        """The video with its slow drift removed, lazily; see :func:`fluoxr.drift_correct`."""
+        from .drift import drift_correct
+
+        return drift_correct(self._obj, **kwargs)
+
     def to_device(self, device: str = "cuda") -> xr.DataArray:
         """The same object with its chunks on the GPU ("cuda") or the host ("cpu"); see :func:`fluoxr.to_device`."""
         from .device import to_device
