@@ -36,6 +36,8 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("cell_masks", "extract", "neuropil_masks", "suite2p_extraction_settings", "traces"),
                    ".extraction"),
     "roi_features": ".features",
+    **dict.fromkeys(("drift_correct", "estimate_drift"), ".drift"),
+    **dict.fromkeys(("apply_motion", "estimate_motion", "register"), ".motion"),
     **dict.fromkeys(("VideoFileNotFoundError", "open_result", "open_video", "read_image", "read_positions",
                      "read_suite2p_stat", "save"), ".io"),
     **dict.fromkeys(("collage_positions", "positions_between", "random_positions"), ".positions"),
@@ -87,6 +89,12 @@ __all__ = [
     "subtract_neuropil",
     "suite2p_extraction_settings",
     "traces",
+    # motion correction
+    "apply_motion",
+    "drift_correct",
+    "estimate_drift",
+    "estimate_motion",
+    "register",
     # SOFI
     "sofi",
     "bleach_blocks",
