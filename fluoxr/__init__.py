@@ -48,7 +48,7 @@ _LAZY: dict[str, str] = {
                      "moments", "noise_filter", "psf_width", "reconstruct", "sofi_images", "total_signal",
                      "xc_image"), ".sofi"),
     "oasis": ".spikes",
-    **dict.fromkeys(("read_nwb_rois", "to_nwb"), ".io"),
+    **dict.fromkeys(("read_nwb_rois", "to_nwb", "save_tiff"), ".io"),
     **dict.fromkeys(("baseline", "detrend", "dff", "normalize", "preprocess", "subtract_neuropil"), ".temporal"),
 }
 # public submodules
@@ -69,6 +69,7 @@ __all__ = [
     "ROISet",
     "roi_features",
     "save",
+    "save_tiff",
     "set_options",
     "VideoFileNotFoundError",
     # traces

@@ -196,13 +196,13 @@ class FluoAccessor:
         """Shrinking-kernel deconvolution of images; see :func:`fluoxr.deconvsk`."""
         from .sofi import deconvsk
 
-        return deconvsk(self._obj, psf, **kwargs)
+        return deconvsk(self._obj, psf=psf, **kwargs)
 
     def ldrc(self, mask: Any, **kwargs: Any) -> xr.DataArray:
         """Local dynamic range compression; see :func:`fluoxr.ldrc`."""
         from .sofi import ldrc
 
-        return ldrc(self._obj, mask, **kwargs)
+        return ldrc(self._obj, mask=mask, **kwargs)
 
     def reconstruct(self, order: int = 6, **kwargs: Any) -> xr.Dataset:
         """The PysofiData pipeline; see :func:`fluoxr.reconstruct`."""

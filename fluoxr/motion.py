@@ -337,7 +337,10 @@ def estimate_motion(
         ref = da.from_delayed(ref_task, (ly, lx), dtype=np.float32, meta=np.empty((0, 0), np.float32))
     else:
         ref = ref_input
-    prep = dask.delayed(_prepare, pure=True)(ref, bidi, settings)
+        ref_task = ref.to_delayed(optimize_graph=False).ravel()[0]
+    # the Delayed, not the array: a dask array given to a delayed call is optimised into a renamed copy,
+    # and the reference would be computed twice
+    prep = dask.delayed(_prepare, pure=True)(ref_task, bidi, settings)
 
     blocks = K.make_blocks(ly, lx, settings["block_size"]) if settings["nonrigid"] else None
     nb = len(blocks.ystart) * len(blocks.xstart) if blocks is not None else 0

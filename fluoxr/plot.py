@@ -17,7 +17,10 @@ Conventions shared by every function here:
   ``channel`` coordinate) says which in its title.
 
 Functions return the Figure they made, or the Axes they were given (``ax=``,
-as optimap does); saving is the caller's. The interactive selectors
+as optimap does); saving is the caller's, except for :func:`save_png` and
+:func:`save_movie`, which write colour-mapped images and movies (pysofi's
+``visualization.save_png``/``save_avi``) through :mod:`fluoxr.io.export`,
+under the data-safety rules of :func:`fluoxr.save`. The interactive selectors
 (:func:`select_positions`, :func:`select_traces`, ``compare_traces(videos)``)
 work with any interactive backend (ipympl in notebooks) and with synthetic
 mouse events on a headless canvas.
@@ -1426,3 +1429,86 @@ def oscillation_overlay(
                loc="lower center", ncol=2, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# colour-mapped PNG and movies (pysofi visualization.save_png, save_avi)
+
+
+def save_png(image: Any, path: Any, *, cmap: Any = "pink", contrast: Any = None, scale: int = 1,
+             overwrite: bool = False) -> str:
+    """Write one image as a colour-mapped RGB PNG, one PNG pixel per image pixel (pysofi ``save_png``).
+
+    Parameters
+    ----------
+    image : xarray.DataArray or 2-D array
+        The image ``("y", "x")`` (lazy images are computed).
+    path : path
+        The ``.png`` file.
+    cmap : str or matplotlib.colors.Colormap
+        Colormap; pysofi's default ``"pink"``.
+    contrast : (low, high), optional
+        Values at the colormap's two ends, as numbers or percentiles
+        (``("1%", "99.5%")``); default the image's minimum and maximum.
+        pysofi's ``display_contrast=c`` is ``contrast=(min, min + (max - min) / c)``.
+    scale : int
+        PNG pixels per image pixel along each axis (nearest neighbour).
+    overwrite : bool
+        Replace an existing file. Inputs of the image are never written, and
+        the file is written under a temporary name and renamed into place.
+
+    Returns
+    -------
+    str
+        The path written.
+
+    Examples
+    --------
+    >>> import numpy as np, fluoxr.plot
+    >>> fluoxr.plot.save_png(np.arange(12.0).reshape(3, 4), "/tmp/doc_image.png", cmap="magma", overwrite=True)
+    '/tmp/doc_image.png'
+    """
+    from .io.export import write_png
+
+    return write_png(image, path, cmap=cmap, contrast=contrast, scale=scale, overwrite=overwrite)
+
+
+def save_movie(video: Any, path: Any, *, fps: float | None = None, cmap: Any = "pink", contrast: Any = None,
+               scale: int = 1, overwrite: bool = False) -> str:
+    """Write a video (or any stack of images) as a colour-mapped .mp4 or .gif, frame by frame (pysofi ``save_avi``).
+
+    Frames are computed and encoded a few chunks at a time, so a recording
+    of any length is never in memory. ``.mp4`` is H.264 (yuv420p, read by
+    every player) through ffmpeg: imageio-ffmpeg's when the ``movie`` extra is
+    installed (``pip install "fluoxr[movie]"``), else an ``ffmpeg`` on the
+    PATH; without either, an ImportError names the extra. ``.gif`` needs only
+    Pillow (a matplotlib dependency); its palette is the colormap's 256
+    colours, so no colour is quantised.
+
+    Parameters
+    ----------
+    video : xarray.DataArray or 3-D array
+        ``(frame, "y", "x")``: a video, SOFI orders, windows...
+    path : path
+        The ``.mp4`` or ``.gif`` file.
+    fps : float, optional
+        Frames per second of the movie; default the video's ``fps``, else 10.
+    cmap, contrast, scale, overwrite
+        As :func:`save_png`; the contrast is one range for the whole movie
+        (the default, the minimum and maximum, costs one pass over a lazy video).
+
+    Returns
+    -------
+    str
+        The path written.
+
+    Examples
+    --------
+    >>> import numpy as np, fluoxr, fluoxr.plot
+    >>> v = fluoxr.as_video(np.random.default_rng(0).random((5, 8, 8)), fps=5)
+    >>> fluoxr.plot.save_movie(v, "/tmp/doc_movie.gif", contrast=("1%", "99%"), overwrite=True)
+    '/tmp/doc_movie.gif'
+    """
+    from .io.export import write_movie
+
+    return write_movie(video, path, fps=fps, cmap=cmap, contrast=contrast, scale=scale, overwrite=overwrite)

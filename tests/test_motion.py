@@ -141,3 +141,61 @@ def test_two_channels_registered_on_one(rigid_movie):
     np.testing.assert_allclose(reg.isel(channel=1).values, 2 * reg.isel(channel=0).values, rtol=1e-5, atol=1e-3)
     one = fluoxr.estimate_motion(video * 2, bidiphase=0).compute()
     np.testing.assert_allclose(m.dy.values, one.dy.values, atol=1e-4)
+
+
+# --------------------------------------------------------------------------------------------
+# suite2p 1.1.0 (peer venv; skipped without it)
+
+
+def _suite2p_register(frames: np.ndarray, ref: np.ndarray, **settings):
+    torch = pytest.importorskip("torch")
+    reg = pytest.importorskip("suite2p.registration.register")
+    out = reg.register_frames(frames.copy(), ref, f_align_out=np.empty_like(frames), batch_size=100,
+                              device=torch.device("cpu"), apply_shifts=False, **settings)
+    return out[3]  # yoff, xoff, corrXY, yoff1, xoff1, corrXY1, ...
+
+
+@pytest.fixture(scope="module")
+def int16_movie():
+    video, truth = moving_video(n_frames=60, shape=(128, 128), max_shift=3.0, nonrigid=1.0, noise=4.0, seed=11,
+                                dtype=np.int16, chunks=13)
+    return video, truth
+
+
+@pytest.mark.peer
+def test_rigid_whole_pixel_equals_suite2p(int16_movie):
+    video, truth = int16_movie
+    ref = np.round(truth.image.values).astype(np.int16)  # suite2p's reference is int16
+    yoff, xoff, corr, *_ = _suite2p_register(video.values, ref, nonrigid=False, maxregshift=0.1)
+    m = fluoxr.estimate_motion(video, reference=ref, subpixel=1, bidiphase=0, max_shift=0.1).compute()
+    same = (m.dy.values == yoff) & (m.dx.values == xoff)
+    assert same.mean() >= 0.95, (same.mean(), np.c_[m.dy.values, yoff, m.dx.values, xoff][~same])
+    np.testing.assert_allclose(m.corr.values[same], corr[same], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.peer
+def test_rigid_subpixel_beats_suite2p(int16_movie):
+    # suite2p's rigid step takes the whole-pixel peak; fluoxr's default is subpixel
+    video, truth = moving_video(n_frames=40, shape=(128, 128), max_shift=3.0, noise=3.0, seed=3, dtype=np.int16)
+    ref = np.round(truth.image.values).astype(np.int16)
+    yoff, xoff, *_ = _suite2p_register(video.values, ref, nonrigid=False)
+    m = fluoxr.estimate_motion(video, reference=ref, bidiphase=0).compute()
+    s2p = _rms(yoff - truth.dy.values), _rms(xoff - truth.dx.values)
+    ours = _rms(m.dy.values - truth.dy.values), _rms(m.dx.values - truth.dx.values)
+    assert max(ours) < 0.1 and min(s2p) > 0.2, (ours, s2p)
+
+
+@pytest.mark.peer
+def test_nonrigid_blocks_within_half_a_pixel_of_suite2p(int16_movie):
+    video, truth = int16_movie
+    ref = np.round(truth.image.values).astype(np.int16)
+    yoff, xoff, _, yoff1, xoff1, _ = _suite2p_register(video.values, ref, nonrigid=True, block_size=(32, 32),
+                                                       maxregshiftNR=5, snr_thresh=1.2, subpixel=10)[:6]
+    m = fluoxr.estimate_motion(video, reference=ref, bidiphase=0, nonrigid=True, block_size=(32, 32),
+                               max_shift_nonrigid=5, snr_thresh=1.2, subpixel=10).compute()
+    # the totals, suite2p's rigid plus block shifts; fluoxr's rigid dy is subpixel but its blocks are
+    # measured after the same whole-pixel roll as suite2p's
+    for ours, theirs in ((m.dy_block.values, yoff[:, None] + yoff1), (m.dx_block.values, xoff[:, None] + xoff1)):
+        diff = np.abs(ours - theirs)
+        assert diff.max() <= 0.5 + 1e-5, diff.max()
+        assert diff.mean() < 0.05, diff.mean()

@@ -10,6 +10,7 @@ import argparse
 from typing import Any
 
 from .args import _COUNT, _INDEX, _POSITIVE, _add_output_args, _add_scheduler_args, _number
+from .outputs import output_format
 from .run import Runner, _check_output, scheduler
 
 
@@ -102,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
     if args.nwb_metadata is not None and args.nwb is None:
         raise ValueError("--nwb-metadata is used with --nwb")
     _check_output(args.output, args, "-o")
+    if args.output is not None:
+        output_format(args.output, command="extract (traces)", allowed=("zarr", "ome-zarr"))
     _check_output(args.nwb, args, "--nwb")
     nwb_meta = _read_nwb_metadata(args.nwb_metadata) if args.nwb_metadata is not None else None
     kwargs: dict[str, Any] = {}

@@ -72,6 +72,7 @@ __all__ = [
     "correlation_windows",
     "estimate_shifts",
     "gaussian_fft",
+    "whiten_multiply",
     "kriging_matrix",
     "make_blocks",
     "max_shift_pixels",
@@ -82,6 +83,7 @@ __all__ = [
     "remap_bilinear",
     "remap_bilinear_xp",
     "shift_rigid",
+    "shift_rigid_xp",
     "snr",
     "spatial_taper",
 ]
@@ -216,8 +218,7 @@ def correlation_windows(frames: Any, cf_ref: Any, mask_mul: Any, mask_offset: An
     kw = {"workers": workers} if xp is np else {}
     f = fft.rfft2(data, **kw)
     del data
-    f /= EPS + xp.abs(f)
-    f *= cf_ref
+    f = whiten_multiply(f, cf_ref)
     rows = xp.asarray(np.arange(-half, half + 1) % ly)
     cols = xp.asarray(np.arange(-half, half + 1) % lx)
     g = fft.ifft(f, axis=-2, **kw)
@@ -225,6 +226,43 @@ def correlation_windows(frames: Any, cf_ref: Any, mask_mul: Any, mask_offset: An
     g = g[..., rows, :]
     cc = fft.irfft(g, n=lx, axis=-1, **kw)[..., cols]
     return cc.astype(xp.float32)
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _whiten_multiply_loop(f: np.ndarray, cf: np.ndarray) -> None:
+    m, k = f.shape
+    eps = np.float32(EPS)
+    one = np.float32(1.0)
+    for i in range(m):
+        for j in range(k):
+            a = f[i, j].real
+            b = f[i, j].imag
+            c = cf[j].real
+            d = cf[j].imag
+            inv = one / (eps + np.sqrt(a * a + b * b))
+            f[i, j] = complex((a * c - b * d) * inv, (a * d + b * c) * inv)
+
+
+def whiten_multiply(f: Any, cf: Any) -> Any:
+    """``f / (EPS + |f|) * cf`` (``cf`` broadcast over the leading axes of ``f``), in place when it can be.
+
+    One pass of a numba loop over complex64 spectra on the CPU (NumPy would
+    make four: modulus, sum, division, product); array operations elsewhere.
+
+    Examples
+    --------
+    >>> f = np.array([[3 + 4j, 0j]], np.complex64)
+    >>> whiten_multiply(f, np.array([2, 1], np.complex64)).astype(complex).round(4).tolist()
+    [[(1.2+1.6j), 0j]]
+    """
+    xp = array_module(f)
+    if xp is np and f.dtype == np.complex64 and f.flags.c_contiguous:
+        cf = np.ascontiguousarray(np.broadcast_to(cf, f.shape[-cf.ndim:]), dtype=np.complex64).ravel()
+        _whiten_multiply_loop(f.reshape(-1, cf.size), cf)
+        return f
+    f = f / (EPS + xp.abs(f))
+    f *= cf
+    return f
 
 
 def kriging_matrix(subpixel: int, lpad: int = LPAD) -> np.ndarray:
@@ -505,10 +543,14 @@ def estimate_shifts(frames: Any, prep: MotionPrep, *, before: int = 0, after: in
             cc = _smooth_time(cc, prep.smooth_sigma_time)
     cc = cc[before:before + n]
     dy, dx, cmax = peak_subpixel(cc, prep.lcorr, xp.asarray(prep.kmat), prep.subpixel, lpad=pad)
+    cc_int = cc if prep.blocks is not None else None
     del cc
     cols = [dy, dx, cmax]
     if prep.blocks is not None:
-        dyb, dxb = _block_shifts(data[before:before + n], xp.rint(dy).astype(int), xp.rint(dx).astype(int),
+        # blocks are measured on frames rolled by the whole-pixel peak (suite2p's rigid step), not by the
+        # rounded subpixel one, so that block displacements equal suite2p's whatever ``subpixel`` is
+        iy, ix, _ = peak_subpixel(cc_int, prep.lcorr, None, 1, lpad=pad)
+        dyb, dxb = _block_shifts(data[before:before + n], iy.astype(xp.int64), ix.astype(xp.int64),
                                  prep, workers=workers)
         cols = cols + [dyb[:, j] for j in range(dyb.shape[1])] + [dxb[:, j] for j in range(dxb.shape[1])]
     return xp.stack(cols, axis=1).astype(xp.float32)
@@ -591,13 +633,15 @@ def pick_initial_reference(frames: np.ndarray, *, n_best: int = 20) -> np.ndarra
 
 
 def compute_reference(frames: np.ndarray, *, max_shift: float, smooth_sigma: float, spatial_taper_slope: float,
-                      bidiphase: int = 0, n_iter: int = 8, batch: int = 50, workers: int = 1) -> np.ndarray:
+                      bidiphase: int = 0, n_iter: int = 8, batch: int = 50, workers: int = -1) -> np.ndarray:
     """A reference image from a sample of frames, refined ``n_iter`` times (suite2p's ``compute_reference``).
 
     Start from :func:`pick_initial_reference`; then, each round, register the
     frames (whole-pixel rigid, cumulatively), average the best-correlated
     ``max(2, n (1 + i) / (2 n_iter))`` of them and re-centre the average by
-    their mean shift. Float32 throughout.
+    their mean shift. Float32 throughout. ``workers``: threads of the FFTs
+    (default every core: every chunk's task waits for the reference, so
+    nothing else runs meanwhile).
 
     Examples
     --------
@@ -652,13 +696,16 @@ def bidiphase_estimate(frames: np.ndarray) -> int:
     >>> bidiphase_estimate(f)  # the shift of odd lines that puts them back (bidiphase_shift's sign)
     -3
     """
+    import scipy.fft
+
     _, ly, lx = frames.shape
-    d1 = np.fft.fft(np.asarray(frames[:, 1::2, :], np.float64), axis=2)
+    # real transforms in float32: the correlation of two real signals is real, so the half spectra suffice
+    d1 = scipy.fft.rfft(np.asarray(frames[:, 1::2, :], np.float32), axis=2)
     d1 /= np.abs(d1) + EPS
-    d2 = np.conj(np.fft.fft(np.asarray(frames[:, ::2, :], np.float64), axis=2))
+    d2 = np.conj(scipy.fft.rfft(np.asarray(frames[:, ::2, :], np.float32), axis=2))
     d2 /= np.abs(d2) + EPS
     d2 = d2[:, :d1.shape[1], :]
-    cc = np.fft.fftshift(np.real(np.fft.ifft(d1 * d2, axis=2)).mean(axis=(0, 1)))
+    cc = np.fft.fftshift(scipy.fft.irfft(d1 * d2, n=lx, axis=2).mean(axis=(0, 1), dtype=np.float64))
     lo = max(0, lx // 2 - 10)
     window = cc[lo:lx // 2 + 11]
     return -int(np.argmax(window) - (lx // 2 - lo))
@@ -702,12 +749,55 @@ def shift_rigid(frames: Any, dy: Any, dx: Any) -> Any:
     row (column) reads each, far cheaper than a Fourier shift (two FFTs per
     frame), and it neither wraps content around nor rings at the borders;
     whole-pixel shifts copy pixels exactly. Samples outside the frame take
-    the nearest border pixel (suite2p's ``padding_mode="border"``).
+    the nearest border pixel (suite2p's ``padding_mode="border"``). Axes
+    between time and y (channels) share their frame's shift. A numba loop on
+    the CPU (:func:`shift_rigid_xp`, array operations, elsewhere).
 
     Examples
     --------
     >>> f = np.arange(16.0).reshape(1, 4, 4)
     >>> shift_rigid(f, np.array([1.0]), np.array([0.5]))[0, 0].tolist()
+    [4.5, 5.5, 6.5, 7.0]
+    """
+    xp = array_module(frames)
+    if xp is not np:
+        return shift_rigid_xp(frames, dy, dx)
+    data = np.ascontiguousarray(frames, dtype=np.float32)
+    n, ly, lx = data.shape[0], data.shape[-2], data.shape[-1]
+    flat = data.reshape(n, -1, ly, lx)
+    out = np.empty(flat.shape, np.float32)
+    ylo, yhi, yw = (np.ascontiguousarray(a) for a in _axis_weights(np, ly, np.asarray(dy, np.float32).reshape(n)))
+    xlo, xhi, xw = (np.ascontiguousarray(a) for a in _axis_weights(np, lx, np.asarray(dx, np.float32).reshape(n)))
+    _shift_rigid_loop(flat, ylo, yhi, yw, xlo, xhi, xw, out)
+    return out.reshape(data.shape)
+
+
+@njit(cache=True, nogil=True)
+def _shift_rigid_loop(frames: np.ndarray, ylo: np.ndarray, yhi: np.ndarray, yw: np.ndarray, xlo: np.ndarray,
+                      xhi: np.ndarray, xw: np.ndarray, out: np.ndarray) -> None:
+    n, nc, ly, lx = frames.shape
+    row = np.empty(lx, np.float32)
+    for t in range(n):
+        for c in range(nc):
+            f = frames[t, c]
+            for y in range(ly):
+                r0 = f[ylo[t, y]]
+                r1 = f[yhi[t, y]]
+                w = yw[t, y]
+                for x in range(lx):
+                    row[x] = r0[x] + w * (r1[x] - r0[x])
+                for x in range(lx):
+                    a = row[xlo[t, x]]
+                    out[t, c, y, x] = a + xw[t, x] * (row[xhi[t, x]] - a)
+
+
+def shift_rigid_xp(frames: Any, dy: Any, dx: Any) -> Any:
+    """:func:`shift_rigid` with array operations (row and column gathers), for any array module.
+
+    Examples
+    --------
+    >>> f = np.arange(16.0).reshape(1, 4, 4)
+    >>> shift_rigid_xp(f, np.array([1.0]), np.array([0.5]))[0, 0].tolist()
     [4.5, 5.5, 6.5, 7.0]
     """
     xp = array_module(frames)
