@@ -232,11 +232,12 @@ class Motion:
         check_number(self.warp_period_s, "Motion.warp_period_s", gt=0)
 
 
-#: named motions: ``"rigid"`` (brain-like jitter with a jump of ~3 px every ~3 s), ``"nonrigid"`` (the same
+#: named motions: ``"rigid"`` (brain-like jitter with a jump of ~2.5 px every ~3 s), ``"nonrigid"`` (the same
 #: plus a warp of up to ±2 px), ``"drift"`` (a slow, steady drift with a faint wobble, as a SOFI acquisition)
 MOTION_PRESETS: Mapping[str, Motion] = {
-    "rigid": Motion(step_px=0.2, tau_s=2.0, jump_rate_hz=0.3, jump_px=3.0, max_px=8.0),
-    "nonrigid": Motion(step_px=0.2, tau_s=2.0, jump_rate_hz=0.3, jump_px=3.0, max_px=8.0, warp_px=1.0),
+    # within ±5 px: inside estimate_motion's default max_shift (a tenth of the frame) from 64 px frames up
+    "rigid": Motion(step_px=0.2, tau_s=2.0, jump_rate_hz=0.3, jump_px=2.5, max_px=5.0),
+    "nonrigid": Motion(step_px=0.2, tau_s=2.0, jump_rate_hz=0.3, jump_px=2.5, max_px=5.0, warp_px=1.0),
     "drift": Motion(step_px=0.003, tau_s=None, velocity_px_per_s=(0.2, -0.15), max_px=math.inf),
 }
 
@@ -785,8 +786,8 @@ def calcium_neurons(
     (``truth.red``) is bright and the others are dim.
 
     ``motion`` moves the field of view: a name of :data:`MOTION_PRESETS`
-    (``"rigid"``: jitter of a few tenths of a pixel with jumps of ~3 px every
-    ~3 s; ``"nonrigid"``: the same plus a smooth warp of up to ±2 px), a
+    (``"rigid"``: jitter of a few tenths of a pixel with jumps of ~2.5 px every
+    ~3 s, within ±5 px; ``"nonrigid"``: the same plus a smooth warp of up to ±2 px), a
     :class:`Motion`, or the ``(n_frames, 2)`` displacements ``(dy, dx)``. The
     noiseless frame is moved (cubic-spline resampling, subpixel; content
     entering at the border repeats the edge pixels), then the noise is drawn,

@@ -136,3 +136,23 @@ def test_image_reference():
     first = fluoxr.estimate_drift(video, block_frames=100).compute()
     image = fluoxr.estimate_drift(video, block_frames=100, reference=first.reference.values).compute()
     np.testing.assert_allclose(image.dy, first.dy, atol=1e-4)
+
+
+def test_two_channels_registered_on_one_and_moved_together():
+    video, truth = datasets.calcium_neurons(n_frames=200, shape=(48, 48), n_cells=6, red_fraction=0.5,
+                                            motion=np.tile([1.5, -2.0], (200, 1)) * np.linspace(0, 1, 200)[:, None])
+    drift = fluoxr.estimate_drift(video, block_frames=50, channel=1).compute()  # the static red channel
+    true = truth.motion.shifts
+    for k in ("dy", "dx"):
+        assert _rms_after_offset(drift[k], true[k]) < 0.15
+    out = fluoxr.drift_correct(video, block_frames=50, channel=1)
+    assert out.dims == video.dims
+    # the static red channel is moved back: its mean is close to its first block's mean (the reference's
+    # position), far closer than the drifting recording's mean is
+    first = out.isel(channel=1, time=slice(0, 50)).mean("time").values
+    fixed = np.abs(out.isel(channel=1).mean("time").values - first)[6:-6, 6:-6].mean()
+    raw = np.abs(video.isel(channel=1).mean("time").values - first)[6:-6, 6:-6].mean()
+    assert fixed < 0.5 * raw, (fixed, raw)
+    # and the functional channel by the same shifts
+    alone = fluoxr.apply_motion(video.isel(channel=0), drift[["dy", "dx"]])
+    np.testing.assert_allclose(out.isel(channel=0).values, alone.values, rtol=1e-5, atol=1e-3)

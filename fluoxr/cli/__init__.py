@@ -12,8 +12,8 @@ Layout
 ------
 ``args``     argument types and shared options (argparse only)
 ``run``      the scheduler, the Runner (progress, timings) and safe outputs
-``info``, ``extract``, ``register``, ``sofi``, ``oscillations``, ``demo``, ``warmup``  one
-             module per subcommand: ``add_parser(sub)`` and ``run(args)``
+``info``, ``extract``, ``register``, ``sofi``, ``oscillations``, ``demo``, ``warmup``
+             one module per subcommand: ``add_parser(sub)`` and ``run(args)``
 
 Parsing imports only these modules and argparse: ``fluoxr --help`` and
 argument errors never import dask, xarray or NumPy; a subcommand imports what
