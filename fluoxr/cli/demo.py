@@ -223,7 +223,7 @@ def _demo_calcium(ctx: DemoContext) -> None:
     best = np.argsort(-np.nanstd(fc, axis=1))[:4]
     fig, axes = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
     show_traces(res.Fc.isel(roi=best), offset=float(np.ptp(fc[best])) * 0.6, labels=[f"ROI {i}" for i in best],
-                ax=axes[0])
+                ax=axes[0], ylabel="Fc, channel 0 (offset per trace)")
     axes[0].set_xlabel("")  # shared with the panel below
     one = res.spikes.isel(roi=int(best[0]))
     show_traces(one, ax=axes[1], label=f"OASIS, ROI {best[0]}")
