@@ -36,6 +36,8 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("cell_masks", "extract", "neuropil_masks", "suite2p_extraction_settings", "traces"),
                    ".extraction"),
     "roi_features": ".features",
+    **dict.fromkeys(("drift_correct", "estimate_drift"), ".drift"),
+    **dict.fromkeys(("apply_motion", "estimate_motion", "register"), ".motion"),
     **dict.fromkeys(("VideoFileNotFoundError", "open_result", "open_video", "read_image", "read_positions",
                      "read_suite2p_stat", "save"), ".io"),
     **dict.fromkeys(("collage_positions", "positions_between", "random_positions"), ".positions"),
@@ -46,7 +48,7 @@ _LAZY: dict[str, str] = {
                      "moments", "noise_filter", "psf_width", "reconstruct", "sofi_images", "total_signal",
                      "xc_image"), ".sofi"),
     "oasis": ".spikes",
-    **dict.fromkeys(("read_nwb_rois", "to_nwb"), ".io"),
+    **dict.fromkeys(("read_nwb_rois", "to_nwb", "save_tiff"), ".io"),
     **dict.fromkeys(("baseline", "detrend", "dff", "normalize", "preprocess", "subtract_neuropil"), ".temporal"),
 }
 # public submodules
@@ -67,6 +69,7 @@ __all__ = [
     "ROISet",
     "roi_features",
     "save",
+    "save_tiff",
     "set_options",
     "VideoFileNotFoundError",
     # traces
@@ -86,6 +89,12 @@ __all__ = [
     "subtract_neuropil",
     "suite2p_extraction_settings",
     "traces",
+    # motion correction
+    "apply_motion",
+    "drift_correct",
+    "estimate_drift",
+    "estimate_motion",
+    "register",
     # SOFI
     "sofi",
     "bleach_blocks",

@@ -17,7 +17,7 @@ ROOT = os.path.dirname(fluoxr.__file__)
 
 # the dask graph primitives that only the two drivers may call (issue 12)
 PRIMITIVES = ("map_overlap", "overlap", "ensure_minimum_chunksize", "HighLevelGraph", "reduction")
-DRIVERS = {"fluoxr.drivers.temporal", "fluoxr.drivers.reduction"}
+DRIVERS = {"fluoxr.drivers.temporal", "fluoxr.drivers.reduction", "fluoxr.drivers.gather"}
 
 
 def _modules() -> dict[str, str]:

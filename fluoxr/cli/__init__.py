@@ -1,7 +1,7 @@
 """The ``fluoxr`` command line.
 
 ``fluoxr info PATH``, ``fluoxr demo`` and one subcommand per analysis
-(``extract``, ``sofi``, ``oscillations``); each analysis adds its own
+(``extract``, ``register``, ``sofi``, ``oscillations``); each analysis adds its own
 subcommand module here and a step to the demo (:mod:`.demo`). Analyses run on
 a local dask cluster started here (the only place fluoxr starts one), on an
 existing cluster (``--scheduler tcp://host:port``) or in-process
@@ -12,7 +12,7 @@ Layout
 ------
 ``args``     argument types and shared options (argparse only)
 ``run``      the scheduler, the Runner (progress, timings) and safe outputs
-``info``, ``extract``, ``sofi``, ``oscillations``, ``demo``, ``warmup``  one
+``info``, ``extract``, ``register``, ``sofi``, ``oscillations``, ``demo``, ``warmup``  one
              module per subcommand: ``add_parser(sub)`` and ``run(args)``
 
 Parsing imports only these modules and argparse: ``fluoxr --help`` and
@@ -27,7 +27,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import demo, extract, info, oscillations, sofi, warmup
+from . import demo, extract, info, oscillations, register, sofi, warmup
 from .args import _COUNT, _INDEX, _POSITIVE, EXIT_BAD_INPUT, _add_output_args, _add_scheduler_args, _number, _Parser
 from .demo import (
     DEMO_FILES,
@@ -36,6 +36,7 @@ from .demo import (
     DemoContext,
     _demo_calcium,
     _demo_features,
+    _demo_motion,
     _demo_oscillations,
     _demo_overview,
     _demo_recordings,
@@ -52,10 +53,11 @@ from .sofi import _sofi_png_path
 logger = logging.getLogger(__name__)
 
 # the subcommands in the order `fluoxr --help` lists them
-SUBCOMMANDS = (info, demo, extract, sofi, oscillations, warmup)
+SUBCOMMANDS = (info, demo, extract, register, sofi, oscillations, warmup)
 
 # the names these functions had when the command line was one module
-_cmd_info, _cmd_demo, _cmd_extract, _cmd_sofi, _cmd_oscillations, _cmd_warmup = (m.run for m in SUBCOMMANDS)
+_cmd_info, _cmd_demo, _cmd_extract, _cmd_sofi, _cmd_oscillations, _cmd_warmup = (
+    m.run for m in (info, demo, extract, sofi, oscillations, warmup))
 _add_extract_parser, _add_sofi_parser, _add_oscillations_parser = extract.add_parser, sofi.add_parser, \
     oscillations.add_parser
 

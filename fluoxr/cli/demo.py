@@ -272,6 +272,65 @@ def _demo_nwb(ctx: DemoContext, traces: Any, rois: Any, video: Any) -> None:
     ctx.report.append(f"NWB export of traces, ROIs and the channel-0 recording in {time.perf_counter() - t0:.1f} s")
 
 
+# -- motion correction --------------------------------------------------------------------------
+
+
+def _offset_removed(motion: Any, true_dy: Any, true_dx: Any) -> tuple[Any, float]:
+    """``motion`` with the reference's constant offset from the motionless frame removed, and the RMS error
+    (px, both axes) of its shifts against the truth: the estimate is relative to a reference built from
+    the moving frames, the truth to the motionless recording."""
+    import numpy as np
+
+    ey, ex = np.asarray(motion.dy) - true_dy, np.asarray(motion.dx) - true_dx
+    oy, ox = float(ey.mean()), float(ex.mean())
+    rms = float(np.sqrt(np.mean((ey - oy) ** 2 + (ex - ox) ** 2)))
+    return motion.assign(dy=motion.dy - oy, dx=motion.dx - ox), rms
+
+
+def _demo_motion(ctx: DemoContext) -> None:
+    """Registration of a calcium recording moving rigidly (jitter and jumps), scored against the true shifts,
+    and the traces of the registered recording against those of the same recording without motion."""
+    import numpy as np
+
+    from .. import apply_motion, datasets, estimate_motion
+    from ..extraction import extract
+    from ..io import open_result, open_video, save
+    from ..plot import show_motion
+    from ..rois import ROISet
+
+    # small: jumps need a few seconds of recording, registration a few hundred frames
+    kw = dict(n_frames=max(min(ctx.frames or 600, 600), 60), shape=(96, 96), n_cells=16, seed=4)
+    moving, truth = datasets.calcium_neurons(motion="rigid", **kw)
+    still, _ = datasets.calcium_neurons(**kw)
+    ctx.runner.compute(save(moving, ctx.path("calcium_moving.zarr"), overwrite=True, compute=False),
+                       label="motion: writing a moving calcium recording", nbytes=moving.nbytes)
+    ctx.wrote("calcium_moving.zarr", f"synthetic calcium recording moving rigidly (jitter and jumps), "
+                                     f"{dict(moving.sizes)} {moving.dtype}")
+    video = open_video(ctx.path("calcium_moving.zarr"))
+    label = "motion: estimating the shifts (rigid, subpixel)"
+    ctx.runner.compute(save(estimate_motion(video), ctx.path("motion.zarr"), overwrite=True, compute=False),
+                       label=label, nbytes=video.nbytes)
+    ctx.wrote("motion.zarr", "rigid shifts (dy, dx, corr per frame) and the reference image; no registered copy")
+    motion = open_result(ctx.path("motion.zarr")).compute()
+    true = truth.motion.shifts
+    aligned, rms = _offset_removed(motion, true.dy.values, true.dx.values)
+    rois = ROISet.from_suite2p(truth.stat, (video.sizes["y"], video.sizes["x"]))
+    # traces of the lazily registered view: no registered copy is written
+    lazy = [extract(v, rois).F for v in (apply_motion(video, aligned), video, still)]
+    f_reg, f_raw, f_still = ctx.runner.compute(lazy, label="motion: traces registered, raw and motionless",
+                                               nbytes=3 * video.nbytes)
+    tf = truth.fluorescence.values
+    r = [float(np.median(_row_corr(f.values, tf))) for f in (f_reg, f_raw, f_still)]
+    _save_figure(show_motion(motion, video), ctx.path("motion.png"))
+    ctx.wrote("motion.png", "figure: shifts over time, the reference, the mean image before and after registration")
+    ctx.report.append(
+        f"motion: rigid shifts of a moving calcium recording ({ctx.runner.throughput(label)}): "
+        f"{rms:.3f} px RMS from the truth (true motion {np.ptp(true.dy.values):.1f} x {np.ptp(true.dx.values):.1f} "
+        f"px); traces vs true fluorescence r = {r[0]:.3f} registered, {r[1]:.3f} raw, {r[2]:.3f} without motion "
+        "(medians)"
+    )
+
+
 # -- ROI features -------------------------------------------------------------------------------
 
 
@@ -357,7 +416,7 @@ def _demo_oscillations(ctx: DemoContext) -> None:
 
 # `fluoxr demo` runs these in order; each analysis contributes one step.
 DEMO_STEPS: list[Callable[[DemoContext], None]] = [
-    _demo_recordings, _demo_overview, _demo_sofi, _demo_calcium, _demo_features, _demo_oscillations,
+    _demo_recordings, _demo_overview, _demo_sofi, _demo_calcium, _demo_motion, _demo_features, _demo_oscillations,
 ]
 
 
@@ -368,6 +427,7 @@ DEMO_FILES = frozenset({
     "sofi.zarr", "sofi.ome.zarr", "sofi_bleach_corrected.zarr", "sofi_xc2.zarr", "sofi.png",
     "calcium_traces.zarr", "calcium_traces.nwb", "calcium_traces.png", "calcium_rois.png", "roi_features.csv",
     "oscillations.zarr", "oscillations.ome.zarr", "oscillations.png", "oscillation_tracks.csv",
+    "calcium_moving.zarr", "motion.zarr", "motion.png",
 })
 
 

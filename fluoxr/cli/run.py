@@ -234,7 +234,7 @@ def _input_paths(args: argparse.Namespace) -> list[str]:
     from ..io import _expand_paths
 
     found = []
-    for attr in ("input", "stat", "labels", "positions", "mask", "nwb_metadata"):
+    for attr in ("input", "stat", "labels", "positions", "mask", "nwb_metadata", "shifts"):
         value = getattr(args, attr, None)
         for item in (value if isinstance(value, list) else [value] if value else []):
             try:

@@ -332,6 +332,7 @@ def apply_temporal(
     whole_chunks: dict[int, Any] | None = None,
     chunks: tuple | None = None,
     new_axis: Sequence[int] = (),
+    shared: Sequence[Any] = (),
     **params: Any,
 ) -> da.Array:
     """Apply the temporal filter ``filt`` along ``axis`` of ``data``, chunk by chunk, lazily.
@@ -365,6 +366,11 @@ def apply_temporal(
         afterwards): the result's chunks (one block per input block) and the
         positions of the axes it adds, as in ``dask.array.map_blocks``.
         Default: the input's chunks.
+    shared : sequence of dask collections
+        Results every chunk's task takes whole, after ``others`` (e.g. a
+        reference image and the constants derived from it, computed once):
+        each a ``dask.delayed`` object or a dask array of one chunk. Not with
+        a :data:`WHOLE` halo.
     **params
         Passed to the kernel and to the halo function.
 
@@ -395,6 +401,8 @@ def apply_temporal(
             raise ValueError(f"others[{j}] must be a dask array with the chunks of data {data.chunks}, "
                              f"got {getattr(o, 'chunks', type(o).__name__)}")
     dtype = np.dtype(data.dtype if dtype is None else dtype)
+    shared = list(shared)
+    shared_keys = [_single_key(s, j) for j, s in enumerate(shared)]
     halo = filt.halo_of(**params)
     n_frames = data.shape[axis]
     new_axis = sorted(int(a) for a in new_axis)
@@ -402,6 +410,8 @@ def apply_temporal(
     if meta is None:
         meta = _backend.meta_like(data, out_ndim, dtype)
     if halo == WHOLE:
+        if shared:
+            raise ValueError("shared results are not supported with a WHOLE halo")
         return _whole(data, filt, axis, dtype, meta, others, whole_chunks, params, chunks, new_axis)
     before, after = halo
     out_chunks = data.chunks if chunks is None else tuple(tuple(c) for c in chunks)
@@ -409,7 +419,8 @@ def apply_temporal(
         raise ValueError(f"chunks must have {out_ndim} dims (data's and new_axis), got {len(out_chunks)}")
 
     label = filt.label
-    token = dask.base.tokenize(data.name, [o.name for o in others], filt, axis, dtype, params, chunks, new_axis)
+    token = dask.base.tokenize(data.name, [o.name for o in others], filt, axis, dtype, params, chunks, new_axis,
+                               shared_keys)
     name = f"{label}-{token}"
     head_name, tail_name = f"{label}-head-{token}", f"{label}-tail-{token}"
     reread_name = f"{label}-halo-read-{token}"
@@ -459,9 +470,21 @@ def apply_temporal(
             for a in new_axis:
                 out_key.insert(a + 1, 0)
             dsk[tuple(out_key)] = (run[i], key(data.name, i), pieces_before, pieces_after,
-                                 [key(o.name, i) for o in others])
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data, *others])
+                                 [key(o.name, i) for o in others] + shared_keys)
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data, *others, *shared])
     return da.Array(graph, name, chunks=out_chunks, dtype=dtype, meta=meta)
+
+
+def _single_key(collection: Any, j: int) -> Any:
+    """The one output key of a shared collection (a Delayed, or a dask array of one chunk)."""
+    keys = collection.__dask_keys__() if dask.is_dask_collection(collection) else None
+    flat = keys
+    while isinstance(flat, list) and len(flat) == 1:
+        flat = flat[0]
+    if keys is None or isinstance(flat, list):
+        raise ValueError(f"shared[{j}] must be a dask.delayed object or a dask array of one chunk, "
+                         f"got {type(collection).__name__}")
+    return flat
 
 
 def _whole(data: da.Array, filt: TemporalFilter, axis: int, dtype: Any, meta: Any, others: list,

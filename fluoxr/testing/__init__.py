@@ -4,6 +4,8 @@
   several chunkings along time (whole, one frame, uneven, smaller than a halo).
 - :func:`raise_if_dask_computes`: building a graph must not compute anything.
 - :func:`tiny_video`: small deterministic videos.
+- :func:`moving_video`: a textured field of view moved by known (subpixel,
+  optionally nonrigid) shifts, for motion correction.
 - :mod:`fluoxr.testing.references`: the plain NumPy reference of every kernel
   and lazy operation, written once, with how to call fluoxr on the same input
   (:data:`~fluoxr.testing.references.COMPARISONS`).
@@ -26,6 +28,8 @@ __all__ = [
     "assert_chunk_invariant",
     "assert_results_close",
     "default_chunkings",
+    "moving_video",
+    "textured_image",
     "raise_if_dask_computes",
     "tiny_video",
     "wavy_video",
@@ -117,6 +121,102 @@ def wavy_video(
     t, y, x = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
     v = 1000 + 300 * np.sin(2 * np.pi * (t / 9 - (x + 0.5 * y) / 11)) + rng.normal(0, 40, tuple(shape))
     return as_video(np.clip(v, 0, None).astype(dtype), fps=0.5, chunks=shape[0] if chunks is None else chunks)
+
+
+def textured_image(shape: Sequence[int] = (64, 64), *, seed: int = 0, n_cells: int | None = None) -> np.ndarray:
+    """A periodic field of view with texture at every scale: smoothed noise, soft cell bodies, a slow wave.
+
+    Periodic (every filter wraps around), so a Fourier shift of it is exact,
+    without the ringing a non-periodic image gets from its wrapped edges.
+
+    Examples
+    --------
+    >>> from fluoxr.testing import textured_image
+    >>> textured_image((32, 40)).shape
+    (32, 40)
+    """
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(seed)
+    ly, lx = (int(v) for v in shape)
+    img = 40 * ndi.gaussian_filter(rng.normal(size=(ly, lx)), 1.5, mode="wrap") + 20 * ndi.gaussian_filter(
+        rng.normal(size=(ly, lx)), 6, mode="wrap")
+    yy, xx = np.mgrid[:ly, :lx]
+    n_cells = max(4, ly * lx // 150) if n_cells is None else n_cells
+    for cy, cx, r, a in zip(rng.uniform(0, ly, n_cells), rng.uniform(0, lx, n_cells), rng.uniform(2, 4, n_cells),
+                            rng.uniform(50, 150, n_cells)):
+        ddy = (yy - cy + ly / 2) % ly - ly / 2
+        ddx = (xx - cx + lx / 2) % lx - lx / 2
+        img += a * np.exp(-(ddy**2 + ddx**2) / (2 * r**2))
+    return img + 200 + 30 * np.sin(2 * np.pi * xx / lx)
+
+
+def moving_video(
+    n_frames: int = 40,
+    shape: Sequence[int] = (64, 64),
+    *,
+    max_shift: float = 3.0,
+    nonrigid: float = 0.0,
+    noise: float = 0.0,
+    seed: int = 0,
+    chunks: Any = 7,
+    dtype: Any = np.float32,
+) -> tuple[xr.DataArray, xr.Dataset]:
+    """A textured field of view moved by known shifts, and the truth: ``(video, truth)``.
+
+    Frame ``t`` is the image displaced by ``(dy_t, dx_t)`` (suite2p's sign:
+    ``frame(y + dy, x + dx) = image(y, x)``), uniform in ``±max_shift`` pixels,
+    applied exactly by a Fourier shift of an image twice the size (so no
+    content wraps around into the frame). With ``nonrigid > 0`` a smooth warp
+    of up to ``nonrigid`` pixels (one period of a sine across the frame,
+    different every frame) is added, applied by cubic interpolation; the truth
+    then has ``dy_field``/``dx_field`` ``(time, y, x)``, the total displacement
+    at every pixel. ``noise`` adds Gaussian noise of that standard deviation.
+
+    Examples
+    --------
+    >>> from fluoxr.testing import moving_video
+    >>> video, truth = moving_video(n_frames=5, shape=(32, 32))
+    >>> video.shape, sorted(truth.data_vars)
+    ((5, 32, 32), ['dx', 'dy', 'image'])
+    """
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(seed)
+    ly, lx = (int(v) for v in shape)
+    big = textured_image((2 * ly, 2 * lx), seed=seed)
+    oy, ox = ly // 2, lx // 2
+    dy = rng.uniform(-max_shift, max_shift, n_frames)
+    dx = rng.uniform(-max_shift, max_shift, n_frames)
+    spectrum = np.fft.fft2(big)
+    yy, xx = np.mgrid[:ly, :lx].astype(np.float64)
+    frames = np.empty((n_frames, ly, lx))
+    fields_y = np.zeros((n_frames, ly, lx)) if nonrigid > 0 else None
+    fields_x = np.zeros((n_frames, ly, lx)) if nonrigid > 0 else None
+    for t in range(n_frames):
+        moved = np.real(np.fft.ifft2(ndi.fourier_shift(spectrum, (dy[t], dx[t]))))
+        if nonrigid > 0:
+            ay, ax, py, px = rng.uniform(-1, 1, 4)
+            u = nonrigid * ay * np.sin(2 * np.pi * (xx / lx + py))
+            v = nonrigid * ax * np.sin(2 * np.pi * (yy / ly + px))
+            # content displaced by (u, v): frame(y, x) = moved(y - u, x - v), to first order in the warp
+            frames[t] = ndi.map_coordinates(moved, [yy + oy - u, xx + ox - v], order=3, mode="nearest")
+            fields_y[t], fields_x[t] = dy[t] + u, dx[t] + v
+        else:
+            frames[t] = moved[oy:oy + ly, ox:ox + lx]
+    if noise > 0:
+        frames += rng.normal(0, noise, frames.shape)
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        frames = np.clip(np.rint(frames), 0, np.iinfo(dtype).max)
+    video = as_video(frames.astype(dtype), fps=10.0, chunks=chunks)
+    truth = xr.Dataset({"dy": ("time", dy), "dx": ("time", dx),
+                        "image": (("y", "x"), big[oy:oy + ly, ox:ox + lx])},
+                       coords={"time": video.coords["time"]})
+    if fields_y is not None:
+        truth["dy_field"] = (("time", "y", "x"), fields_y)
+        truth["dx_field"] = (("time", "y", "x"), fields_x)
+    return video, truth
 
 
 def default_chunkings(n: int, *, halo: int | None = None, seed: int = 0) -> list[tuple[int, ...]]:

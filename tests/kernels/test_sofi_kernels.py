@@ -159,6 +159,33 @@ def test_finterp_matches_matrix_algorithm(shape, f):
     np.testing.assert_allclose(got[::f, ::f], im, rtol=1e-9)  # the original pixels are kept
 
 
+@pytest.mark.parametrize("shape,f", [((5, 7), 2), ((6, 4), 3), ((1, 5), 2), ((5, 1), 3), ((8, 8), 1), ((3, 9), 4)])
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32, np.float64])
+def test_interpolate_real_matches_complex_products(shape, f, dtype):
+    # the CPU kernel (real GEMMs, fractional rows only, 3-product complex block) against the complex operators
+    frames = (np.random.default_rng(f).random((2, 3) + shape) * 500 - (0 if dtype == np.uint16 else 100)).astype(dtype)
+    A, B = ks.finterp_operators(*shape, f)
+    got = ks.interpolate_real(frames, A, B, batch=2)
+    assert got.shape == (2, 3, ks.interp_size(shape[0], f), ks.interp_size(shape[1], f)) and got.dtype == np.float64
+    np.testing.assert_allclose(got, ks.interpolate_with(frames, A, B), rtol=1e-10, atol=1e-10 * np.abs(frames).max())
+    np.testing.assert_allclose(got[0, 1], ref_finterp(frames[0, 1].astype(float), f), rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(got[..., ::f, ::f], np.abs(frames.astype(float)))  # original pixels exactly
+
+
+def test_interpolate_real_in_worker_threads_uses_one_blas_thread():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fluoxr import _blas
+
+    if "openblas" in str(np.show_config(mode="dicts")["Build Dependencies"]["blas"]).lower():
+        assert _blas._set_local_threads() is not None  # NumPy's OpenBLAS has the per-thread setting
+    frames = np.random.default_rng(0).random((40, 16, 16))
+    A, B = ks.finterp_operators(16, 16, 2)
+    with ThreadPoolExecutor(2) as pool:
+        parts = list(pool.map(lambda i: ks.interpolate_real(frames[i : i + 10], A, B), range(0, 40, 10)))
+    np.testing.assert_allclose(np.concatenate(parts), ks.interpolate_with(frames, A, B), rtol=1e-10, atol=1e-12)
+
+
 def test_interpolate_frames_batches():
     frames = np.random.default_rng(0).random((2, 19, 5, 6))
     out = ks.interpolate_frames(frames, 2, batch=4)
