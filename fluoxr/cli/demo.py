@@ -453,7 +453,8 @@ def add_parser(sub: Any) -> None:
 def _demo_input_bytes(args: argparse.Namespace) -> int:
     """Bytes of the synthetic recordings (uint16): what decides the default scheduler (``choose_scheduler``)."""
     n = args.frames
-    return 2 * ((n or 2000) * 64 * 64 + (n or 1500) * 2 * 128 * 128 + (n or 300) * 128 * 128)
+    moving = max(min(n or 600, 600), 60) * 96 * 96 * 2  # _demo_motion: a moving and a still recording
+    return 2 * ((n or 2000) * 64 * 64 + (n or 1500) * 2 * 128 * 128 + (n or 300) * 128 * 128) + 2 * moving
 
 
 def run(args: argparse.Namespace) -> int:

@@ -191,6 +191,7 @@ _KERNELS_USED = {
     "sofi": ("moments",),
     "extract": ("masks", "extract", "oasis"),
     "oscillations": ("oscillations",),
+    "register": ("motion",),
 }
 
 
