@@ -242,6 +242,14 @@ def drift_correct(
     ``result.attrs`` only as their parameters; keep ``estimate_drift``'s
     Dataset to look at them (:func:`fluoxr.plot.show_motion`).
 
+    Memory: in one graph, dask's scheduler may read the second pass's
+    chunks ahead of the frames being shifted once the block shifts are
+    known (measured: 0.54 GB peak for 5,000 frames of 128 x 128, 0.99 GB
+    for 20,000, against a flat 0.41-0.42 GB the way below). For recordings
+    larger than memory compute the drift first, a small table, then apply
+    it: ``drift = estimate_drift(video).compute()``, then
+    ``fluoxr.apply_motion(video, drift)``.
+
     Returns
     -------
     xarray.DataArray

@@ -69,6 +69,12 @@ def test_register_nonrigid(moving, tmp_path):
                  "--scheduler", "threads", "--no-progress"]) == 0
     res = fluoxr.open_result(out)
     assert res.dy_block.dims == ("time", "block") and res.sizes["block"] > 1
+    # a store of this command as --shifts: its block shifts applied as they are
+    again, reg = tmp_path / "again.zarr", tmp_path / "reg.zarr"
+    assert main(["register", str(path), "--shifts", str(out), "-o", str(again), "--save-video", str(reg),
+                 "--scheduler", "threads", "--no-progress"]) == 0
+    expected = fluoxr.apply_motion(fluoxr.open_video(path), res)
+    np.testing.assert_allclose(fluoxr.open_video(reg).values, expected.values, rtol=1e-6, atol=1e-3)
 
 
 @pytest.mark.parametrize("argv, words", [
