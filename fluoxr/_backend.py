@@ -178,7 +178,7 @@ _BOTH = {
     **_shared("maximin", "gaussian_reflect", "percentile_rows", module="temporal"),
     **_shared("sparse_weights", module="extract"),
     "weighted_sums": "extract:apply_weights",
-    **_shared("estimate_shifts", "shift_rigid", "block_field", module="motion"),
+    **_shared("estimate_shifts", "block_field", module="motion"),
 }
 
 CPU_KERNELS = Kernels("cpu", {
@@ -186,7 +186,7 @@ CPU_KERNELS = Kernels("cpu", {
     "interpolate_frames": "sofi:interpolate_real",  # real GEMMs; the GPU's complex products are its fast path
     **_shared("moment_state", "merge_states", "merge_all", "segment_states", module="moments"),
     **_shared("gradient_sign", "vote_and_filter", module="oscillations"),
-    "remap_bilinear": "motion:remap_bilinear",
+    **_shared("remap_bilinear", "shift_rigid", module="motion"),
 }, device=False)
 
 GPU_KERNELS = Kernels("gpu", {
@@ -194,7 +194,7 @@ GPU_KERNELS = Kernels("gpu", {
     "interpolate_frames": "sofi:interpolate_with",
     **{p: f"moments:{p}_xp" for p in ("moment_state", "merge_states", "merge_all", "segment_states")},
     **{p: f"oscillations:{p}_xp" for p in ("gradient_sign", "neighbour_vote", "vote_and_filter")},
-    "remap_bilinear": "motion:remap_bilinear_xp",
+    **{p: f"motion:{p}_xp" for p in ("remap_bilinear", "shift_rigid")},
 }, device=True)
 
 

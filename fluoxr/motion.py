@@ -117,14 +117,14 @@ def _apply_chunk(frames: Any, shifts: Any, bidiphase: Any, *, kernels: _backend.
     if shifts.shape[0] == 0:
         return data
     if not nonrigid:
-        return K.shift_rigid(data, shifts[:, 0], shifts[:, 1])
+        return kernels.shift_rigid(data, shifts[:, 0], shifts[:, 1])
     ny, nx = len(centre_y), len(centre_x)
     nb = ny * nx
     ly, lx = data.shape[-2:]
     dyb = xp.asarray(shifts[:, 3:3 + nb]).reshape(-1, ny, nx)
     dxb = xp.asarray(shifts[:, 3 + nb:3 + 2 * nb]).reshape(-1, ny, nx)
-    fy = K.block_field(dyb, centre_y, centre_x, ly, lx)
-    fx = K.block_field(dxb, centre_y, centre_x, ly, lx)
+    fy = kernels.block_field(dyb, centre_y, centre_x, ly, lx)
+    fx = kernels.block_field(dxb, centre_y, centre_x, ly, lx)
     return kernels.remap_bilinear(data, fy, fx)
 
 

@@ -365,6 +365,64 @@ CASES += [
 ]
 
 
+def _two_channels(i: Inputs) -> xr.DataArray:
+    return xr.concat([i.video, i.video], dim="channel").transpose("time", "channel", "y", "x")
+
+
+CASES += [
+    # -- motion correction --------------------------------------------------------------------
+    ("estimate_motion: frames smaller than a block", lambda i: fluoxr.estimate_motion(
+        i.video, nonrigid=True, block_size=(32, 32)), ValueError, "block_size"),
+    ("estimate_motion: blocks too small to search", lambda i: fluoxr.estimate_motion(
+        i.video, nonrigid=True, block_size=(6, 6)), ValueError, "block_size"),
+    ("estimate_motion: block_size not a pair", lambda i: fluoxr.estimate_motion(i.video, block_size="big"),
+     TypeError, "block_size"),
+    ("estimate_motion: max_shift 0", lambda i: fluoxr.estimate_motion(i.video, max_shift=0), ValueError,
+     "max_shift"),
+    ("estimate_motion: max_shift fraction above half", lambda i: fluoxr.estimate_motion(i.video, max_shift=0.7),
+     ValueError, "max_shift"),
+    ("estimate_motion: max_shift beyond half the frame", lambda i: fluoxr.estimate_motion(i.video, max_shift=40),
+     ValueError, "max_shift"),
+    ("estimate_motion: max_shift that rounds to nothing", lambda i: fluoxr.estimate_motion(i.video, max_shift=0.01),
+     ValueError, "max_shift"),
+    ("estimate_motion: max_shift_nonrigid negative", lambda i: fluoxr.estimate_motion(
+        i.video, max_shift_nonrigid=-1), ValueError, "max_shift_nonrigid"),
+    ("estimate_motion: reference of the wrong shape", lambda i: fluoxr.estimate_motion(
+        i.video, reference=np.zeros((5, 5))), ValueError, "reference"),
+    ("estimate_motion: reference of text", lambda i: fluoxr.estimate_motion(
+        i.video, reference=np.full((16, 18), "a")), TypeError, "reference"),
+    ("estimate_motion: subpixel 0", lambda i: fluoxr.estimate_motion(i.video, subpixel=0), ValueError, "subpixel"),
+    ("estimate_motion: n_reference_frames 0", lambda i: fluoxr.estimate_motion(i.video, n_reference_frames=0),
+     ValueError, "n_reference_frames"),
+    ("estimate_motion: smooth_sigma_time negative", lambda i: fluoxr.estimate_motion(
+        i.video, smooth_sigma_time=-1), ValueError, "smooth_sigma_time"),
+    ("estimate_motion: bidiphase a float", lambda i: fluoxr.estimate_motion(i.video, bidiphase=1.5), ValueError,
+     "bidiphase"),
+    ("estimate_motion: channel without channels", lambda i: fluoxr.estimate_motion(i.video, channel=1),
+     ValueError, "channel"),
+    ("estimate_motion: two channels, none chosen", lambda i: fluoxr.estimate_motion(_two_channels(i)),
+     ValueError, "channel"),
+    ("estimate_motion: unknown channel", lambda i: fluoxr.estimate_motion(_two_channels(i), channel=5),
+     ValueError, "channel"),
+    ("estimate_motion: frames split in chunks", lambda i: fluoxr.estimate_motion(i.video.chunk({"y": 4})),
+     ValueError, "video"),
+    ("apply_motion: shifts for fewer frames", lambda i: fluoxr.apply_motion(i.video, {"dy": [0.0] * 5,
+                                                                                     "dx": [0.0] * 5}),
+     ValueError, "motion"),
+    ("apply_motion: a table without dx", lambda i: fluoxr.apply_motion(i.video, pd.DataFrame({"dy": np.zeros(12)})),
+     ValueError, "dx"),
+    ("apply_motion: a CSV that is not a table of shifts", lambda i: fluoxr.apply_motion(
+        i.video, os.path.join(i.dir, "notes.txt")), ValueError, "motion"),
+    ("apply_motion: no such file", lambda i: fluoxr.apply_motion(i.video, os.path.join(i.dir, "none.csv")),
+     ValueError, "motion"),
+    ("apply_motion: shifts of text", lambda i: fluoxr.apply_motion(i.video, {"dy": ["a"] * 12, "dx": [0] * 12}),
+     ValueError, "dy"),
+    ("apply_motion: a number", lambda i: fluoxr.apply_motion(i.video, 3), TypeError, "motion"),
+    ("apply_motion: a Dataset without shifts", lambda i: fluoxr.apply_motion(
+        i.video, xr.Dataset({"corr": ("time", np.zeros(12))})), ValueError, "motion"),
+]
+
+
 def _bin(i: Inputs) -> str:
     return os.path.join(i.dir, "raw", "data.bin")
 

@@ -223,7 +223,7 @@ def _demo_calcium(ctx: DemoContext) -> None:
     best = np.argsort(-np.nanstd(fc, axis=1))[:4]
     fig, axes = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
     show_traces(res.Fc.isel(roi=best), offset=float(np.ptp(fc[best])) * 0.6, labels=[f"ROI {i}" for i in best],
-                ax=axes[0])
+                ax=axes[0], ylabel="Fc, channel 0 (offset per trace)")
     axes[0].set_xlabel("")  # shared with the panel below
     one = res.spikes.isel(roi=int(best[0]))
     show_traces(one, ax=axes[1], label=f"OASIS, ROI {best[0]}")
@@ -454,7 +454,8 @@ def add_parser(sub: Any) -> None:
 def _demo_input_bytes(args: argparse.Namespace) -> int:
     """Bytes of the synthetic recordings (uint16): what decides the default scheduler (``choose_scheduler``)."""
     n = args.frames
-    return 2 * ((n or 2000) * 64 * 64 + (n or 1500) * 2 * 128 * 128 + (n or 300) * 128 * 128)
+    moving = max(min(n or 600, 600), 60) * 96 * 96 * 2  # _demo_motion: a moving and a still recording
+    return 2 * ((n or 2000) * 64 * 64 + (n or 1500) * 2 * 128 * 128 + (n or 300) * 128 * 128) + 2 * moving
 
 
 def run(args: argparse.Namespace) -> int:

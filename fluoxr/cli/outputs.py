@@ -14,7 +14,8 @@ import os
 import time
 from typing import Any
 
-FORMAT_NAMES = {"zarr": "zarr (.zarr, or no suffix)", "ome-zarr": "OME-Zarr (.ome.zarr)", "tiff": "TIFF (.tif, .tiff)"}
+FORMAT_NAMES = {"zarr": "zarr (.zarr, or no suffix)", "ome-zarr": "OME-Zarr (.ome.zarr)", "tiff": "TIFF (.tif, .tiff)",
+                "csv": "a CSV table (.csv)"}
 
 
 def output_format(path: str, *, command: str, allowed: tuple[str, ...], format: str | None = None,
@@ -46,15 +47,17 @@ def output_format(path: str, *, command: str, allowed: tuple[str, ...], format: 
         fmt = "zarr"
     elif text.endswith((".tif", ".tiff")):
         fmt = "tiff"
+    elif text.endswith(".csv"):
+        fmt = "csv"
     else:
         suffix = os.path.splitext(os.path.basename(text))[1]
         if suffix:
             raise ValueError(f"{flag} {path!r}: fluoxr {command} writes {kinds}; the suffix {suffix!r} names none "
                              "of them")
         fmt = "zarr"
-    if fmt == "tiff" and format is not None:
-        raise ValueError(f"{flag} {path!r} names a TIFF, which --format {format} contradicts; drop --format or "
-                         "name a .zarr")
+    if fmt in ("tiff", "csv") and format is not None:
+        raise ValueError(f"{flag} {path!r} names {FORMAT_NAMES[fmt].split(' (')[0]}, which --format {format} "
+                         "contradicts; drop --format or name a .zarr")
     if fmt in ("zarr", "ome-zarr") and format is not None:
         fmt = format
     if fmt not in allowed:

@@ -17,6 +17,7 @@ import os
 from typing import Any
 
 from .args import _COUNT, _INDEX, _POSITIVE, _add_output_args, _add_scheduler_args, _number
+from .outputs import output_format, write_tiff
 from .run import Runner, _check_output, _save_figure, _write_table, scheduler
 
 
@@ -83,9 +84,6 @@ def run(args: argparse.Namespace) -> int:
     from ..plot import show_motion
 
     out = args.output
-    as_csv = out.rstrip("/\\").endswith(".csv")
-    if as_csv and args.nonrigid:
-        raise ValueError(f"-o {out!r}: nonrigid block shifts do not fit a CSV table; give a .zarr output")
     png = args.png or _base(out) + ".png"
     video_out = None
     if args.save_video is not None:
@@ -93,6 +91,12 @@ def run(args: argparse.Namespace) -> int:
     _check_output(out, args, "-o")
     _check_output(png, args, "--png", replace=True)  # a figure is simply redrawn
     _check_output(video_out, args, "--save-video")
+    as_csv = output_format(out, command="register (shifts)", allowed=("zarr", "csv")) == "csv"
+    if as_csv and args.nonrigid:
+        raise ValueError(f"-o {out!r}: nonrigid block shifts do not fit a CSV table; give a .zarr output")
+    video_format = (None if video_out is None else
+                    output_format(video_out, command="register", allowed=("zarr", "ome-zarr", "tiff"),
+                                  flag="--save-video"))
     if video_out is not None and os.path.abspath(video_out) == os.path.abspath(out):
         raise ValueError("--save-video must name another store than -o")
     kwargs: dict[str, Any] = {}
@@ -129,8 +133,11 @@ def run(args: argparse.Namespace) -> int:
         if video_out is not None:
             registered = apply_motion(video, motion)
             vlabel = "writing the registered recording"
-            runner.compute(save(registered, video_out, overwrite=args.overwrite, resume=args.resume,
-                                compute=False), label=vlabel, nbytes=video.nbytes)
+            if video_format == "tiff":
+                write_tiff(runner, registered, video_out, args, label=vlabel, nbytes=video.nbytes)
+            else:
+                runner.compute(save(registered, video_out, overwrite=args.overwrite, resume=args.resume,
+                                    compute=False, format=video_format), label=vlabel, nbytes=video.nbytes)
             print(f"wrote the registered recording to {video_out} ({runner.throughput(vlabel)})")
         fig = show_motion(motion, video, channel=args.channel)
     _save_figure(fig, png)
@@ -158,7 +165,8 @@ def add_parser(sub: Any) -> None:
                    help="apply these shifts instead of estimating: a CSV with dy, dx columns (one row per frame) "
                         "or a store written by fluoxr register")
     p.add_argument("--save-video", nargs="?", const="", default=None, metavar="VIDEO.zarr",
-                   help="also write the registered recording (default path: OUTPUT_registered.zarr)")
+                   help="also write the registered recording: a zarr store (default path: OUTPUT_registered.zarr), "
+                        "an OME-Zarr store (.ome.zarr) or a TIFF (.tif)")
     p.add_argument("--channel", type=_INDEX, default=0, help="channel registered in multi-channel input (0)")
     p.add_argument("--fps", type=_POSITIVE, default=None, help="frame rate, if the file does not say")
     p.add_argument("--shape", type=_COUNT, nargs=2, default=None, metavar=("LY", "LX"),

@@ -83,7 +83,9 @@ class Runner:
         for name, secs, nbytes in reversed(self.timings):
             if name == label:
                 rate = nbytes / 1e6 / secs if secs > 0 and nbytes else float("nan")
-                return f"{secs:.1f} s" + (f", {rate:.0f} MB/s of input" if nbytes else "")
+                # two significant digits at least: a first run that compiles the kernels is slow, not "0 MB/s"
+                shown = f"{rate:.0f}" if rate >= 10 else f"{rate:.2g}"
+                return f"{secs:.1f} s" + (f", {shown} MB/s of input" if nbytes else "")
         return "?"
 
 
@@ -112,8 +114,8 @@ def choose_scheduler(args: argparse.Namespace) -> str | None:
     >>> choose_scheduler(argparse.Namespace(scheduler="tcp://host:8786"))
     'tcp://host:8786'
     """
-    if getattr(args, "scheduler", "") != None:  # noqa: E711 - absent (no such option) or given
-        return getattr(args, "scheduler", None)
+    if getattr(args, "scheduler", None) is not None or not hasattr(args, "scheduler"):
+        return getattr(args, "scheduler", None)  # given, or a subcommand without the option
     size = args.input_bytes(args) if callable(getattr(args, "input_bytes", None)) else _bytes_on_disk(_input_paths(args))
     chosen = "threads" if size < THREADS_BELOW_BYTES else "local"
     logger.info("inputs of %.0f MB: %s (--scheduler chooses)", size / 1e6,
@@ -189,6 +191,7 @@ _KERNELS_USED = {
     "sofi": ("moments",),
     "extract": ("masks", "extract", "oasis"),
     "oscillations": ("oscillations",),
+    "register": ("motion",),
 }
 
 

@@ -41,7 +41,7 @@ def warm_kernels(video_dtypes: tuple[str, ...] = VIDEO_DTYPES, trace_dtypes: tup
     import dask
     import numpy as np
 
-    from .. import datasets, oscillations
+    from .. import apply_motion, datasets, drift_correct, estimate_motion, oscillations
     from .._video import as_video
     from ..extraction import extract, traces
     from ..features import roi_features
@@ -72,6 +72,12 @@ def warm_kernels(video_dtypes: tuple[str, ...] = VIDEO_DTYPES, trace_dtypes: tup
             done.append(f"masks and extraction ({dtype})")
             roi_features(rois, n.isel(channel=1).mean("time")).compute()
             done.append(f"ROI features ({dtype})")
+            g = n.isel(channel=0)
+            for nonrigid in (False, True):
+                motion = estimate_motion(g, nonrigid=nonrigid, block_size=(24, 24), n_reference_frames=20)
+                dask.compute(motion, apply_motion(g, motion))
+            drift_correct(v, block_frames=10).compute()
+            done.append(f"motion correction and drift correction ({dtype})")
             s = sheet.astype(dtype)
             params = dict(period_s=sheet_truth.period_s, interval_s=sheet_truth.interval_s, min_cluster_size=4,
                           mask=sheet_truth.mask)

@@ -57,6 +57,9 @@ __all__ = [
     "lag_moment",
     "lag_product_sum",
     "ldrc",
+    "bilinear_remap",
+    "phase_correlation_map",
+    "rigid_whole_pixel_shifts",
     "maximin",
     "med_smooth",
     "neighbour_vote",
@@ -206,6 +209,76 @@ def colour_map(values: np.ndarray, cmap: str, low: float, high: float) -> np.nda
     rgb = np.array(rgba[..., :3])
     rgb[np.isnan(v)] = 0
     return rgb
+
+
+def bilinear_remap(frames: np.ndarray, fy: Any, fx: Any) -> np.ndarray:
+    """``out[t, y, x] = frame_t(y + fy, x + fx)`` by ``scipy.ndimage.map_coordinates(order=1, mode="nearest")``.
+
+    ``fy``, ``fx``: one number per frame, or a field ``(t, y, x)`` per frame.
+    The reference of fluoxr's rigid and nonrigid resampling.
+    """
+    frames = np.asarray(frames, np.float64)
+    t, ly, lx = frames.shape
+    yy, xx = np.mgrid[:ly, :lx].astype(np.float64)
+    out = np.empty_like(frames)
+    for i in range(t):
+        a = np.asarray(fy[i], np.float64)
+        b = np.asarray(fx[i], np.float64)
+        # clamp the coordinates first: map_coordinates' "nearest" would do the same, said outright
+        cy = np.clip(yy + a, 0, ly - 1)
+        cx = np.clip(xx + b, 0, lx - 1)
+        out[i] = ndi.map_coordinates(frames[i], [cy, cx], order=1, mode="nearest")
+    return out
+
+
+def _suite2p_taper(slope: float, ly: int, lx: int) -> np.ndarray:
+    y = np.abs(np.arange(ly) - (ly - 1) / 2)
+    x = np.abs(np.arange(lx) - (lx - 1) / 2)
+    return np.outer(1 / (1 + np.exp((y - ((ly - 1) / 2 - 2 * slope)) / slope)),
+                    1 / (1 + np.exp((x - ((lx - 1) / 2 - 2 * slope)) / slope)))
+
+
+def phase_correlation_map(frame: np.ndarray, ref: np.ndarray, *, smooth_sigma: float = 1.15,
+                          taper: float = 3.45, clip: bool = True) -> np.ndarray:
+    """suite2p's rigid phase correlation of one frame, the whole circular map, with complex FFTs in float64.
+
+    The frame is clipped to the reference's 1st-99th percentiles, tapered to
+    the clipped reference's mean at the borders; both spectra are whitened
+    (``/ (1e-5 + |F|)``); the reference's is multiplied by the real part of
+    the FFT of a normalised Gaussian centred on the mean coordinate. Entry
+    ``[i, j]`` is the correlation at displacement ``(i, j)`` (modulo the size).
+    """
+    frame = np.asarray(frame, np.float64)
+    ref = np.asarray(ref, np.float64)
+    ly, lx = ref.shape
+    if clip:
+        lo, hi = np.percentile(ref.astype(np.float32), [1, 99])
+        ref = np.clip(ref, lo, hi)
+        frame = np.clip(frame, lo, hi)
+    mask = _suite2p_taper(taper, ly, lx)
+    data = frame * mask + ref.mean() * (1 - mask)
+    fr = np.fft.fft2(data)
+    fr /= 1e-5 + np.abs(fr)
+    rf = np.conj(np.fft.fft2(ref))
+    rf /= 1e-5 + np.abs(rf)
+    if smooth_sigma > 0:
+        y = np.arange(ly) - (ly - 1) / 2
+        x = np.arange(lx) - (lx - 1) / 2
+        g = np.exp(-y[:, None] ** 2 / (2 * smooth_sigma**2)) * np.exp(-x[None, :] ** 2 / (2 * smooth_sigma**2))
+        rf *= np.real(np.fft.fft2(np.fft.ifftshift(g / g.sum())))
+    return np.real(np.fft.ifft2(fr * rf))
+
+
+def rigid_whole_pixel_shifts(frames: np.ndarray, ref: np.ndarray, max_shift_px: int, **kwargs: Any) -> np.ndarray:
+    """``(t, 2)``: the whole-pixel peak of :func:`phase_correlation_map` within ``±max_shift_px`` (suite2p's yoff/xoff)."""
+    out = np.zeros((len(frames), 2))
+    d = np.arange(-max_shift_px, max_shift_px + 1)
+    for i, f in enumerate(frames):
+        cc = phase_correlation_map(f, ref, **kwargs)
+        win = cc[np.ix_(d % cc.shape[0], d % cc.shape[1])]
+        iy, ix = np.unravel_index(np.argmax(win), win.shape)
+        out[i] = d[iy], d[ix]
+    return out
 
 
 def ldrc(mask: np.ndarray, im: np.ndarray, window: Sequence[int]) -> np.ndarray:
@@ -546,6 +619,51 @@ def _detect(v: Any) -> Any:
     return oscillations.detect(v, **_OSC)
 
 
+# motion correction: six frames of 20 x 24, shifts that cross the border and are whole and fractional
+_SHIFTS = (np.array([0.0, 1.0, -2.5, 0.3, 30.0, -0.75]), np.array([0.0, 0.5, 1.25, -3.0, -0.2, 40.0]))
+
+
+def _motion_frames() -> np.ndarray:
+    return np.random.default_rng(21).random((6, 20, 24)).astype(np.float32) * 100
+
+
+def _fields(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    t, ly, lx = shape
+    yy, xx = np.mgrid[:ly, :lx]
+    fy = np.stack([np.sin(yy / 5 + k) * 2 + xx / 10 for k in range(t)]).astype(np.float32)
+    fx = np.stack([np.cos(xx / 7 - k) * 1.5 - yy / 9 for k in range(t)]).astype(np.float32)
+    return fy, fx
+
+
+def _phasecorr_reference(f: np.ndarray) -> np.ndarray:
+    d = np.arange(-4, 5)
+    return np.stack([phase_correlation_map(fr, f[0], clip=False)[np.ix_(d % 20, d % 24)] for fr in f])
+
+
+def _phasecorr_kernel(f: np.ndarray) -> np.ndarray:
+    import importlib
+
+    k = importlib.import_module("fluoxr.kernels.motion")
+    mask = k.spatial_taper(3.45, 20, 24)
+    offset = (f[0].astype(np.float64).mean() * (1 - mask)).astype(np.float32)
+    return k.correlation_windows(f, k.reference_fft(f[0], 1.15), mask, offset, 4)
+
+
+def _motion_video() -> Any:
+    from . import moving_video
+
+    return moving_video(n_frames=9, shape=(40, 48), max_shift=3.0, seed=4, chunks=4)[0]
+
+
+def _rigid_shifts(v: Any) -> Any:
+    import dask.array as da
+
+    import fluoxr
+
+    m = fluoxr.estimate_motion(v, reference=v[0], subpixel=1, bidiphase=0, max_shift=5)
+    return da.stack([m.dy.data, m.dx.data], axis=1)
+
+
 def _lazy(name: str) -> Callable[..., Any]:
     # resolved at call time: importing this module must not import the lazy layer
     def call(v: Any, *args: Any, **kwargs: Any) -> Any:
@@ -631,6 +749,23 @@ COMPARISONS: dict[str, Comparison] = {
     "neighbour vote (kernel)": Comparison(
         _neighbour_vote_reference, _neighbour_vote_kernel,
         lambda: np.random.default_rng(3).integers(-1, 2, (9, 11)).astype(np.int8), rtol=0.0),
+    "phase correlation window (kernel)": Comparison(
+        _phasecorr_reference, _phasecorr_kernel, _motion_frames, rtol=0.0, atol=2e-5),
+    "rigid bilinear shift (kernel)": Comparison(
+        lambda f: bilinear_remap(f, _SHIFTS[0], _SHIFTS[1]),
+        lambda f: _kernel("motion", "shift_rigid")(f, _SHIFTS[0], _SHIFTS[1]),
+        _motion_frames, rtol=0.0, atol=1e-6),
+    "bilinear remap (kernel)": Comparison(
+        lambda f: bilinear_remap(f, *_fields(f.shape)),
+        lambda f: _kernel("motion", "remap_bilinear")(f, *_fields(f.shape)),
+        _motion_frames, rtol=0.0, atol=1e-6),
+    "registered video (given shifts)": Comparison(
+        lambda v: bilinear_remap(_values(v), _SHIFTS[0], _SHIFTS[1]),
+        lambda v: _lazy("apply_motion")(v, {"dy": _SHIFTS[0], "dx": _SHIFTS[1]}),
+        lambda: _video((6, 20, 24), dtype=np.float32, chunks=4), lazy=True, rtol=0.0, atol=1e-6),
+    "rigid whole-pixel shifts": Comparison(
+        lambda v: rigid_whole_pixel_shifts(_values(v), _values(v)[0], 5),
+        _rigid_shifts, lambda: _motion_video(), lazy=True, rtol=0.0),
     "oscillation detection": Comparison(
         lambda v: detect_oscillations(_values(v), **_OSC),
         _detect, _wavy, lazy=True, rtol=0.0,

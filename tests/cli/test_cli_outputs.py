@@ -88,3 +88,24 @@ def test_extract_refuses_a_tif_output(tmp_path, capsys):
                  str(tmp_path / "traces.tif"), "--scheduler", "threads"]) == 2
     _one_line(capsys, "-o", "cannot write TIFF", "zarr")
     assert not os.path.exists(tmp_path / "traces.tif")
+
+
+def test_register_suffixes(tmp_path, capsys):
+    import pandas as pd
+
+    video, truth = fluoxr.datasets.calcium_neurons(n_frames=40, shape=(32, 32), n_cells=3, seed=3, motion="rigid")
+    tifffile.imwrite(tmp_path / "moving.tif", video.values)
+    given = tmp_path / "given.csv"
+    pd.DataFrame({"dy": truth.motion.shifts.dy.values, "dx": truth.motion.shifts.dx.values}).to_csv(given,
+                                                                                                   index=False)
+    # the shifts cannot be a TIFF; a .png is no output format at all
+    for name, words in (("shifts.tif", "cannot write TIFF"), ("shifts.png", "'.png'")):
+        assert main(["register", str(tmp_path / "moving.tif"), "--shifts", str(given), "-o", str(tmp_path / name),
+                     "--scheduler", "threads"]) == 2
+        _one_line(capsys, "-o", words)
+    # the registered recording as a TIFF
+    reg = tmp_path / "registered.tif"
+    assert main(["register", str(tmp_path / "moving.tif"), "--shifts", str(given), "-o", str(tmp_path / "s.csv"),
+                 "--save-video", str(reg), "--scheduler", "threads", "--no-progress"]) == 0
+    expected = fluoxr.apply_motion(fluoxr.as_video(video.values), truth.motion.shifts)
+    np.testing.assert_allclose(tifffile.imread(reg), expected.values, rtol=1e-6, atol=1e-3)

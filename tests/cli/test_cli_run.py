@@ -137,3 +137,11 @@ def test_warmup_leaves_nothing_for_the_demo_to_compile(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "compiling" not in r.stderr
     assert {f for _, _, files in os.walk(cache) for f in files} == before  # no signature left to compile
+
+
+def test_slow_steps_report_their_rate_not_zero():
+    runner = Runner(progress=False)
+    runner.timings.append(("compiling step", 36.3, 16.4e6))
+    runner.timings.append(("fast step", 0.5, 100e6))
+    assert runner.throughput("compiling step") == "36.3 s, 0.45 MB/s of input"
+    assert runner.throughput("fast step") == "0.5 s, 200 MB/s of input"

@@ -367,6 +367,21 @@ def test_detect_gpu_path_matches_cpu(dtype, lag, start, mask, spy):
     assert (cpu > 0).any()
 
 
+@pytest.mark.parametrize("nonrigid", [False, True])
+def test_motion_gpu_path_matches_cpu(nonrigid, spy):
+    from fluoxr.testing import moving_video
+
+    calls = spy(kg, "remap_bilinear" if nonrigid else "shift_rigid")
+    video, _ = moving_video(n_frames=10, shape=(64, 64), seed=2, chunks=4)
+    kw = dict(nonrigid=nonrigid, block_size=(32, 32), bidiphase=0, n_reference_frames=10, return_motion=True)
+    reg_cpu, m_cpu = fluoxr.register(video, **kw)
+    reg_gpu, m_gpu = emulated(lambda v: fluoxr.register(v, **kw))(video)
+    assert not calls
+    xr.testing.assert_allclose(m_gpu.compute(), m_cpu.compute())
+    xr.testing.assert_allclose(reg_gpu.compute(), reg_cpu.compute(), rtol=1e-5, atol=1e-3)
+    assert calls
+
+
 def test_detect_with_z_planes_and_channels():
     rng = np.random.default_rng(8)
     video = fluoxr.as_video((1000 + 200 * rng.random((9, 2, 2, 8, 9))).astype(np.uint16), fps=1.0, chunks=4)

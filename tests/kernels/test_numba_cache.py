@@ -85,3 +85,13 @@ def test_a_module_whose_source_changed_is_cold(tmp_path):
     os.utime(index, (old, old))  # an index older than the source: numba recompiles
     assert _cache.cold_modules(("oasis",), directory=str(tmp_path)) == ["oasis"]
     assert _cache.cold_modules(("oasis",), directory=str(tmp_path / "missing")) == ["oasis"]
+
+
+def test_every_numba_kernel_module_is_listed():
+    # the cold-cache check and `fluoxr warmup`'s report cover KERNEL_MODULES: a new numba module must be in it
+    from fluoxr.kernels import _cache
+
+    here = os.path.dirname(_cache.__file__)
+    using = sorted(f[:-3] for f in os.listdir(here) if f.endswith(".py") and not f.startswith("_")
+                   and "from numba import" in open(os.path.join(here, f)).read())
+    assert using == sorted(_cache.KERNEL_MODULES)
