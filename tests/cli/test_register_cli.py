@@ -9,7 +9,7 @@ import tifffile
 
 import fluoxr
 from fluoxr.cli import main
-from fluoxr.cli.demo import DemoContext, _demo_motion, _offset_removed, _row_corr
+from fluoxr.cli.demo import DemoContext, _active_corr, _demo_motion, _offset_removed
 from fluoxr.cli.run import Runner
 
 
@@ -105,7 +105,7 @@ def test_extract_register_gives_better_traces(moving, tmp_path):
                      "--no-progress"]) == 0
         F = fluoxr.open_result(out).F.values
         tf = truth.fluorescence.values
-        r[bool(flag)] = np.median(_row_corr(F, tf))  # cells without a spike (constant truth) skipped
+        r[bool(flag)] = np.median(_active_corr(F, tf))  # cells without a spike (constant truth) skipped
     assert r[True] > r[False]
 
 
