@@ -9,7 +9,7 @@ reading the zarr store:
 - ``drift_correct + sofi``: ``sofi_images(drift_correct(video, block_frames=B), 4)`` as one graph: the
   block means (one read), their shifts, then SOFI of the lazily corrected frames (a second read);
 - ``drift first, then sofi``: ``estimate_drift(...).compute()`` (one read), then SOFI of
-  ``apply_motion(video, drift)`` (a second read): the same result, peak memory flat in the length;
+  ``apply_motion(video, drift)`` (a second read): the same result in two computations;
 
 and prints wall time, MB/s of input, peak RSS (the process's VmHWM), the drift's RMS error against
 the truth (one constant offset removed: the shifts are relative to the first block) and the median
@@ -56,7 +56,9 @@ def _child(store: str, case: str, block_frames: int, truth_path: str) -> None:
         drift = fluoxr.estimate_drift(video, block_frames=block_frames)
         if case == "drift first, then sofi":
             drift = drift.compute()  # a small table: the second pass then runs on known shifts
-        corrected = fluoxr.apply_motion(video, drift)
+            corrected = fluoxr.apply_motion(video, drift)
+        else:
+            corrected = fluoxr.drift_correct(video, block_frames=block_frames)
         # the shifts and the corrected SOFI image together: the block means are computed once
         import dask
 
