@@ -7,7 +7,7 @@ import pytest
 
 import fluoxr
 from fluoxr import datasets
-from fluoxr.cli.demo import _offset_removed, _row_corr
+from fluoxr.cli.demo import _active_corr, _offset_removed
 
 
 def _recordings(motion, n_frames=400, seed=4):
@@ -29,11 +29,11 @@ def test_rigid_registration_matches_the_truth_and_gives_back_the_motionless_trac
     f_reg, f_raw, f_still = dask.compute(*[fluoxr.extract(v, rois).F for v in
                                            (fluoxr.apply_motion(moving, aligned), moving, still)])
     tf = truth.fluorescence.values
-    r_reg, r_raw, r_still = (float(np.median(_row_corr(f.values, tf))) for f in (f_reg, f_raw, f_still))
+    r_reg, r_raw, r_still = (float(np.median(_active_corr(f.values, tf))) for f in (f_reg, f_raw, f_still))
     assert abs(r_reg - r_still) < 0.01, (r_reg, r_still)
     assert r_raw < r_still - 0.02  # the motion did hurt the raw traces
     # per cell too: no cell loses more than a little
-    assert np.all(_row_corr(f_reg.values, tf) > _row_corr(f_still.values, tf) - 0.03)
+    assert np.all(_active_corr(f_reg.values, tf) > _active_corr(f_still.values, tf) - 0.03)
 
 
 def test_register_returns_the_lazy_view_and_its_shifts():

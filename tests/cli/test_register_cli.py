@@ -9,7 +9,7 @@ import tifffile
 
 import fluoxr
 from fluoxr.cli import main
-from fluoxr.cli.demo import DemoContext, _demo_motion, _offset_removed, _row_corr
+from fluoxr.cli.demo import DemoContext, _active_corr, _demo_motion, _offset_removed
 from fluoxr.cli.run import Runner
 
 
@@ -69,6 +69,12 @@ def test_register_nonrigid(moving, tmp_path):
                  "--scheduler", "threads", "--no-progress"]) == 0
     res = fluoxr.open_result(out)
     assert res.dy_block.dims == ("time", "block") and res.sizes["block"] > 1
+    # a store of this command as --shifts: its block shifts applied as they are
+    again, reg = tmp_path / "again.zarr", tmp_path / "reg.zarr"
+    assert main(["register", str(path), "--shifts", str(out), "-o", str(again), "--save-video", str(reg),
+                 "--scheduler", "threads", "--no-progress"]) == 0
+    expected = fluoxr.apply_motion(fluoxr.open_video(path), res)
+    np.testing.assert_allclose(fluoxr.open_video(reg).values, expected.values, rtol=1e-6, atol=1e-3)
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -99,7 +105,7 @@ def test_extract_register_gives_better_traces(moving, tmp_path):
                      "--no-progress"]) == 0
         F = fluoxr.open_result(out).F.values
         tf = truth.fluorescence.values
-        r[bool(flag)] = np.median(_row_corr(F, tf))  # cells without a spike (constant truth) skipped
+        r[bool(flag)] = np.median(_active_corr(F, tf))  # cells without a spike (constant truth) skipped
     assert r[True] > r[False]
 
 
