@@ -92,7 +92,7 @@ def write_movie(path: str, T: int, H: int, W: int, seed: int = 0) -> None:
     pad = 24
     big = textured_image((H + 2 * pad, W + 2 * pad), seed=seed, n_cells=H * W // 300)
     walk = np.clip(np.cumsum(rng.normal(0, 0.7, (T, 2)), axis=0), -3 * pad, 3 * pad) / 3.0
-    block = 250
+    block = max(1, int(16e6 // (H * W * 2)))  # fluoxr's default chunks, about 16 MB (open_video keeps the store's)
 
     def frames(t0: int, t1: int) -> np.ndarray:
         out = np.empty((t1 - t0, H, W), np.uint16)

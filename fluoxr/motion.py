@@ -123,9 +123,12 @@ def _apply_chunk(frames: Any, shifts: Any, bidiphase: Any, *, kernels: _backend.
     ly, lx = data.shape[-2:]
     dyb = xp.asarray(shifts[:, 3:3 + nb]).reshape(-1, ny, nx)
     dxb = xp.asarray(shifts[:, 3 + nb:3 + 2 * nb]).reshape(-1, ny, nx)
-    fy = kernels.block_field(dyb, centre_y, centre_x, ly, lx)
-    fx = kernels.block_field(dxb, centre_y, centre_x, ly, lx)
-    return kernels.remap_bilinear(data, fy, fx)
+    out = []
+    for k in range(0, data.shape[0], K.BATCH):  # per-pixel fields of a batch, not of the whole chunk
+        fy = kernels.block_field(dyb[k:k + K.BATCH], centre_y, centre_x, ly, lx)
+        fx = kernels.block_field(dxb[k:k + K.BATCH], centre_y, centre_x, ly, lx)
+        out.append(kernels.remap_bilinear(data[k:k + K.BATCH], fy, fx))
+    return out[0] if len(out) == 1 else xp.concatenate(out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,7 +332,8 @@ def estimate_motion(
     if ref_input is None or given_bidi is None:
         idx = np.linspace(0, n, 1 + n_ref, dtype=int)[:-1]
         # optimize_graph=False: a fused copy of the input graph would clash with the unfused one the chunks use
-        sample = gather_frames(data, idx).astype(np.float32).rechunk(-1).to_delayed(optimize_graph=False).ravel()[0]
+        # in the recording's dtype (uint16: half of float32); the kernels convert batch by batch
+        sample = gather_frames(data, idx).rechunk(-1).to_delayed(optimize_graph=False).ravel()[0]
     bidi = dask.delayed(_bidiphase_of, pure=True)(sample, given_bidi) if given_bidi is None else given_bidi
     ref_settings = {k: settings[k] for k in ("max_shift", "smooth_sigma", "spatial_taper_slope")}
     if ref_input is None:

@@ -175,6 +175,16 @@ def test_reference_computed_once_and_frames_read_once(monkeypatch):
     assert len(reads) <= n_chunks + 8
 
 
+def test_chunks_longer_than_a_batch():
+    # inside a chunk, frames are correlated (and nonrigid fields built) in batches of kernels.motion.BATCH
+    from fluoxr.kernels.motion import BATCH
+
+    video, _ = moving_video(n_frames=BATCH + 9, shape=(64, 64), seed=4)
+    kw = dict(n_reference_frames=10, nonrigid=True, block_size=(32, 32), smooth_sigma_time=1.0)
+    assert_chunk_invariant(lambda v: fluoxr.register(v, return_motion=True, **kw), video,
+                           chunkings=[(BATCH + 9,), (BATCH - 1, 10), (5,) * 8 + (1,)], rtol=1e-5, atol=1e-3)
+
+
 # --------------------------------------------------------------------------------------------
 # applying given shifts
 

@@ -505,6 +505,19 @@ def time_halo(smooth_sigma_time: float) -> int:
     return int(4.0 * smooth_sigma_time + 0.5) if smooth_sigma_time > 0 else 0
 
 
+#: frames correlated at once inside a chunk (suite2p's ``batch_size`` plays the same part)
+BATCH = 32
+
+
+def _clipped(frames: Any, prep: MotionPrep) -> Any:
+    """Frames as float32, bidirectional phase corrected, clipped to the reference's 1st-99th percentiles."""
+    xp = array_module(frames)
+    data = xp.array(frames, dtype=xp.float32)  # a copy: clipped in place below
+    if prep.bidiphase:
+        data = bidiphase_shift(data, prep.bidiphase)
+    return xp.clip(data, prep.rmin, prep.rmax, out=data)
+
+
 def estimate_shifts(frames: Any, prep: MotionPrep, *, before: int = 0, after: int = 0,
                     workers: int = 1) -> Any:
     """Shifts of a batch of frames against a prepared reference: one row per frame.
@@ -527,15 +540,13 @@ def estimate_shifts(frames: Any, prep: MotionPrep, *, before: int = 0, after: in
     [2.0, -1.0]
     """
     xp = array_module(frames)
-    data = xp.asarray(frames, dtype=xp.float32)
-    if prep.bidiphase:
-        data = bidiphase_shift(data, prep.bidiphase)
-    data = xp.clip(data, prep.rmin, prep.rmax)
-    n_all = data.shape[0]
+    n_all = frames.shape[0]
     n = n_all - before - after
     mm, mo, cf = (xp.asarray(a) for a in (prep.mask_mul, prep.mask_offset, prep.cf_ref))
     pad = LPAD if prep.subpixel > 1 else 0
-    cc = correlation_windows(data, cf, mm, mo, prep.lcorr + pad, workers=workers)
+    # batches of BATCH frames: the spectra (8 bytes a pixel) of a whole chunk are never held at once
+    cc = xp.concatenate([correlation_windows(_clipped(frames[k:k + BATCH], prep), cf, mm, mo, prep.lcorr + pad,
+                                             workers=workers) for k in range(0, n_all, BATCH)])
     if prep.smooth_sigma_time > 0:
         if xp is not np:
             cc = xp.asarray(_smooth_time(cc.get(), prep.smooth_sigma_time))  # cupy-only
@@ -543,16 +554,19 @@ def estimate_shifts(frames: Any, prep: MotionPrep, *, before: int = 0, after: in
             cc = _smooth_time(cc, prep.smooth_sigma_time)
     cc = cc[before:before + n]
     dy, dx, cmax = peak_subpixel(cc, prep.lcorr, xp.asarray(prep.kmat), prep.subpixel, lpad=pad)
-    cc_int = cc if prep.blocks is not None else None
-    del cc
     cols = [dy, dx, cmax]
     if prep.blocks is not None:
         # blocks are measured on frames rolled by the whole-pixel peak (suite2p's rigid step), not by the
         # rounded subpixel one, so that block displacements equal suite2p's whatever ``subpixel`` is
-        iy, ix, _ = peak_subpixel(cc_int, prep.lcorr, None, 1, lpad=pad)
-        dyb, dxb = _block_shifts(data[before:before + n], iy.astype(xp.int64), ix.astype(xp.int64),
-                                 prep, workers=workers)
+        iy, ix, _ = peak_subpixel(cc, prep.lcorr, None, 1, lpad=pad)
+        iy, ix = iy.astype(xp.int64), ix.astype(xp.int64)
+        parts = [_block_shifts(_clipped(frames[before + k:before + min(n, k + BATCH)], prep), iy[k:k + BATCH],
+                               ix[k:k + BATCH], prep, workers=workers) for k in range(0, n, BATCH)]
+        nb = len(prep.blocks.ystart) * len(prep.blocks.xstart)
+        dyb = xp.concatenate([p[0] for p in parts]) if parts else xp.zeros((0, nb), xp.float32)
+        dxb = xp.concatenate([p[1] for p in parts]) if parts else xp.zeros((0, nb), xp.float32)
         cols = cols + [dyb[:, j] for j in range(dyb.shape[1])] + [dxb[:, j] for j in range(dxb.shape[1])]
+    del cc
     return xp.stack(cols, axis=1).astype(xp.float32)
 
 
@@ -651,7 +665,9 @@ def compute_reference(frames: np.ndarray, *, max_shift: float, smooth_sigma: flo
     >>> compute_reference(f, max_shift=0.2, smooth_sigma=1.15, spatial_taper_slope=3.45).shape
     (40, 40)
     """
-    fr = np.array(frames, dtype=np.float32)
+    # the frames stay in their own dtype (uint16: half of float32) and are rolled in place; each batch is
+    # made float32 only while it is correlated
+    fr = np.array(frames, dtype=frames.dtype if frames.dtype.kind in "iuf" else np.float32)
     if bidiphase:
         fr = bidiphase_shift(fr, bidiphase)
     n, ly, lx = fr.shape
@@ -700,12 +716,15 @@ def bidiphase_estimate(frames: np.ndarray) -> int:
 
     _, ly, lx = frames.shape
     # real transforms in float32: the correlation of two real signals is real, so the half spectra suffice
-    d1 = scipy.fft.rfft(np.asarray(frames[:, 1::2, :], np.float32), axis=2)
-    d1 /= np.abs(d1) + EPS
-    d2 = np.conj(scipy.fft.rfft(np.asarray(frames[:, ::2, :], np.float32), axis=2))
-    d2 /= np.abs(d2) + EPS
-    d2 = d2[:, :d1.shape[1], :]
-    cc = np.fft.fftshift(scipy.fft.irfft(d1 * d2, n=lx, axis=2).mean(axis=(0, 1), dtype=np.float64))
+    total = np.zeros(lx, np.float64)
+    for k in range(0, frames.shape[0], BATCH):  # batches: the spectra of every sampled frame are not held
+        d1 = scipy.fft.rfft(np.asarray(frames[k:k + BATCH, 1::2, :], np.float32), axis=2)
+        d1 /= np.abs(d1) + EPS
+        d2 = np.conj(scipy.fft.rfft(np.asarray(frames[k:k + BATCH, ::2, :], np.float32), axis=2))
+        d2 /= np.abs(d2) + EPS
+        d2 = d2[:, :d1.shape[1], :]
+        total += scipy.fft.irfft(d1 * d2, n=lx, axis=2).sum(axis=(0, 1), dtype=np.float64)
+    cc = np.fft.fftshift(total / (frames.shape[0] * (ly // 2)))
     lo = max(0, lx // 2 - 10)
     window = cc[lo:lx // 2 + 11]
     return -int(np.argmax(window) - (lx // 2 - lo))
