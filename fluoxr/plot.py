@@ -935,8 +935,11 @@ def show_motion(
     shift_ax.axhline(0.0, color="0.6", lw=0.6, zorder=0)
     shift_ax.set_xlabel(xlabel)
     shift_ax.set_ylabel("shift (px)")
-    shift_ax.set_title("displacement of the content (registration moves it back)", fontsize=9)
-    shift_ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+    shift_ax.set_title("displacement of the content (registration moves it back)", fontsize=9, loc="left")
+    # above the axes, right of the title: a legend beside the axes would widen the last image column under
+    # constrained layout and push that image's colorbar away from it
+    shift_ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=4, fontsize=7, frameon=False,
+                    borderaxespad=0.1)
     if ax is not None:
         return ax
     pixel_size = video.attrs.get("pixel_size") if video is not None else None
