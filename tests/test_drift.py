@@ -127,10 +127,6 @@ def test_reference_choices():
         assert _rms_after_offset(middle[k], first[k]) < 0.1
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="motion-core bug: estimate_motion(a derived lazy video, reference=an image not derived from "
-                          "it) builds a graph with a missing dependency (drivers/gather.after); remove this mark "
-                          "when fixed")
 def test_image_reference():
     video, _ = _drifting(n_frames=300)
     first = fluoxr.estimate_drift(video, block_frames=100).compute()
