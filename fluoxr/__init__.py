@@ -36,6 +36,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("cell_masks", "extract", "neuropil_masks", "suite2p_extraction_settings", "traces"),
                    ".extraction"),
     "roi_features": ".features",
+    **dict.fromkeys(("drift_correct", "estimate_drift"), ".drift"),
     **dict.fromkeys(("apply_motion", "estimate_motion", "register"), ".motion"),
     **dict.fromkeys(("VideoFileNotFoundError", "open_result", "open_video", "read_image", "read_positions",
                      "read_suite2p_stat", "save"), ".io"),
@@ -47,7 +48,7 @@ _LAZY: dict[str, str] = {
                      "moments", "noise_filter", "psf_width", "reconstruct", "sofi_images", "total_signal",
                      "xc_image"), ".sofi"),
     "oasis": ".spikes",
-    **dict.fromkeys(("read_nwb_rois", "to_nwb"), ".io"),
+    **dict.fromkeys(("read_nwb_rois", "to_nwb", "save_tiff"), ".io"),
     **dict.fromkeys(("baseline", "detrend", "dff", "normalize", "preprocess", "subtract_neuropil"), ".temporal"),
 }
 # public submodules
@@ -68,6 +69,7 @@ __all__ = [
     "ROISet",
     "roi_features",
     "save",
+    "save_tiff",
     "set_options",
     "VideoFileNotFoundError",
     # traces
@@ -89,6 +91,8 @@ __all__ = [
     "traces",
     # motion correction
     "apply_motion",
+    "drift_correct",
+    "estimate_drift",
     "estimate_motion",
     "register",
     # SOFI

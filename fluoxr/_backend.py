@@ -175,7 +175,6 @@ def _shared(*purposes: str, module: str) -> dict[str, str]:
 _BOTH = {
     **_shared("empty_state", "state_to_stats", "cumulants_from_moments", module="moments"),
     **_shared("finterp_operator", module="sofi"),
-    "interpolate_frames": "sofi:interpolate_with",
     **_shared("maximin", "gaussian_reflect", "percentile_rows", module="temporal"),
     **_shared("sparse_weights", module="extract"),
     "weighted_sums": "extract:apply_weights",
@@ -184,6 +183,7 @@ _BOTH = {
 
 CPU_KERNELS = Kernels("cpu", {
     **_BOTH,
+    "interpolate_frames": "sofi:interpolate_real",  # real GEMMs; the GPU's complex products are its fast path
     **_shared("moment_state", "merge_states", "merge_all", "segment_states", module="moments"),
     **_shared("gradient_sign", "vote_and_filter", module="oscillations"),
     **_shared("remap_bilinear", "shift_rigid", module="motion"),
@@ -191,6 +191,7 @@ CPU_KERNELS = Kernels("cpu", {
 
 GPU_KERNELS = Kernels("gpu", {
     **_BOTH,
+    "interpolate_frames": "sofi:interpolate_with",
     **{p: f"moments:{p}_xp" for p in ("moment_state", "merge_states", "merge_all", "segment_states")},
     **{p: f"oscillations:{p}_xp" for p in ("gradient_sign", "neighbour_vote", "vote_and_filter")},
     **{p: f"motion:{p}_xp" for p in ("remap_bilinear", "shift_rigid")},

@@ -196,13 +196,13 @@ class FluoAccessor:
         """Shrinking-kernel deconvolution of images; see :func:`fluoxr.deconvsk`."""
         from .sofi import deconvsk
 
-        return deconvsk(self._obj, psf, **kwargs)
+        return deconvsk(self._obj, psf=psf, **kwargs)
 
     def ldrc(self, mask: Any, **kwargs: Any) -> xr.DataArray:
         """Local dynamic range compression; see :func:`fluoxr.ldrc`."""
         from .sofi import ldrc
 
-        return ldrc(self._obj, mask, **kwargs)
+        return ldrc(self._obj, mask=mask, **kwargs)
 
     def reconstruct(self, order: int = 6, **kwargs: Any) -> xr.Dataset:
         """The PysofiData pipeline; see :func:`fluoxr.reconstruct`."""
@@ -225,6 +225,19 @@ class FluoAccessor:
         return detect(self._obj, **kwargs)
 
     # -- GPU ------------------------------------------------------------------------------------
+    # -- motion ------------------------------------------------------------------------------
+    def estimate_drift(self, **kwargs: Any) -> xr.Dataset:
+        """Slow drift from the means of blocks of frames; see :func:`fluoxr.estimate_drift`."""
+        from .drift import estimate_drift
+
+        return estimate_drift(self._obj, **kwargs)
+
+    def drift_correct(self, **kwargs: Any) -> xr.DataArray:
+        """The video with its slow drift removed, lazily; see :func:`fluoxr.drift_correct`."""
+        from .drift import drift_correct
+
+        return drift_correct(self._obj, **kwargs)
+
     def to_device(self, device: str = "cuda") -> xr.DataArray:
         """The same object with its chunks on the GPU ("cuda") or the host ("cpu"); see :func:`fluoxr.to_device`."""
         from .device import to_device

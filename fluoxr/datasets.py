@@ -34,6 +34,9 @@ from ._validate import check_int, check_number
 __all__ = [
     "blinking_emitters",
     "calcium_neurons",
+    "Motion",
+    "MotionTruth",
+    "MOTION_PRESETS",
     "oscillating_sheet",
     "BlinkingTruth",
     "CalciumTruth",
@@ -42,6 +45,7 @@ __all__ = [
 
 # independent random streams of one seed
 _NOISE, _SPIKES, _RED = 1, 2, 3
+_MOTION = 6  # (seed, 5) is the neuropil modulation's
 
 
 def _frame_rng(seed: int, stream: int, t: int) -> np.random.Generator:
@@ -169,6 +173,240 @@ def _place(rng: np.random.Generator, n: int, shape: tuple[int, int], margin: flo
 
 
 # --------------------------------------------------------------------------------------------
+# motion of the field of view (shared by every recording that moves)
+
+
+@dataclass(frozen=True)
+class Motion:
+    """How the field of view of a synthetic recording moves.
+
+    The rigid displacement ``(dy, dx)`` of frame ``t`` is a mean-reverting
+    random walk (an AR(1) process: each frame keeps ``exp(-1 / (tau_s *
+    fps))`` of the last displacement and adds a Gaussian step of
+    ``step_px``; ``tau_s=None`` is a plain random walk), with jumps of
+    ``jump_px`` (Gaussian, per axis) at ``jump_rate_hz`` on average, clipped
+    to ``±max_px`` per axis, plus a constant drift ``velocity_px_per_s``.
+    Frame 0 is not displaced (apart from the warp).
+
+    With ``warp_px > 0`` a smooth nonrigid warp is added: each component
+    is the sum of two waves of amplitude ``warp_px`` spanning the frame once
+    (one along ``y``, one along ``x``, so the warp averages to zero over the
+    frame and the rigid part is the frame's mean displacement), each
+    oscillating with period ``warp_period_s`` and its own phase.
+
+    Sign convention (suite2p's ``yoff``, ``xoff``, that of
+    :func:`fluoxr.estimate_motion`): the content seen at ``(y, x)`` in the
+    motionless recording is seen at ``(y + dy, x + dx)`` in the moving one,
+    so registration moves every frame by ``(-dy, -dx)``.
+
+    Examples
+    --------
+    >>> from fluoxr.datasets import Motion
+    >>> Motion(step_px=0.2, jump_rate_hz=0.5).warp_px
+    0.0
+    """
+
+    step_px: float = 0.1
+    tau_s: float | None = 2.0
+    jump_rate_hz: float = 0.0
+    jump_px: float = 2.0
+    max_px: float = 8.0
+    velocity_px_per_s: tuple[float, float] = (0.0, 0.0)
+    warp_px: float = 0.0
+    warp_period_s: float = 4.0
+
+    def __post_init__(self) -> None:
+        check_number(self.step_px, "Motion.step_px", ge=0)
+        if self.tau_s is not None:
+            check_number(self.tau_s, "Motion.tau_s", gt=0)
+        check_number(self.jump_rate_hz, "Motion.jump_rate_hz", ge=0)
+        check_number(self.jump_px, "Motion.jump_px", ge=0)
+        if not (isinstance(self.max_px, (int, float)) and self.max_px == math.inf):
+            check_number(self.max_px, "Motion.max_px", ge=0)
+        if not isinstance(self.velocity_px_per_s, (tuple, list)) or len(self.velocity_px_per_s) != 2:
+            raise ValueError(f"Motion.velocity_px_per_s must be a (dy, dx) pair, got {self.velocity_px_per_s!r}")
+        object.__setattr__(self, "velocity_px_per_s", (
+            check_number(self.velocity_px_per_s[0], "Motion.velocity_px_per_s[0]"),
+            check_number(self.velocity_px_per_s[1], "Motion.velocity_px_per_s[1]")))
+        check_number(self.warp_px, "Motion.warp_px", ge=0)
+        check_number(self.warp_period_s, "Motion.warp_period_s", gt=0)
+
+
+#: named motions: ``"rigid"`` (brain-like jitter with a jump of ~2.5 px every ~3 s), ``"nonrigid"`` (the same
+#: plus a warp of up to ±2 px), ``"drift"`` (a slow, steady drift with a faint wobble, as a SOFI acquisition)
+MOTION_PRESETS: Mapping[str, Motion] = {
+    # within ±5 px: inside estimate_motion's default max_shift (a tenth of the frame) from 64 px frames up
+    "rigid": Motion(step_px=0.2, tau_s=2.0, jump_rate_hz=0.3, jump_px=2.5, max_px=5.0),
+    "nonrigid": Motion(step_px=0.2, tau_s=2.0, jump_rate_hz=0.3, jump_px=2.5, max_px=5.0, warp_px=1.0),
+    "drift": Motion(step_px=0.003, tau_s=None, velocity_px_per_s=(0.2, -0.15), max_px=math.inf),
+}
+
+
+def _warp_phases(seed: int) -> np.ndarray:
+    """``(4, 2)`` phases (space, time) of the warp's waves: dy along x, dy along y, dx along y, dx along x."""
+    return np.random.default_rng((seed, _MOTION, 1)).uniform(0, 2 * np.pi, (4, 2))
+
+
+def _warp(t: np.ndarray, y: np.ndarray, x: np.ndarray, *, shape: tuple[int, int], warp_px: float,
+          period_frames: float, phases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The warp ``(wy, wx)`` at frames ``t`` and points ``(y, x)`` (broadcast together)."""
+    space = (x, y, y, x)
+    size = (shape[1], shape[0], shape[0], shape[1])
+    waves = [np.sin(2 * np.pi * t / period_frames + phases[k, 1]) * np.sin(2 * np.pi * space[k] / size[k] + phases[k, 0])
+             for k in range(4)]
+    return warp_px * (waves[0] + waves[1]), warp_px * (waves[2] + waves[3])
+
+
+def _rigid_path(n_frames: int, spec: Motion, fps: float, seed: int) -> np.ndarray:
+    """``(n_frames, 2)`` rigid displacement of every frame (eager: two numbers per frame)."""
+    from scipy.signal import lfilter
+
+    rng = np.random.default_rng((seed, _MOTION, 0))
+    steps = rng.normal(0.0, spec.step_px, (n_frames, 2)) if spec.step_px > 0 else np.zeros((n_frames, 2))
+    if spec.jump_rate_hz > 0 and spec.jump_px > 0:
+        jump = rng.random(n_frames) < spec.jump_rate_hz / fps
+        steps += jump[:, None] * rng.normal(0.0, spec.jump_px, (n_frames, 2))
+    steps[0] = 0.0
+    keep = math.exp(-1.0 / (spec.tau_s * fps)) if spec.tau_s is not None else 1.0
+    walk = np.clip(lfilter([1.0], [1.0, -keep], steps, axis=0), -spec.max_px, spec.max_px)
+    return walk + np.arange(n_frames)[:, None] / fps * np.asarray(spec.velocity_px_per_s)
+
+
+@dataclass(frozen=True)
+class MotionTruth:
+    """The true motion of a synthetic recording (``truth.motion``).
+
+    Attributes
+    ----------
+    shifts : xarray.Dataset
+        ``dy``, ``dx`` along ``time`` (pixels, in memory): the rigid
+        displacement of every frame, in :func:`fluoxr.estimate_motion`'s sign
+        convention (the content is moved by ``(dy, dx)``; registration moves
+        it back), so ``fluoxr.apply_motion(video, truth.motion.shifts)``
+        registers a rigidly moving recording. With a warp this is the frame's
+        mean displacement.
+    spec : Motion or None
+        The motion drawn (None when the path was given as an array).
+
+    Examples
+    --------
+    >>> from fluoxr import datasets
+    >>> video, truth = datasets.calcium_neurons(n_frames=20, shape=(32, 32), n_cells=2, motion="nonrigid")
+    >>> truth.motion.shifts.dy.shape, truth.motion.displacement([8.0, 24.0], [16.0, 16.0]).dy.shape
+    ((20,), (20, 2))
+    """
+
+    shifts: xr.Dataset
+    spec: Motion | None
+    shape: tuple[int, int]
+    fps: float
+    phases: np.ndarray = field(repr=False)
+
+    @property
+    def warp_px(self) -> float:
+        return 0.0 if self.spec is None else self.spec.warp_px
+
+    def displacement(self, y: Any, x: Any) -> xr.Dataset:
+        """True total displacement (rigid plus warp) at points ``(y, x)`` of the motionless frame.
+
+        For block-wise (nonrigid) registration, pass the block centres: the
+        content of the block centred on ``(y, x)`` moves by ``(dy, dx)``
+        (suite2p's rigid plus block shift, ``yoff + yoff1``).
+
+        Returns
+        -------
+        xarray.Dataset
+            ``dy``, ``dx`` with dims ``("time", "point")``.
+        """
+        y = np.atleast_1d(np.asarray(y, np.float64))
+        x = np.atleast_1d(np.asarray(x, np.float64))
+        if y.ndim != 1 or y.shape != x.shape:
+            raise ValueError(f"y and x must be 1-D and of the same length, got shapes {y.shape} and {x.shape}")
+        dy = self.shifts.dy.values[:, None] + np.zeros(y.size)
+        dx = self.shifts.dx.values[:, None] + np.zeros(y.size)
+        if self.warp_px > 0:
+            wy, wx = _warp(np.arange(dy.shape[0])[:, None], y[None], x[None], shape=self.shape, warp_px=self.warp_px,
+                           period_frames=self.spec.warp_period_s * self.fps, phases=self.phases)
+            dy, dx = dy + wy, dx + wx
+        coords = {"time": self.shifts.time, "y": ("point", y), "x": ("point", x)}
+        return xr.Dataset({"dy": (("time", "point"), dy), "dx": (("time", "point"), dx)}, coords=coords)
+
+
+def _with_time(mt: MotionTruth | None, video: xr.DataArray) -> MotionTruth | None:
+    """``mt`` with the video's own ``time`` coordinate on its shifts."""
+    if mt is None:
+        return None
+    return MotionTruth(mt.shifts.assign_coords(time=video.time.values), mt.spec, mt.shape, mt.fps, mt.phases)
+
+
+def _motion_truth(motion: Any, name: str, n_frames: int, shape: tuple[int, int], fps: float,
+                  seed: int) -> MotionTruth | None:
+    """Check ``motion`` (None, a preset name, a :class:`Motion` or an ``(n_frames, 2)`` path) and draw it."""
+    if motion is None:
+        return None
+    if isinstance(motion, str):
+        if motion not in MOTION_PRESETS:
+            raise ValueError(f"{name} must be one of {sorted(MOTION_PRESETS)}, a datasets.Motion or an "
+                             f"(n_frames, 2) array of (dy, dx), got {motion!r}")
+        motion = MOTION_PRESETS[motion]
+    if isinstance(motion, Motion):
+        spec, path = motion, _rigid_path(n_frames, motion, fps, seed)
+    elif isinstance(motion, (np.ndarray, list, tuple)):
+        path = np.asarray(motion, dtype=np.float64)
+        if path.shape != (n_frames, 2):
+            raise ValueError(f"{name} as an array must have shape (n_frames, 2) = ({n_frames}, 2), "
+                             f"got {path.shape}")
+        if not np.isfinite(path).all():
+            raise ValueError(f"{name} must be finite")
+        spec = None
+    else:
+        raise TypeError(f"{name} must be None, a preset name, a datasets.Motion or an (n_frames, 2) array, "
+                        f"got {type(motion).__name__}")
+    time = np.arange(n_frames) / fps
+    shifts = xr.Dataset({"dy": ("time", path[:, 0].copy()), "dx": ("time", path[:, 1].copy())},
+                        coords={"time": time}, attrs={"units": "px", "sign": "content displacement (suite2p yoff, xoff)"})
+    return MotionTruth(shifts, spec, shape, fps, _warp_phases(seed) if spec is not None else np.zeros((4, 2)))
+
+
+def _source_points(path: np.ndarray, t: np.ndarray, shape: tuple[int, int], warp: dict[str, Any] | None,
+                   qy: np.ndarray, qx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each pixel ``(qy, qx)`` of moving frames ``t`` looks in the motionless frame.
+
+    The motionless point ``p`` is seen at ``q = p + d(p)``; with a warp ``d``
+    depends on ``p``, so ``p = q - d(p)`` is solved by fixed-point iteration
+    (a contraction: the warp's gradient is ``2 pi warp_px / size`` << 1).
+    """
+    py = qy[None] - path[:, 0, None, None]
+    px = qx[None] - path[:, 1, None, None]
+    if warp is None:
+        return py, px
+    tt = np.asarray(t, np.float64)[:, None, None]
+    for _ in range(4):  # the error shrinks by the gradient (< 0.1) each time
+        wy, wx = _warp(tt, py, px, shape=shape, **warp)
+        py = qy[None] - path[:, 0, None, None] - wy
+        px = qx[None] - path[:, 1, None, None] - wx
+    return py, px
+
+
+def _move_image(image: np.ndarray, py: np.ndarray, px: np.ndarray) -> np.ndarray:
+    """``image`` sampled at ``(py, px)`` (cubic spline; outside the frame, the nearest edge pixel)."""
+    from scipy.ndimage import map_coordinates
+
+    return map_coordinates(image, [py, px], order=3, mode="nearest")
+
+
+def _warp_kwargs(mt: MotionTruth | None) -> dict[str, Any] | None:
+    if mt is None or mt.warp_px == 0:
+        return None
+    return dict(warp_px=mt.warp_px, period_frames=mt.spec.warp_period_s * mt.fps, phases=mt.phases)
+
+
+def _path_array(mt: MotionTruth, t: da.Array) -> da.Array:
+    path = np.stack([mt.shifts.dy.values, mt.shifts.dx.values], axis=1)
+    return da.from_array(path, chunks=(t.chunks[0], -1))
+
+
+# --------------------------------------------------------------------------------------------
 # blinking emitters (SOFI)
 
 
@@ -192,6 +430,12 @@ class BlinkingTruth:
         background photons per pixel per frame, read-noise std.
     bleach_tau_s : float or None
         Exponential photobleaching time constant of the emitters.
+    fps : float
+        Frame rate, Hz.
+    motion : MotionTruth or None
+        The drift of the field of view (``drift=``); ``positions`` are those
+        of frame 0 without drift, each frame shows them moved by
+        ``motion.displacement(*positions.T)``.
     """
 
     states: xr.DataArray
@@ -205,6 +449,7 @@ class BlinkingTruth:
     read_noise: float
     bleach_tau_s: float | None
     fps: float
+    motion: MotionTruth | None = field(default=None, repr=False)
 
 
 def _blink_block(t: np.ndarray, states: np.ndarray, *, positions: np.ndarray, shape: tuple[int, int], sigma: float,
@@ -216,6 +461,26 @@ def _blink_block(t: np.ndarray, states: np.ndarray, *, positions: np.ndarray, sh
     for i, ti in enumerate(t):
         bright = photons * (np.exp(-ti / bleach_frames) if bleach_frames else 1.0)
         expected = background + bright * np.tensordot(states[i].astype(np.float64), psf, axes=1)
+        out[i] = _noisy(expected, read_noise, _frame_rng(seed, _NOISE, ti), out_dtype)
+    return out
+
+
+def _blink_block_moving(t: np.ndarray, states: np.ndarray, path: np.ndarray, *, positions: np.ndarray,
+                        shape: tuple[int, int], sigma: float, photons: float, background: float, read_noise: float,
+                        bleach_frames: float | None, seed: int, out_dtype: np.dtype,
+                        warp: dict[str, Any] | None) -> np.ndarray:
+    """:func:`_blink_block` with every emitter moved by the drift of its frame (exactly: no resampling)."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
+    out = np.empty((t.size,) + shape, out_dtype)
+    for i, ti in enumerate(t):
+        moved = positions + path[i]
+        if warp is not None and len(positions):
+            wy, wx = _warp(float(ti), positions[:, 0], positions[:, 1], shape=shape, **warp)
+            moved = moved + np.stack([wy, wx], axis=1)
+        bright = photons * (np.exp(-ti / bleach_frames) if bleach_frames else 1.0)
+        expected = np.full(shape, float(background))
+        for k in np.flatnonzero(states[i]):
+            expected += bright * _gauss_psf(yy, xx, moved[k, 0], moved[k, 1], sigma)
         out[i] = _noisy(expected, read_noise, _frame_rng(seed, _NOISE, ti), out_dtype)
     return out
 
@@ -234,6 +499,7 @@ def blinking_emitters(
     bleach_tau_s: float | None = None,
     min_separation_px: float | None = None,
     fps: float = 100.0,
+    drift: Any = None,
     dtype: Any = np.uint16,
     seed: int = 0,
     chunks: ChunksLike = None,
@@ -264,6 +530,15 @@ def blinking_emitters(
         Photobleaching time constant in seconds (None: no bleaching).
     fps : float
         Frame rate, Hz.
+    drift : str, Motion or array, optional
+        Moves the field of view: a name of :data:`MOTION_PRESETS`
+        (``"drift"``: a slow steady drift of 0.25 px/s with a faint wobble),
+        a :class:`Motion`, or the ``(n_frames, 2)`` displacements ``(dy, dx)``
+        themselves; the emitters are drawn at their moved positions (exact
+        subpixel motion, no resampling), with a warp each at the warp's value
+        at its position. ``truth.motion`` holds the true shifts. None (the
+        default): no motion, and the recording is the same as without this
+        option.
     dtype, seed, chunks
         Sample type, random seed, and the video's chunks (default: fluoxr's).
 
@@ -294,6 +569,7 @@ def blinking_emitters(
         bleach_tau_s = check_number(bleach_tau_s, "bleach_tau_s", gt=0)
     seed = check_int(seed, "seed", min_value=0)
     dtype = np.dtype(dtype)
+    motion = _motion_truth(drift, "drift", n_frames, shape, fps, seed)
 
     p_off = 1.0 / mean_on_frames
     p_on = p_off * on_fraction / (1.0 - on_fraction)
@@ -317,16 +593,24 @@ def blinking_emitters(
 
     t = _time_blocks(n_frames, shape, dtype, chunks)
     st = da.from_array(states, chunks=(t.chunks[0], -1))
-    data = da.blockwise(
-        _blink_block, "tyx", t, "t", st, "te", new_axes={"y": shape[0], "x": shape[1]}, concatenate=True,
-        dtype=dtype, meta=np.empty((0, 0, 0), dtype), positions=positions, shape=shape, sigma=sigma_px,
-        photons=photons, background=background, read_noise=read_noise,
-        bleach_frames=None if bleach_tau_s is None else bleach_tau_s * fps, seed=seed, out_dtype=dtype,
-    )
+    common = dict(positions=positions, shape=shape, sigma=sigma_px, photons=photons, background=background,
+                  read_noise=read_noise, bleach_frames=None if bleach_tau_s is None else bleach_tau_s * fps, seed=seed,
+                  out_dtype=dtype)
+    if motion is None:
+        data = da.blockwise(
+            _blink_block, "tyx", t, "t", st, "te", new_axes={"y": shape[0], "x": shape[1]}, concatenate=True,
+            dtype=dtype, meta=np.empty((0, 0, 0), dtype), **common,
+        )
+    else:
+        data = da.blockwise(
+            _blink_block_moving, "tyx", t, "t", st, "te", _path_array(motion, t), "tc",
+            new_axes={"y": shape[0], "x": shape[1]}, concatenate=True, dtype=dtype, meta=np.empty((0, 0, 0), dtype),
+            warp=_warp_kwargs(motion), **common,
+        )
     video = as_video(data, fps=fps, name="video", source="fluoxr.datasets.blinking_emitters")
     truth_states = xr.DataArray(states.T, dims=("emitter", "time"), coords={"time": video.time})
     return video, BlinkingTruth(truth_states, positions, sigma_px, on_fraction, p_on, p_off, photons, background,
-                                read_noise, bleach_tau_s, fps)
+                                read_noise, bleach_tau_s, fps, _with_time(motion, video))
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,6 +639,9 @@ class CalciumTruth:
         channel; None without a second channel.
     tau_s, fps, spike_rate_hz, amplitude : float
         Indicator decay, frame rate, mean firing rate and dF/F per spike.
+    motion : MotionTruth or None
+        The motion of the field of view (``motion=``); ``stat`` are the
+        footprints in the motionless frame (where registration brings them).
     """
 
     stat: list[dict[str, Any]]
@@ -367,6 +654,7 @@ class CalciumTruth:
     spike_rate_hz: float
     amplitude: float
     baseline: np.ndarray = field(repr=False)
+    motion: MotionTruth | None = field(default=None, repr=False)
 
 
 def _spikes(t0: int, t1: int, n_cells: int, rate_per_frame: float, seed: int) -> np.ndarray:
@@ -410,10 +698,11 @@ def _neuropil_modulation(t: np.ndarray, fps: float, fluct: float, seed: int) -> 
     return 1.0 + fluct * np.sin(2 * np.pi * freqs * secs + phases).mean(1)
 
 
-def _calcium_block(t: np.ndarray, table: np.ndarray, neuropil: np.ndarray, *, shape: tuple[int, int],
-                   n_cells: int, rate: float, decay: float, k_len: int, seed: int, f0: np.ndarray, amplitude: float,
-                   fps: float, neuropil_fluct: float, read_noise: float, red: np.ndarray | None,
-                   red_levels: tuple[float, float, float], out_dtype: np.dtype) -> np.ndarray:
+def _calcium_block(t: np.ndarray, table: np.ndarray, neuropil: np.ndarray, path: np.ndarray | None = None, *,
+                   shape: tuple[int, int], n_cells: int, rate: float, decay: float, k_len: int, seed: int,
+                   f0: np.ndarray, amplitude: float, fps: float, neuropil_fluct: float, read_noise: float,
+                   red: np.ndarray | None, red_levels: tuple[float, float, float], out_dtype: np.dtype,
+                   warp: dict[str, Any] | None = None) -> np.ndarray:
     import scipy.sparse as sp
 
     cell, ypix, xpix, lam = table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 2].astype(np.int64), table[:, 3]
@@ -426,15 +715,24 @@ def _calcium_block(t: np.ndarray, table: np.ndarray, neuropil: np.ndarray, *, sh
     if red is not None:
         dim, bright, bg = red_levels
         red_img = (foot @ np.where(red, bright, dim)).reshape(shape) + bg
+    if path is not None:
+        qy, qx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
     for i, ti in enumerate(t):
         # one frame at a time: memory stays at a few frames whatever the chunk length
         expected = (foot @ cell_f[i]).reshape(shape) + mod[i] * neuropil
+        red_i = red_img if red is not None else None
+        if path is not None:
+            # the noiseless scene moved, then the noise of the moving frame (noise does not move with the tissue)
+            py, px = _source_points(path[i : i + 1], t[i : i + 1], shape, warp, qy, qx)
+            expected = _move_image(expected, py[0], px[0])
+            if red is not None:
+                red_i = _move_image(red_img, py[0], px[0])
         rng = _frame_rng(seed, _NOISE, ti)
         if red is None:
             out[i] = _noisy(expected, read_noise, rng, out_dtype)
         else:
             out[i, 0] = _noisy(expected, read_noise, rng, out_dtype)
-            out[i, 1] = _noisy(red_img, read_noise, _frame_rng(seed, _RED, ti), out_dtype)
+            out[i, 1] = _noisy(red_i, read_noise, _frame_rng(seed, _RED, ti), out_dtype)
     return out
 
 
@@ -466,6 +764,7 @@ def calcium_neurons(
     read_noise: float = 3.0,
     overlap_fraction: float = 0.1,
     red_fraction: float = 0.0,
+    motion: Any = None,
     dtype: Any = np.uint16,
     seed: int = 0,
     chunks: ChunksLike = None,
@@ -485,6 +784,16 @@ def calcium_neurons(
     With ``red_fraction > 0`` the video gains a ``channel`` dim: channel 1 is
     a static anatomical channel in which a known random subset of cells
     (``truth.red``) is bright and the others are dim.
+
+    ``motion`` moves the field of view: a name of :data:`MOTION_PRESETS`
+    (``"rigid"``: jitter of a few tenths of a pixel with jumps of ~2.5 px every
+    ~3 s, within ±5 px; ``"nonrigid"``: the same plus a smooth warp of up to ±2 px), a
+    :class:`Motion`, or the ``(n_frames, 2)`` displacements ``(dy, dx)``. The
+    noiseless frame is moved (cubic-spline resampling, subpixel; content
+    entering at the border repeats the edge pixels), then the noise is drawn,
+    so the noise does not move; both channels move together. The true shifts
+    are ``truth.motion`` (:class:`MotionTruth`). None (the default): no
+    motion, and the recording is the same as without this option.
 
     Returns
     -------
@@ -515,6 +824,7 @@ def calcium_neurons(
     red_fraction = check_number(red_fraction, "red_fraction", ge=0, le=1)
     seed = check_int(seed, "seed", min_value=0)
     dtype = np.dtype(dtype)
+    moving = _motion_truth(motion, "motion", n_frames, shape, fps, seed)
 
     rng = np.random.default_rng((seed, 0))
     n_overlap = int(round(overlap_fraction * n_cells)) if n_cells > 1 else 0
@@ -564,12 +874,15 @@ def calcium_neurons(
     out_ind = "tyx" if red is None else "tcyx"
     # frame-sized inputs enter the graph once (as one-chunk arrays), not once per task
     npil_da = da.from_array(npil, chunks=-1)
+    moved = () if moving is None else (_path_array(moving, t), "tm")
+    extra = {} if moving is None else {"warp": _warp_kwargs(moving)}
     data = da.blockwise(
-        _calcium_block, out_ind, t, "t", tab, "pq", npil_da, "yx", new_axes={} if red is None else {"c": 2},
+        _calcium_block, out_ind, t, "t", tab, "pq", npil_da, "yx", *moved, new_axes={} if red is None else {"c": 2},
         concatenate=True, dtype=dtype,
         meta=np.empty((0,) * len(out_ind), dtype), shape=shape, n_cells=n_cells, rate=rate, decay=decay,
         k_len=k_len, seed=seed, f0=f0, amplitude=amplitude, fps=fps, neuropil_fluct=neuropil_fluct,
         read_noise=read_noise, red=red, red_levels=(0.15 * baseline, 1.5 * baseline, 0.3 * neuropil), out_dtype=dtype,
+        **extra,
     )
     dims = ("time", "y", "x") if red is None else ("time", "channel", "y", "x")
     video = as_video(data, dims=dims, fps=fps, name="video", source="fluoxr.datasets.calcium_neurons")
@@ -584,7 +897,7 @@ def calcium_neurons(
                             name=what, attrs={"fps": fps})
 
     truth = CalciumTruth(stat, truth_array("spikes"), truth_array("calcium"), truth_array("fluorescence"), red,
-                         tau_s, fps, spike_rate_hz, amplitude, f0)
+                         tau_s, fps, spike_rate_hz, amplitude, f0, _with_time(moving, video))
     return video, truth
 
 

@@ -200,6 +200,11 @@ def _select_channel(video: xr.DataArray, channel: Any) -> xr.DataArray:
                      f"({video.sizes['channel']} channels), got {channel!r}")
 
 
+def _computed_from(reference: da.Array, data: da.Array) -> bool:
+    """Whether ``reference``'s graph reads ``data`` (a reference estimate_motion built from this recording)."""
+    return data.name in reference.__dask_graph__().layers
+
+
 def _reference_input(reference: Any, ly: int, lx: int) -> da.Array:
     """The given reference as a one-chunk dask array of float32 ``(ly, lx)``, lazy if it was."""
     if isinstance(reference, xr.DataArray):
@@ -349,7 +354,10 @@ def estimate_motion(
     blocks = K.make_blocks(ly, lx, settings["block_size"]) if settings["nonrigid"] else None
     nb = len(blocks.ystart) * len(blocks.xstart) if blocks is not None else 0
     ncols = 3 + 2 * nb
-    bound = after(data, ref)
+    # the reads wait for a reference computed from the recording (else dask reads every chunk while it runs);
+    # a given reference is ready at once, and binding a derived recording to an unrelated barrier would clone
+    # its whole graph for nothing
+    bound = after(data, ref) if ref_input is None else data
     rows = apply_temporal(bound, _ESTIMATE, dtype=np.float32, shared=[prep],
                           chunks=(bound.chunks[0], (1,), (ncols,)),
                           meta=np.empty((0, 0, 0), np.float32), smooth_sigma_time=settings["smooth_sigma_time"])
@@ -516,7 +524,7 @@ def apply_motion(video: xr.DataArray, motion: Any) -> xr.DataArray:
     data = video.data
     if not isinstance(data, da.Array):
         data = da.from_array(data, chunks=-1)
-    if info["reference"] is not None:
+    if info["reference"] is not None and _computed_from(info["reference"], data):
         data = after(data, info["reference"])  # the estimate's keys: one read of a chunk serves both
     tchunks = data.chunks[0]
     if isinstance(table, da.Array):

@@ -17,7 +17,10 @@ Conventions shared by every function here:
   ``channel`` coordinate) says which in its title.
 
 Functions return the Figure they made, or the Axes they were given (``ax=``,
-as optimap does); saving is the caller's. The interactive selectors
+as optimap does); saving is the caller's, except for :func:`save_png` and
+:func:`save_movie`, which write colour-mapped images and movies (pysofi's
+``visualization.save_png``/``save_avi``) through :mod:`fluoxr.io.export`,
+under the data-safety rules of :func:`fluoxr.save`. The interactive selectors
 (:func:`select_positions`, :func:`select_traces`, ``compare_traces(videos)``)
 work with any interactive backend (ipympl in notebooks) and with synthetic
 mouse events on a headless canvas.
@@ -824,6 +827,146 @@ def show_orders(
     return show_images(images, titles=titles, labels=labels, **kwargs)
 
 
+# --------------------------------------------------------------------------------------------
+# motion correction
+
+
+def _check_motion(motion: Any) -> xr.Dataset:
+    """A motion Dataset (``dy``, ``dx`` along time); a DataFrame or mapping of ``dy``, ``dx`` is wrapped."""
+    if isinstance(motion, xr.Dataset):
+        ds = motion
+    elif hasattr(motion, "columns") or isinstance(motion, dict):
+        cols = motion.columns if hasattr(motion, "columns") else motion.keys()
+        if not {"dy", "dx"} <= set(cols):
+            raise ValueError(f"motion must have dy and dx, got {sorted(map(str, cols))}")
+        ds = xr.Dataset({k: ("time", np.asarray(motion[k], np.float64)) for k in ("dy", "dx")})
+    else:
+        raise TypeError(f"motion must be an xarray.Dataset with dy and dx along time (fluoxr.estimate_motion, "
+                        f"estimate_drift, truth.motion.shifts) or a table of them, got {type(motion).__name__}")
+    missing = [k for k in ("dy", "dx") if k not in ds or ds[k].dims != ("time",)]
+    if missing:
+        raise ValueError(f"motion must have {missing} as variables along 'time', got variables {list(ds.data_vars)}")
+    return ds
+
+
+def show_motion(
+    motion: Any,
+    video: Any = None,
+    *,
+    ax: Any = None,
+    fps: float | None = None,
+    channel: int = 0,
+    size: float = 2.6,
+    percentile: tuple[float, float] = (0.5, 99.5),
+) -> Any:
+    """Motion of a recording: shifts over time, the reference, the mean image before and after registration.
+
+    The top panel shows ``dy`` and ``dx`` in pixels over time (seconds when
+    the frame rate is known, else frames), with the range of nonrigid block
+    shifts (``dy_block``, ``dx_block``) shaded when present; below, the
+    ``reference`` image (when ``motion`` holds one) and, with ``video``, its
+    mean image before and after :func:`fluoxr.apply_motion` (a sharper mean
+    after is what registration is for), each with a scale bar and a named
+    colorbar. The two means are computed together, in one read of ``video``
+    and of its registered view.
+
+    Parameters
+    ----------
+    motion : xarray.Dataset or table
+        :func:`fluoxr.estimate_motion`, :func:`fluoxr.estimate_drift` or
+        :func:`fluoxr.register` results, a saved one, ``truth.motion.shifts``
+        of a synthetic recording, or a DataFrame/mapping of ``dy``, ``dx``.
+    video : xarray.DataArray, optional
+        The recording the motion belongs to (multi-channel: ``channel`` is shown).
+    ax : matplotlib Axes, optional
+        Draw only the shifts, on this Axes, and return it.
+    fps : float, optional
+        Frame rate, when neither ``motion`` nor ``video`` knows it.
+    channel : int
+        Channel shown for a multi-channel ``video``.
+    size, percentile
+        Image panel height (inches) and the contrast of the images.
+
+    Returns
+    -------
+    matplotlib.figure.Figure, or ``ax`` when given
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from fluoxr.plot import show_motion
+    >>> motion = xr.Dataset({"dy": ("time", np.sin(np.arange(50) / 5)), "dx": ("time", np.zeros(50))},
+    ...                     attrs={"fps": 10.0})
+    >>> fig = show_motion(motion)
+    >>> fig.axes[0].get_xlabel(), fig.axes[0].get_ylabel()
+    ('time (s)', 'shift (px)')
+    """
+    ds = _check_motion(motion)
+    if fps is None:
+        fps = ds.attrs.get("fps") or (video.attrs.get("fps") if isinstance(video, xr.DataArray) else None)
+    if video is not None:
+        video = _as_plot_video(video, "video")
+        if video.sizes["time"] != ds.sizes["time"]:
+            raise ValueError(f"video has {video.sizes['time']} frames but motion has {ds.sizes['time']} shifts")
+    images: list[tuple[str, Any]] = []
+    if ax is None:
+        if "reference" in ds:
+            images.append(("reference", ds["reference"]))
+        if video is not None:
+            images += _before_after_means(ds, video, channel)
+    n_img = len(images)
+    plt = _pyplot()
+    if ax is None:
+        ncols = max(n_img, 1)
+        fig = plt.figure(figsize=(max(size * 1.35 * ncols, 6.0), 2.4 + (size + 0.4 if n_img else 0)),
+                         layout="constrained")
+        grid = fig.add_gridspec(2 if n_img else 1, ncols, height_ratios=[2.4, size + 0.4] if n_img else None)
+        shift_ax = fig.add_subplot(grid[0, :])
+    else:
+        fig, shift_ax = ax.figure, ax
+    t, xlabel = _time_axis(ds["dy"].assign_attrs(fps=fps) if fps else ds["dy"], fps)
+    for name, colour in (("dy", "tab:blue"), ("dx", "tab:orange")):
+        shift_ax.plot(t, np.asarray(ds[name].values, np.float64), color=colour, lw=1.0, label=name)
+        block = f"{name}_block"
+        if block in ds and "time" in ds[block].dims and ds[block].ndim == 2:
+            b = np.asarray(ds[block].transpose("time", ...).values, np.float64)
+            shift_ax.fill_between(t, b.min(1), b.max(1), color=colour, alpha=0.2, lw=0,
+                                  label=f"{name} of blocks (range)")
+    shift_ax.axhline(0.0, color="0.6", lw=0.6, zorder=0)
+    shift_ax.set_xlabel(xlabel)
+    shift_ax.set_ylabel("shift (px)")
+    shift_ax.set_title("displacement of the content (registration moves it back)", fontsize=9, loc="left")
+    # above the axes, right of the title: a legend beside the axes would widen the last image column under
+    # constrained layout and push that image's colorbar away from it
+    shift_ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=4, fontsize=7, frameon=False,
+                    borderaxespad=0.1)
+    if ax is not None:
+        return ax
+    pixel_size = video.attrs.get("pixel_size") if video is not None else None
+    for i, (title, img) in enumerate(images):
+        iax = fig.add_subplot(grid[1, i])
+        arr, meta = _image_of(img, title)
+        _draw_image(iax, arr, cmap=None, percentile=percentile, signed=False,
+                    pixel_size=pixel_size or meta.get("pixel_size"),
+                    colorbar_label=f"mean intensity ({meta.get('units') or 'a.u.'})")
+        iax.set_title(title, fontsize=9)
+    return fig
+
+
+def _before_after_means(ds: xr.Dataset, video: xr.DataArray, channel: int) -> list[tuple[str, Any]]:
+    import dask
+
+    from . import apply_motion
+
+    registered = apply_motion(video, ds)
+    suffix = ""
+    if "channel" in video.dims:
+        video, registered = video.isel(channel=channel), registered.isel(channel=channel)
+        suffix = f" (channel {video['channel'].item()})"
+    before, after = dask.compute(video.mean("time"), registered.mean("time"))
+    return [("mean before" + suffix, before), ("mean after" + suffix, after)]
+
+
 # -- interactive selection (optimap's select_positions, select_traces, compare_traces(coords=None)) ------
 
 
@@ -1289,3 +1432,86 @@ def oscillation_overlay(
                loc="lower center", ncol=2, fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# colour-mapped PNG and movies (pysofi visualization.save_png, save_avi)
+
+
+def save_png(image: Any, path: Any, *, cmap: Any = "pink", contrast: Any = None, scale: int = 1,
+             overwrite: bool = False) -> str:
+    """Write one image as a colour-mapped RGB PNG, one PNG pixel per image pixel (pysofi ``save_png``).
+
+    Parameters
+    ----------
+    image : xarray.DataArray or 2-D array
+        The image ``("y", "x")`` (lazy images are computed).
+    path : path
+        The ``.png`` file.
+    cmap : str or matplotlib.colors.Colormap
+        Colormap; pysofi's default ``"pink"``.
+    contrast : (low, high), optional
+        Values at the colormap's two ends, as numbers or percentiles
+        (``("1%", "99.5%")``); default the image's minimum and maximum.
+        pysofi's ``display_contrast=c`` is ``contrast=(min, min + (max - min) / c)``.
+    scale : int
+        PNG pixels per image pixel along each axis (nearest neighbour).
+    overwrite : bool
+        Replace an existing file. Inputs of the image are never written, and
+        the file is written under a temporary name and renamed into place.
+
+    Returns
+    -------
+    str
+        The path written.
+
+    Examples
+    --------
+    >>> import numpy as np, fluoxr.plot
+    >>> fluoxr.plot.save_png(np.arange(12.0).reshape(3, 4), "/tmp/doc_image.png", cmap="magma", overwrite=True)
+    '/tmp/doc_image.png'
+    """
+    from .io.export import write_png
+
+    return write_png(image, path, cmap=cmap, contrast=contrast, scale=scale, overwrite=overwrite)
+
+
+def save_movie(video: Any, path: Any, *, fps: float | None = None, cmap: Any = "pink", contrast: Any = None,
+               scale: int = 1, overwrite: bool = False) -> str:
+    """Write a video (or any stack of images) as a colour-mapped .mp4 or .gif, frame by frame (pysofi ``save_avi``).
+
+    Frames are computed and encoded a few chunks at a time, so a recording
+    of any length is never in memory. ``.mp4`` is H.264 (yuv420p, read by
+    every player) through ffmpeg: imageio-ffmpeg's when the ``movie`` extra is
+    installed (``pip install "fluoxr[movie]"``), else an ``ffmpeg`` on the
+    PATH; without either, an ImportError names the extra. ``.gif`` needs only
+    Pillow (a matplotlib dependency); its palette is the colormap's 256
+    colours, so no colour is quantised.
+
+    Parameters
+    ----------
+    video : xarray.DataArray or 3-D array
+        ``(frame, "y", "x")``: a video, SOFI orders, windows...
+    path : path
+        The ``.mp4`` or ``.gif`` file.
+    fps : float, optional
+        Frames per second of the movie; default the video's ``fps``, else 10.
+    cmap, contrast, scale, overwrite
+        As :func:`save_png`; the contrast is one range for the whole movie
+        (the default, the minimum and maximum, costs one pass over a lazy video).
+
+    Returns
+    -------
+    str
+        The path written.
+
+    Examples
+    --------
+    >>> import numpy as np, fluoxr, fluoxr.plot
+    >>> v = fluoxr.as_video(np.random.default_rng(0).random((5, 8, 8)), fps=5)
+    >>> fluoxr.plot.save_movie(v, "/tmp/doc_movie.gif", contrast=("1%", "99%"), overwrite=True)
+    '/tmp/doc_movie.gif'
+    """
+    from .io.export import write_movie
+
+    return write_movie(video, path, fps=fps, cmap=cmap, contrast=contrast, scale=scale, overwrite=overwrite)

@@ -195,3 +195,125 @@ def test_blinking_request_that_barely_fits():
         assert _min_distance(truth.positions) >= 12.0 * (1 - 1e-9)
     with pytest.raises(ValueError, match="n_emitters=31"):
         datasets.blinking_emitters(n_frames=4, n_emitters=31)
+
+
+# --------------------------------------------------------------------------------------------
+# motion of the field of view
+
+
+def _digest(a) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
+
+
+def test_default_recordings_unchanged_by_the_motion_option():
+    # digests of these recordings as fluoxr generated them before `motion=`/`drift=` existed (commit 75b1b9a):
+    # without motion every pixel must stay the same, bit for bit
+    v, t = datasets.blinking_emitters(n_frames=30, shape=(32, 30), n_emitters=3, seed=4)
+    assert (_digest(v.values), _digest(t.states.values), _digest(t.positions)) == (
+        "9ede1cdce6354cd5", "86dcae64b6e3048a", "c2bbca5ab6740567")
+    assert t.motion is None
+    v, t = datasets.calcium_neurons(n_frames=30, shape=(40, 36), n_cells=4, seed=4, red_fraction=0.5)
+    assert (_digest(v.values), _digest(t.fluorescence.values)) == ("40694281531d15a2", "5a95236fdf97285c")
+    assert t.motion is None
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda chunks: datasets.calcium_neurons(n_frames=30, shape=(40, 36), n_cells=4, chunks=chunks,
+                                                red_fraction=0.5, motion="nonrigid", seed=3),
+        lambda chunks: datasets.calcium_neurons(n_frames=30, shape=(40, 36), n_cells=4, chunks=chunks, motion="rigid"),
+        lambda chunks: datasets.blinking_emitters(n_frames=30, shape=(32, 30), n_emitters=3, chunks=chunks,
+                                                  drift=datasets.Motion(step_px=0.3, warp_px=1.0)),
+    ],
+    ids=["calcium-nonrigid-red", "calcium-rigid", "blinking-warp"],
+)
+def test_moving_recordings_deterministic_and_chunk_invariant(make):
+    with raise_if_dask_computes():
+        v1, t1 = make(30)
+        v2, t2 = make({"time": 1})
+        v3, _ = make(7)
+    a = v1.values
+    np.testing.assert_array_equal(a, v2.values)
+    np.testing.assert_array_equal(a, v3.values)
+    np.testing.assert_array_equal(t1.motion.shifts.dy.values, t2.motion.shifts.dy.values)
+    assert t1.motion.shifts.dy.std() > 0 and t1.motion.shifts.dx.std() > 0
+    np.testing.assert_array_equal(t1.motion.shifts.time.values, v1.time.values)
+
+
+def test_motion_moves_the_content_by_the_true_shift():
+    # a constant shift: the moving recording's mean image is the motionless one moved by (+dy, +dx)
+    from scipy import ndimage
+
+    n, shift = 40, (2.3, -1.4)
+    still, _ = datasets.calcium_neurons(n_frames=n, shape=(64, 64), n_cells=6, seed=2)
+    moving, truth = datasets.calcium_neurons(n_frames=n, shape=(64, 64), n_cells=6, seed=2,
+                                             motion=np.tile(shift, (n, 1)))
+    m0, m1 = still.values.mean(0), moving.values.mean(0)
+    inner = (slice(8, -8), slice(8, -8))
+
+    def err(s):
+        return np.abs(ndimage.shift(m0, s, order=3, mode="nearest") - m1)[inner].mean()
+
+    assert err(shift) < 0.1 * err((0, 0))
+    assert err(shift) < 0.1 * err((-shift[0], -shift[1]))  # the sign convention
+    np.testing.assert_array_equal(truth.motion.shifts.dy.values, np.full(n, shift[0]))
+
+
+def test_drifting_emitters_are_drawn_at_their_true_positions():
+    # per frame, each emitter's centroid is its position moved by the true displacement, warp included
+    motion = datasets.Motion(step_px=0.2, tau_s=None, warp_px=1.5, warp_period_s=0.2)
+    video, truth = datasets.blinking_emitters(n_frames=40, shape=(64, 64), n_emitters=4, on_fraction=0.5,
+                                              photons=50_000, background=0, read_noise=0, drift=motion, seed=5)
+    v = video.values.astype(float)
+    disp = truth.motion.displacement(truth.positions[:, 0], truth.positions[:, 1])
+    assert float(np.abs(disp.dy - truth.motion.shifts.dy).max()) > 0.5  # the warp differs between emitters
+    yy, xx = np.mgrid[0:64, 0:64]
+    errors = []
+    for k, (y0, x0) in enumerate(truth.positions):
+        for t in np.flatnonzero(truth.states.values[k]):
+            ty, tx = y0 + float(disp.dy[t, k]), x0 + float(disp.dx[t, k])
+            w = v[t] * ((yy - ty) ** 2 + (xx - tx) ** 2 < 36)
+            errors.append(np.hypot((w * yy).sum() / w.sum() - ty, (w * xx).sum() / w.sum() - tx))
+    assert len(errors) > 20 and np.sqrt(np.mean(np.square(errors))) < 0.05
+
+
+def test_nonrigid_truth_registers_the_moving_recording():
+    # frame(r + d(r)) is the motionless frame: resampling the moving frames at r + d(r) with the true field
+    # gives back the motionless recording (up to noise and interpolation), the wrong sign does not
+    from scipy import ndimage
+
+    kw = dict(n_frames=12, shape=(64, 64), n_cells=8, seed=1, read_noise=0, baseline=4000.0, neuropil=1000.0)
+    still, _ = datasets.calcium_neurons(**kw)
+    moving, truth = datasets.calcium_neurons(**kw, motion=datasets.Motion(step_px=0.5, warp_px=2.0,
+                                                                           warp_period_s=0.3))
+    yy, xx = np.mgrid[0:64, 0:64].astype(float)
+    disp = truth.motion.displacement(yy.ravel(), xx.ravel())
+    assert abs(float(disp.dy.mean("point").std())) > 0  # moves
+    # the warp averages to zero over the frame: the rigid shifts are the frame's mean displacement
+    np.testing.assert_allclose(disp.dy.mean("point"), truth.motion.shifts.dy, atol=1e-9)
+    s, m = still.values.astype(float), moving.values.astype(float)
+    inner = (slice(10, -10), slice(10, -10))
+    good, bad = [], []
+    for t in range(12):
+        dy, dx = disp.dy[t].values.reshape(64, 64), disp.dx[t].values.reshape(64, 64)
+        back = ndimage.map_coordinates(m[t], [yy + dy, xx + dx], order=1)
+        wrong = ndimage.map_coordinates(m[t], [yy - dy, xx - dx], order=1)
+        good.append(np.abs(back - s[t])[inner].mean())
+        bad.append(np.abs(wrong - s[t])[inner].mean())
+    assert np.mean(good) < 0.6 * np.mean(bad)
+
+
+def test_motion_presets_and_path_statistics():
+    _, truth = datasets.calcium_neurons(n_frames=3000, shape=(32, 32), n_cells=1, motion="rigid", seed=7)
+    dy = truth.motion.shifts.dy.values
+    assert dy[0] == 0 and np.abs(dy).max() <= datasets.MOTION_PRESETS["rigid"].max_px
+    steps = np.abs(np.diff(dy))
+    assert np.median(steps) < 0.3 and steps.max() > 1.0  # jitter with jumps
+    _, truth = datasets.blinking_emitters(n_frames=2000, shape=(32, 32), n_emitters=1, drift="drift", seed=7)
+    d = truth.motion.shifts
+    # the steady drift: 0.2 and -0.15 px/s over 20 s, with a faint wobble
+    assert abs(float(d.dy[-1]) - 4.0) < 0.5 and abs(float(d.dx[-1]) + 3.0) < 0.5
+    assert truth.motion.warp_px == 0

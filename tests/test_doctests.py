@@ -32,6 +32,7 @@ NO_EXAMPLES = {
     "fluoxr.cli.demo": "the `fluoxr demo` pipeline, run by tests/cli/test_cli.py and tests/test_scale.py",
     "fluoxr.cli.info": "the `fluoxr info` subcommand, run by tests/cli/test_cli.py",
     "fluoxr.cli.oscillations": "the `fluoxr oscillations` subcommand, run by tests/test_oscillations.py",
+    "fluoxr.cli.register": "the `fluoxr register` subcommand, run by tests/cli/test_register_cli.py",
     "fluoxr.cli.sofi": "the `fluoxr sofi` subcommand, run by tests/cli/test_sofi_cli.py",
 }
 

@@ -200,3 +200,46 @@ def test_oscillation_titles_in_seconds_and_scale_bar():
     assert all(outside(fig, fig.legends[0], ax) for ax in fig.axes)
     with pytest.raises(ValueError, match="times"):
         oscillation_overlay(frames, labels, times=[1.0])
+
+
+def test_show_motion_shifts_in_seconds_and_images_with_scale_bars():
+    import fluoxr
+    from fluoxr import datasets
+    from fluoxr.plot import show_motion
+
+    video, truth = datasets.calcium_neurons(n_frames=30, shape=(40, 40), n_cells=3, motion="rigid", seed=1)
+    video = video.assign_attrs(pixel_size=0.5)
+    motion = fluoxr.estimate_motion(video, n_reference_frames=10)
+    fig = show_motion(motion, video)
+    shift_ax = fig.axes[0]
+    assert shift_ax.get_xlabel() == "time (s)" and shift_ax.get_ylabel() == "shift (px)"
+    # the time axis is in seconds: 30 frames at 30 Hz end before 1 s
+    shifts = [line for line in shift_ax.lines if line.get_label() in ("dy", "dx")]
+    assert len(shifts) == 2 and max(np.max(line.get_xdata()) for line in shifts) < 1.0
+    assert outside(fig, shift_ax.get_legend(), shift_ax)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert {"reference", "mean before", "mean after"} <= set(titles)
+    for ax in fig.axes:
+        if ax.get_title() in ("reference", "mean before", "mean after"):
+            assert scale_bars(ax)[0].label.endswith("µm")
+            assert colorbar_of(ax).ax.get_ylabel().startswith("mean intensity")
+    # on a given Axes: only the shifts, and that Axes back; frames when no frame rate is known
+    fig2, ax = plt.subplots()
+    table = {"dy": truth.motion.shifts.dy.values, "dx": truth.motion.shifts.dx.values}
+    assert show_motion(table, ax=ax) is ax and ax.get_xlabel() == "frame"
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), table["dy"])
+
+
+def test_show_motion_nonrigid_blocks_shaded():
+    import xarray as xr
+
+    from fluoxr.plot import show_motion
+
+    t = np.arange(20)
+    ds = xr.Dataset({"dy": ("time", np.sin(t / 3)), "dx": ("time", np.cos(t / 3)),
+                     "dy_block": (("time", "block"), np.sin(t / 3)[:, None] + np.linspace(-1, 1, 4)),
+                     "dx_block": (("time", "block"), np.cos(t / 3)[:, None] + np.zeros(4))},
+                    attrs={"fps": 5.0})
+    fig = show_motion(ds)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert "dy of blocks (range)" in labels and fig.axes[0].get_xlabel() == "time (s)"

@@ -1,7 +1,7 @@
 """The ``fluoxr`` command line.
 
 ``fluoxr info PATH``, ``fluoxr demo`` and one subcommand per analysis
-(``extract``, ``sofi``, ``oscillations``); each analysis adds its own
+(``extract``, ``register``, ``sofi``, ``oscillations``); each analysis adds its own
 subcommand module here and a step to the demo (:mod:`.demo`). Analyses run on
 a local dask cluster started here (the only place fluoxr starts one), on an
 existing cluster (``--scheduler tcp://host:port``) or in-process
@@ -12,8 +12,8 @@ Layout
 ------
 ``args``     argument types and shared options (argparse only)
 ``run``      the scheduler, the Runner (progress, timings) and safe outputs
-``info``, ``extract``, ``sofi``, ``oscillations``, ``demo``  one module per
-             subcommand: ``add_parser(sub)`` and ``run(args)``
+``info``, ``extract``, ``register``, ``sofi``, ``oscillations``, ``demo``, ``warmup``
+             one module per subcommand: ``add_parser(sub)`` and ``run(args)``
 
 Parsing imports only these modules and argparse: ``fluoxr --help`` and
 argument errors never import dask, xarray or NumPy; a subcommand imports what
@@ -27,7 +27,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import demo, extract, info, oscillations, sofi
+from . import demo, extract, info, oscillations, register, sofi, warmup
 from .args import _COUNT, _INDEX, _POSITIVE, EXIT_BAD_INPUT, _add_output_args, _add_scheduler_args, _number, _Parser
 from .demo import (
     DEMO_FILES,
@@ -36,6 +36,7 @@ from .demo import (
     DemoContext,
     _demo_calcium,
     _demo_features,
+    _demo_motion,
     _demo_oscillations,
     _demo_overview,
     _demo_recordings,
@@ -45,16 +46,18 @@ from .demo import (
     _spike_scores,
 )
 from .oscillations import _read_mask
-from .run import Runner, _check_output, _input_paths, _save_figure, _write_table, scheduler
+from .run import Runner, _check_output, _input_paths, _save_figure, _write_table, choose_scheduler, \
+    notice_cold_kernels, scheduler
 from .sofi import _sofi_png_path
 
 logger = logging.getLogger(__name__)
 
 # the subcommands in the order `fluoxr --help` lists them
-SUBCOMMANDS = (info, demo, extract, sofi, oscillations)
+SUBCOMMANDS = (info, demo, extract, register, sofi, oscillations, warmup)
 
 # the names these functions had when the command line was one module
-_cmd_info, _cmd_demo, _cmd_extract, _cmd_sofi, _cmd_oscillations = (m.run for m in SUBCOMMANDS)
+_cmd_info, _cmd_demo, _cmd_extract, _cmd_sofi, _cmd_oscillations, _cmd_warmup = (
+    m.run for m in (info, demo, extract, sofi, oscillations, warmup))
 _add_extract_parser, _add_sofi_parser, _add_oscillations_parser = extract.add_parser, sofi.add_parser, \
     oscillations.add_parser
 
@@ -80,8 +83,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_BAD_INPUT
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # the notices ("compiling kernels (first run only)") show at the default verbosity
+    logging.getLogger("fluoxr.cli.notice").setLevel(min(level, logging.INFO))
     try:
         from .._options import set_options
+
+        if hasattr(args, "scheduler"):  # a subcommand that computes
+            args.scheduler = choose_scheduler(args)
+            if args.scheduler in ("threads", "sync", "synchronous", "local"):  # a remote cluster has its own caches
+                notice_cold_kernels(args.command)
 
         with set_options(**({} if args.chunk_mb is None else {"chunk_mb": args.chunk_mb})):
             return int(args.func(args) or 0)

@@ -89,10 +89,12 @@ def _add_output_args(p: argparse.ArgumentParser, what: str = "outputs") -> None:
 
 def _add_scheduler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="dask scheduler address (tcp://host:port), 'threads' for in-process threads, "
-                        "or 'local' (default) to start a local cluster of worker processes")
+                   help="dask scheduler address (tcp://host:port), 'threads' for threads in this process, or "
+                        "'local' for a local cluster of worker processes (default: threads when the inputs are "
+                        "under 1 GB, where worker processes only cost start-up time, else local)")
     p.add_argument("--workers", type=_COUNT, default=None, help="workers of the local cluster (default: cores, at most 4)")
-    p.add_argument("--no-progress", action="store_true", help="do not show progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress output (step labels; the progress bars appear only when stderr is a terminal)")
 
 
 def _add_format_arg(p: argparse.ArgumentParser) -> None:

@@ -22,7 +22,11 @@ DEMO_MARKER = ".fluoxr-demo"
 
 @dataclass
 class DemoContext:
-    """What every demo step sees: where to write, the recordings, and how to compute."""
+    """What every demo step sees: where to write, the recordings, and how to compute.
+
+    A step records every file it writes with :meth:`wrote`; the summary lists
+    exactly those, so it says only what the demo wrote.
+    """
 
     out: str
     frames: int | None
@@ -30,9 +34,19 @@ class DemoContext:
     videos: dict[str, Any] = field(default_factory=dict)
     truths: dict[str, Any] = field(default_factory=dict)
     report: list[str] = field(default_factory=list)
+    written: dict[str, str] = field(default_factory=dict)
 
     def path(self, name: str) -> str:
         return os.path.join(self.out, name)
+
+    def wrote(self, name: str, what: str) -> None:
+        """Record that the step wrote ``name`` (one of :data:`DEMO_FILES`), holding ``what``."""
+        if name not in DEMO_FILES:
+            # DEMO_FILES is how a later run recognises this folder as the demo's own: keep the two in step
+            raise ValueError(f"demo output {name!r} is not in DEMO_FILES; add it there")
+        if not os.path.lexists(self.path(name)):
+            raise FileNotFoundError(f"demo output {name!r} was recorded but not written")
+        self.written[name] = what
 
 
 def _demo_recordings(ctx: DemoContext) -> None:
@@ -54,24 +68,30 @@ def _demo_recordings(ctx: DemoContext) -> None:
         ctx.truths[name] = truth
         total += video.nbytes
     ctx.runner.compute(writes, label="writing synthetic recordings to zarr", nbytes=total)
+    what = {"blinking": "blinking emitters (SOFI)", "calcium": "calcium imaging, 2 channels (traces, ROI features)",
+            "sheet": "oscillating sheet (Cellects' influx/efflux)"}
     for name in recordings:
         ctx.videos[name] = open_video(ctx.path(f"{name}.zarr"))
         v = ctx.videos[name]
-        ctx.report.append(f"recording {name}.zarr: {dict(v.sizes)} {v.dtype}, {v.nbytes / 1e6:.0f} MB")
+        ctx.wrote(f"{name}.zarr", f"synthetic recording: {what[name]}, {dict(v.sizes)} {v.dtype}, "
+                                  f"{v.nbytes / 1e6:.0f} MB")
     ctx.report.append(f"generated {total / 1e6:.0f} MB in {ctx.runner.throughput('writing synthetic recordings to zarr')}")
 
 
 def _demo_overview(ctx: DemoContext) -> None:
-    """Mean image of every recording, one pass each, as a figure."""
+    """Mean image of every recording, one pass each, as a figure (the sheet's first frame: its mean is flat)."""
     from ..plot import show_images
 
-    means = {name: v.isel(channel=0) if "channel" in v.dims else v for name, v in ctx.videos.items()}
-    means = {name: v.mean("time") for name, v in means.items()}
+    first = {name: v.isel(channel=0) if "channel" in v.dims else v for name, v in ctx.videos.items()}
+    # the sheet is uniform but for its travelling wave, which a mean over whole periods averages away
+    images = {name: v.isel(time=0) if name == "sheet" else v.mean("time") for name, v in first.items()}
     nbytes = sum(v.nbytes for v in ctx.videos.values())
-    computed = ctx.runner.compute(list(means.values()), label="mean images", nbytes=nbytes)
-    fig = show_images(computed, titles=[f"{k}: mean" for k in means])
+    computed = ctx.runner.compute(list(images.values()), label="mean images", nbytes=nbytes)
+    titles = [f"{k}: first frame" if k == "sheet" else f"{k}: mean" for k in images]
+    fig = show_images(computed, titles=titles)
     _save_figure(fig, ctx.path("recordings.png"))
-    ctx.report.append(f"figure recordings.png: mean image of each recording ({ctx.runner.throughput('mean images')})")
+    ctx.wrote("recordings.png", "figure: mean image of the blinking and calcium recordings, first frame of the sheet")
+    ctx.report.append(f"overview images in {ctx.runner.throughput('mean images')}")
 
 
 # -- SOFI ---------------------------------------------------------------------------------------
@@ -94,8 +114,16 @@ def _demo_sofi(ctx: DemoContext) -> None:
     label = f"SOFI: cumulants to order {order}, bleach-corrected cumulants, XC2 image"
     plain, corrected, xc = ctx.runner.compute([plain, corrected, xc], label=label, nbytes=video.nbytes)
     save(plain, ctx.path("sofi.zarr"), overwrite=True)
+    ctx.wrote("sofi.zarr", f"SOFI: mean image, moments and cumulants of orders 1-{order}")
+    save(plain, ctx.path("sofi.ome.zarr"), overwrite=True)
+    ctx.wrote("sofi.ome.zarr", "the same SOFI images as OME-Zarr (napari, Fiji): one image group per variable")
+    save(corrected, ctx.path("sofi_bleach_corrected.zarr"), overwrite=True)
+    ctx.wrote("sofi_bleach_corrected.zarr", "SOFI images averaged over bleaching blocks (fbc=0.1)")
+    save(xc.to_dataset(name="xc2"), ctx.path("sofi_xc2.zarr"), overwrite=True)
+    ctx.wrote("sofi_xc2.zarr", "XC2 image (second-order cross-cumulants) on the 2x finer grid")
     fig = show_orders(plain.cumulants, mean_image=plain.mean_image, ncols=order)
     _save_figure(fig, ctx.path("sofi.png"))
+    ctx.wrote("sofi.png", f"figure: mean image and cumulants of orders 2-{order}")
     import warnings
 
     ratios = []
@@ -106,7 +134,7 @@ def _demo_sofi(ctx: DemoContext) -> None:
             ratios.append(float(np.nanmedian(w)) / (truth.sigma_px / np.sqrt(n)))
         xw = float(np.nanmedian(psf_width(xc, truth.positions, radius_px=8))) / (truth.sigma_px / np.sqrt(2))
     ctx.report.append(
-        f"sofi.zarr, sofi.png: mean, moments and cumulants to order {order} (one read), bleach-corrected "
+        f"SOFI: mean, moments and cumulants to order {order} (one read), bleach-corrected "
         f"cumulants (two reads) and the XC2 image (one read) in {ctx.runner.throughput(label)}; PSF width / "
         f"(sigma/sqrt n) for n=2..{order}: " + " ".join(f"{r:.2f}" for r in ratios) + f", XC2: {xw:.2f} (truth: 1)"
     )
@@ -178,6 +206,8 @@ def _demo_calcium(ctx: DemoContext) -> None:
     out = xr.Dataset({"F": ds.F, "Fneu": ds.Fneu, "Fc": Fc, "spikes": spikes}, attrs={"fps": truth.fps})
     write = save(out, ctx.path("calcium_traces.zarr"), overwrite=True, compute=False)
     _, mean_img = ctx.runner.compute([write, mean], label="calcium traces", nbytes=video.nbytes)
+    ctx.wrote("calcium_traces.zarr", f"traces of {len(rois)} ROIs: F, Fneu (2 channels), Fc = F - 0.7 Fneu and "
+                                     "OASIS spikes (channel 0)")
     from ..io import open_result
 
     res = open_result(ctx.path("calcium_traces.zarr")).compute()
@@ -187,31 +217,130 @@ def _demo_calcium(ctx: DemoContext) -> None:
     red = res.F.sel(channel=1).mean("time").values
     fig = show_rois(rois, mean_img, neuropil=neuropil_masks(rois[[0]]), annotate=True)
     _save_figure(fig, ctx.path("calcium_rois.png"))
+    ctx.wrote("calcium_rois.png", "figure: the ROIs and the neuropil region of ROI 0 over the mean image (channel 0)")
     import matplotlib.pyplot as plt
 
     best = np.argsort(-np.nanstd(fc, axis=1))[:4]
     fig, axes = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
     show_traces(res.Fc.isel(roi=best), offset=float(np.ptp(fc[best])) * 0.6, labels=[f"ROI {i}" for i in best],
-                ax=axes[0])
+                ax=axes[0], ylabel="Fc, channel 0 (offset per trace)")
+    axes[0].set_xlabel("")  # shared with the panel below
     one = res.spikes.isel(roi=int(best[0]))
     show_traces(one, ax=axes[1], label=f"OASIS, ROI {best[0]}")
     true = truth.spikes.isel(roi=int(best[0])).values
     times = res.time.values[true > 0]
     axes[1].plot(times, np.full(times.size, -0.1 * float(one.max())), "r|", ms=8, label="true spikes")
-    axes[1].legend(fontsize=8)
+    axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: spikes fill the axes
     fig.tight_layout()
     _save_figure(fig, ctx.path("calcium_traces.png"))
+    ctx.wrote("calcium_traces.png", "figure: Fc of the 4 most active ROIs, OASIS spikes of one against the true spikes")
     plt.close("all")
     ctx.report.append(
-        f"calcium: {len(rois)} ROIs, F/Fneu/Fc/spikes in one read ({ctx.runner.throughput('calcium traces')}) "
-        f"-> calcium_traces.zarr; F - 0.7 Fneu vs true fluorescence r = {np.median(r):.3f} median, "
+        f"calcium: {len(rois)} ROIs, F/Fneu/Fc/spikes in one read ({ctx.runner.throughput('calcium traces')}); "
+        f"F - 0.7 Fneu vs true fluorescence r = {np.median(r):.3f} median, "
         f"{r.min():.3f} min" if r.size else f"calcium: {len(rois)} ROIs extracted (no activity to compare)")
     ctx.report.append(f"calcium: OASIS spikes vs true spikes: r = {corr:.2f} (median over cells, 2-frame Gaussian), "
                       f"detection F1 = {f1:.2f} (+-2 frames); red channel mean F: "
                       f"{red[truth.red].mean():.0f} (red cells) vs {red[~truth.red].mean():.0f} (others)"
                       if truth.red is not None else
                       f"calcium: OASIS spikes vs true spikes: r = {corr:.2f}, detection F1 = {f1:.2f}")
-    ctx.report.append("figures calcium_rois.png (ROIs and one neuropil region), calcium_traces.png")
+    _demo_nwb(ctx, res, rois, video.isel(channel=0))
+
+
+def _demo_nwb(ctx: DemoContext, traces: Any, rois: Any, video: Any) -> None:
+    """The traces, ROIs and green channel as an NWB file (needs pynwb, the ``nwb`` extra; skipped without it)."""
+    import datetime
+    import logging
+
+    from ..io import to_nwb
+
+    metadata = {
+        "session_description": "fluoxr demo: synthetic calcium imaging with known spikes",
+        "session_start_time": datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc),
+        "subject": {"subject_id": "synthetic", "species": "Mus musculus", "sex": "U", "age": "P90D",
+                    "description": "no animal: synthetic neurons"},
+        "imaging_plane": {"location": "VISp", "description": "synthetic frames, no microscope"},
+    }
+    one = traces.isel(channel=0) if "channel" in traces.dims else traces
+    try:
+        t0 = time.perf_counter()
+        to_nwb(one, ctx.path("calcium_traces.nwb"), rois=rois, video=video, overwrite=True, metadata=metadata)
+    except ImportError as exc:
+        logging.getLogger(__name__).warning("calcium_traces.nwb not written: %s", exc)
+        return
+    ctx.wrote("calcium_traces.nwb", "NWB file: the channel-0 traces, ROIs and recording (pynwb)")
+    ctx.report.append(f"NWB export of traces, ROIs and the channel-0 recording in {time.perf_counter() - t0:.1f} s")
+
+
+# -- motion correction --------------------------------------------------------------------------
+
+
+def _offset_removed(motion: Any, true_dy: Any, true_dx: Any) -> tuple[Any, float]:
+    """``motion`` with the reference's constant offset from the motionless frame removed, and the RMS error
+    (px, both axes) of its shifts against the truth: the estimate is relative to a reference built from
+    the moving frames, the truth to the motionless recording."""
+    import numpy as np
+
+    ey, ex = np.asarray(motion.dy) - true_dy, np.asarray(motion.dx) - true_dx
+    oy, ox = float(ey.mean()), float(ex.mean())
+    rms = float(np.sqrt(np.mean((ey - oy) ** 2 + (ex - ox) ** 2)))
+    return motion.assign(dy=motion.dy - oy, dx=motion.dx - ox), rms
+
+
+def _active_corr(traces: Any, truth: Any) -> Any:
+    """:func:`_row_corr` over the cells whose true trace varies (a cell without a spike in a short recording
+    is constant up to float32 rounding, and its correlation is noise)."""
+    import numpy as np
+
+    truth = np.asarray(truth, np.float64)
+    active = truth.std(-1) > 1e-3 * np.abs(truth).mean(-1)
+    return _row_corr(np.asarray(traces)[active], truth[active])
+
+
+def _demo_motion(ctx: DemoContext) -> None:
+    """Registration of a calcium recording moving rigidly (jitter and jumps), scored against the true shifts,
+    and the traces of the registered recording against those of the same recording without motion."""
+    import numpy as np
+
+    from .. import apply_motion, datasets, estimate_motion
+    from ..extraction import extract
+    from ..io import open_result, open_video, save
+    from ..plot import show_motion
+    from ..rois import ROISet
+
+    # small: jumps need a few seconds of recording, registration a few hundred frames
+    kw = dict(n_frames=max(min(ctx.frames or 600, 600), 60), shape=(96, 96), n_cells=16, seed=4)
+    moving, truth = datasets.calcium_neurons(motion="rigid", **kw)
+    still, _ = datasets.calcium_neurons(**kw)
+    ctx.runner.compute(save(moving, ctx.path("calcium_moving.zarr"), overwrite=True, compute=False),
+                       label="motion: writing a moving calcium recording", nbytes=moving.nbytes)
+    ctx.wrote("calcium_moving.zarr", f"synthetic recording: calcium neurons moving rigidly (jitter and jumps), "
+                                     f"{dict(moving.sizes)} {moving.dtype}")
+    video = open_video(ctx.path("calcium_moving.zarr"))
+    label = "motion: estimating the shifts (rigid, subpixel)"
+    # reference from 100 frames: suite2p's 300 would be half of this short recording (0.8 s more, same result)
+    ctx.runner.compute(save(estimate_motion(video, n_reference_frames=100), ctx.path("motion.zarr"), overwrite=True,
+                            compute=False), label=label, nbytes=video.nbytes)
+    motion = open_result(ctx.path("motion.zarr")).compute()
+    ctx.wrote("motion.zarr", "rigid shifts (dy, dx, corr) of every frame of calcium_moving.zarr and its reference")
+    true = truth.motion.shifts
+    aligned, rms = _offset_removed(motion, true.dy.values, true.dx.values)
+    rois = ROISet.from_suite2p(truth.stat, (video.sizes["y"], video.sizes["x"]))
+    # traces of the lazily registered view: no registered copy is written
+    lazy = [extract(v, rois).F for v in (apply_motion(video, aligned), video, still)]
+    f_reg, f_raw, f_still = ctx.runner.compute(lazy, label="motion: traces registered, raw and motionless",
+                                               nbytes=3 * video.nbytes)
+    tf = truth.fluorescence.values
+    r = [float(np.median(_active_corr(f.values, tf))) if (tf.std(-1) > 1e-3 * tf.mean(-1)).any() else float("nan")
+         for f in (f_reg, f_raw, f_still)]
+    _save_figure(show_motion(motion, video), ctx.path("motion.png"))
+    ctx.wrote("motion.png", "figure: shifts over time, the reference, the mean image before and after")
+    ctx.report.append(
+        f"motion: rigid shifts of a moving calcium recording ({ctx.runner.throughput(label)}): "
+        f"{rms:.3f} px RMS from the truth (true motion {np.ptp(true.dy.values):.1f} x {np.ptp(true.dx.values):.1f} "
+        f"px); traces vs true fluorescence r = {r[0]:.3f} registered, {r[1]:.3f} raw, {r[2]:.3f} without motion "
+        "(medians)"
+    )
 
 
 # -- ROI features -------------------------------------------------------------------------------
@@ -232,10 +361,11 @@ def _demo_features(ctx: DemoContext) -> None:
     table = roi_features(rois, reference).compute()
     secs = time.perf_counter() - t0
     _write_table(table.assign(red=truth.red), ctx.path("roi_features.csv"))
+    ctx.wrote("roi_features.csv", "table: cellector's four features per ROI, and whether the ROI is truly red")
     aucs = ", ".join(f"{k} {roc_auc(table[k], truth.red):.2f}" for k in FEATURES)
     ctx.report.append(
         f"ROI features of {len(rois)} cells against the red channel ({int(truth.red.sum())} bright; reference "
-        f"{ctx.runner.throughput(label)}, features {secs:.2f} s): ROC AUC {aucs}; table roi_features.csv"
+        f"{ctx.runner.throughput(label)}, features {secs:.2f} s): ROC AUC {aucs}"
     )
 
 
@@ -256,7 +386,15 @@ def _demo_oscillations(ctx: DemoContext) -> None:
     write = save(labels, ctx.path("oscillations.zarr"), overwrite=True, compute=False)
     label = "oscillations: detect influx/efflux (Cellects) -> zarr"
     ctx.runner.compute(write, label=label, nbytes=video.nbytes)
+    ctx.wrote("oscillations.zarr", "influx (1) / efflux (2) labels of every frame of the sheet")
     saved = open_result(ctx.path("oscillations.zarr"))
+    # the recording with its labels, for napari (the labels layer over the video)
+    import xarray as xr
+
+    ome = save(xr.Dataset({"video": video, "oscillations": saved}), ctx.path("oscillations.ome.zarr"), overwrite=True,
+               compute=False)
+    ctx.runner.compute(ome, label="oscillations: recording and labels -> OME-Zarr", nbytes=video.nbytes)
+    ctx.wrote("oscillations.ome.zarr", "the sheet recording with its influx/efflux labels as OME-Zarr (napari)")
     # agreement with the known phase (rising: influx, falling: efflux) on every sheet pixel and frame
     on_sheet = float(truth.mask.sum()) * saved.sizes["time"]
     expected = truth.expected.data
@@ -267,20 +405,22 @@ def _demo_oscillations(ctx: DemoContext) -> None:
                                                  label="oscillations: score against the truth, track clusters",
                                                  nbytes=video.nbytes)
     _write_table(table, ctx.path("oscillation_tracks.csv"), index=False)
+    ctx.wrote("oscillation_tracks.csv", "table: one row per oscillating cluster (fluoxr's tracker)")
     n = saved.sizes["time"]
     frames = [n // 4, n // 2, (3 * n) // 4]
-    fig = oscillation_overlay(video.isel(time=frames).values, saved.isel(time=frames).values,
-                              titles=[f"sheet, frame {t}" for t in frames])
+    # DataArrays, so that the panels are titled by their time in seconds
+    fig = oscillation_overlay(video.isel(time=frames), saved.isel(time=frames))
     _save_figure(fig, ctx.path("oscillations.png"))
+    ctx.wrote("oscillations.png", "figure: influx (red) and efflux (blue) over three frames of the sheet")
     periods = table["period_s"].dropna()
     ctx.report.append(
-        f"oscillations.zarr: influx/efflux agree with the true wave phase on {float(agree):.1%} of sheet "
+        f"oscillations: influx/efflux agree with the true wave phase on {float(agree):.1%} of sheet "
         f"pixel-frames ({float(agree_lag):.1%} with lag='period') ({ctx.runner.throughput(label)})"
     )
     ctx.report.append(
-        f"oscillation_tracks.csv: {len(table)} oscillating clusters, median local period "
-        f"{periods.median():.0f} s (true {truth.period_s:.0f} s); figure oscillations.png"
-        if len(periods) else f"oscillation_tracks.csv: {len(table)} oscillating clusters; figure oscillations.png"
+        f"oscillations: {len(table)} oscillating clusters, median local period "
+        f"{periods.median():.0f} s (true {truth.period_s:.0f} s)"
+        if len(periods) else f"oscillations: {len(table)} oscillating clusters"
     )
 
 
@@ -288,14 +428,19 @@ def _demo_oscillations(ctx: DemoContext) -> None:
 
 # `fluoxr demo` runs these in order; each analysis contributes one step.
 DEMO_STEPS: list[Callable[[DemoContext], None]] = [
-    _demo_recordings, _demo_overview, _demo_sofi, _demo_calcium, _demo_features, _demo_oscillations,
+    _demo_recordings, _demo_overview, _demo_sofi, _demo_calcium, _demo_motion, _demo_features, _demo_oscillations,
 ]
 
 
-# what `fluoxr demo` writes (a folder holding only these is an earlier demo run, from before the marker)
-DEMO_FILES = {"blinking.zarr", "calcium.zarr", "sheet.zarr", "recordings.png", "sofi.zarr", "sofi.png",
-              "calcium_traces.zarr", "calcium_traces.png", "calcium_rois.png", "roi_features.csv",
-              "oscillations.zarr", "oscillations.png", "oscillation_tracks.csv"}
+# every file `fluoxr demo` may write: each step records what it wrote (DemoContext.wrote, which refuses a
+# name missing here) and the summary lists those; a folder holding only these is an earlier demo run
+DEMO_FILES = frozenset({
+    "blinking.zarr", "calcium.zarr", "sheet.zarr", "recordings.png",
+    "sofi.zarr", "sofi.ome.zarr", "sofi_bleach_corrected.zarr", "sofi_xc2.zarr", "sofi.png",
+    "calcium_traces.zarr", "calcium_traces.nwb", "calcium_traces.png", "calcium_rois.png", "roi_features.csv",
+    "calcium_moving.zarr", "motion.zarr", "motion.png",
+    "oscillations.zarr", "oscillations.ome.zarr", "oscillations.png", "oscillation_tracks.csv",
+})
 
 
 def _only_demo_files(names: Sequence[str]) -> bool:
@@ -314,7 +459,14 @@ def add_parser(sub: Any) -> None:
     _add_hidden_alias(p, "--out", "--output")
     p.add_argument("--frames", type=_number(int, ge=10), default=None, help="frames per synthetic recording (default: per recording)")
     _add_scheduler_args(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, input_bytes=_demo_input_bytes)
+
+
+def _demo_input_bytes(args: argparse.Namespace) -> int:
+    """Bytes of the synthetic recordings (uint16): what decides the default scheduler (``choose_scheduler``)."""
+    n = args.frames
+    moving = max(min(n or 600, 600), 60) * 96 * 96 * 2  # _demo_motion: a moving and a still recording
+    return 2 * ((n or 2000) * 64 * 64 + (n or 1500) * 2 * 128 * 128 + (n or 300) * 128 * 128) + 2 * moving
 
 
 def run(args: argparse.Namespace) -> int:
@@ -347,5 +499,8 @@ def run(args: argparse.Namespace) -> int:
     print("fluoxr demo: done in %.1f s. What it did:" % (time.perf_counter() - t0))
     for line in ctx.report:
         print(f"  - {line}")
-    print(f"Results (zarr) and figures (PNG) are in {out}")
+    print(f"What it wrote in {out}:")
+    width = max(map(len, ctx.written))
+    for name, what in ctx.written.items():
+        print(f"  {name:<{width}}  {what}")
     return 0

@@ -1,4 +1,8 @@
-"""``fluoxr extract``: cell/neuropil traces (suite2p ROIs, label images) or position traces, optional spikes."""
+"""``fluoxr extract``: cell/neuropil traces (suite2p ROIs, label images) or position traces, optional spikes.
+
+With ``--register`` the recording is registered on the way (:func:`fluoxr.estimate_motion` then
+:func:`fluoxr.apply_motion`, both lazy): the traces come from the registered frames, none of which is stored.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import argparse
 from typing import Any
 
 from .args import _COUNT, _INDEX, _POSITIVE, _add_output_args, _add_scheduler_args, _number
+from .outputs import output_format
 from .run import Runner, _check_output, scheduler
 
 
@@ -98,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
     if args.nwb_metadata is not None and args.nwb is None:
         raise ValueError("--nwb-metadata is used with --nwb")
     _check_output(args.output, args, "-o")
+    if args.output is not None:
+        output_format(args.output, command="extract (traces)", allowed=("zarr", "ome-zarr"))
     _check_output(args.nwb, args, "--nwb")
     nwb_meta = _read_nwb_metadata(args.nwb_metadata) if args.nwb_metadata is not None else None
     kwargs: dict[str, Any] = {}
@@ -106,6 +113,13 @@ def run(args: argparse.Namespace) -> int:
     if args.shape is not None:
         kwargs["shape"] = tuple(args.shape)
     video = io.open_video(args.input if len(args.input) > 1 else args.input[0], **kwargs)
+    if args.register is not None:
+        from .. import apply_motion, estimate_motion
+
+        # registered lazily: the shifts are estimated, and each frame moved, as the extraction reads it
+        motion = estimate_motion(video, nonrigid=args.register == "nonrigid",
+                                 channel=args.channel if "channel" in video.dims else None)
+        video = apply_motion(video, motion)
     frame = (video.sizes["y"], video.sizes["x"])
     out = xr.Dataset()
     if args.positions is not None:
@@ -199,6 +213,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--nwb-metadata", default=None, metavar="META.json",
                    help="JSON object of NWB metadata (session_description, session_start_time, subject, device, "
                         "imaging_plane; see fluoxr.to_nwb)")
+    p.add_argument("--register", nargs="?", const="rigid", choices=("rigid", "nonrigid"), default=None,
+                   help="register the recording first, lazily (no registered copy is written): rigid (the default) "
+                        "or nonrigid; see fluoxr register")
     p.add_argument("--neuropil", action="store_true", help="also extract suite2p neuropil traces (Fneu)")
     p.add_argument("--coeff", type=_number(float, ge=0), default=0.7, help="neuropil coefficient for Fc = F - coeff*Fneu (0.7)")
     p.add_argument("--spikes", action="store_true",

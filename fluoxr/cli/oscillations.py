@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from .args import _COUNT, _INDEX, _POSITIVE, _add_format_arg, _add_hidden_alias, _add_output_args, _add_scheduler_args
+from .outputs import output_format, write_tiff
 from .run import Runner, _check_output, _write_table, scheduler
 
 
@@ -27,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     for flag, target in (("-o", args.output), ("--tracks", args.tracks), ("--coordinates", args.coordinates)):
         _check_output(target, args, flag)
+    fmt = output_format(args.output, command="oscillations", allowed=("zarr", "ome-zarr", "tiff"), format=args.format)
     fps = None if args.interval is None else 1.0 / args.interval
     video = open_video(args.input if len(args.input) > 1 else args.input[0], fps=fps)
     if args.interval is None and not video.attrs.get("fps"):
@@ -39,10 +41,14 @@ def run(args: argparse.Namespace) -> int:
     with scheduler(args.scheduler, workers=args.workers) as client:
         runner = Runner(client=client, progress=not args.no_progress)
         label = f"detecting influx/efflux -> {args.output}"
-        write = save(labels, args.output, overwrite=args.overwrite, resume=args.resume, compute=False,
-                     format=args.format)
-        runner.compute(write, label=label, nbytes=video.nbytes)
-        saved = open_result(args.output)
+        if fmt == "tiff":
+            write_tiff(runner, labels, args.output, args, label=label, nbytes=video.nbytes)
+            saved = open_video(args.output, chunks=labels.chunks[0][0]).astype("int8")  # TIFF pages are int16
+        else:
+            write = save(labels, args.output, overwrite=args.overwrite, resume=args.resume, compute=False,
+                         format=fmt)
+            runner.compute(write, label=label, nbytes=video.nbytes)
+            saved = open_result(args.output)
         influx, efflux = runner.compute(dask.delayed(tuple)([(saved == 1).mean().data, (saved == 2).mean().data]),
                                         label="counting", nbytes=saved.nbytes)
         print(f"{args.output}: {dict(saved.sizes)} int8 (0 none, 1 influx, 2 efflux); "
@@ -65,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("oscillations", help="influx/efflux detection (Cellects) to zarr, with cluster tracks")
     p.add_argument("input", nargs="+", help="recording: TIFF(s), zarr, .bin, .npy or file.h5::/dataset")
-    p.add_argument("-o", "--output", required=True, help="output zarr of int8 labels (0 none, 1 influx, 2 efflux)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output labels (0 none, 1 influx, 2 efflux): a zarr store (int8), an OME-Zarr store "
+                        "(.ome.zarr) or a TIFF (.tif, int16 pages)")
     _add_hidden_alias(p, "--out", "--output")
     p.add_argument("--period", type=_POSITIVE, required=True, metavar="SECONDS", help="expected oscillation period")
     p.add_argument("--interval", type=_POSITIVE, default=None, metavar="SECONDS",

@@ -6,10 +6,12 @@ reference from ``n_reference_frames`` frames spread over the recording):
 
 - :func:`gather_frames` puts frames ``indices`` into one chunk. When the
   input is a plain read of a store (``open_video``, ``from_array``) each run
-  of consecutive frames is read again by a narrow read of its own (the
-  temporal driver's ``_halo_reader``), so gathering 300 frames reads 300
-  frames, never whole chunks, and holds no chunk of the recording;
-  otherwise the frames are copied out of their chunks.
+  chunk that holds requested frames is read again once, by a narrow read
+  from its first to its last requested frame (the temporal driver's
+  ``_halo_reader``), and only those frames are kept: one decode per storage
+  chunk, however many frames it gives, and no chunk of the recording held
+  once its frames are picked; otherwise the frames are copied out of their
+  chunks.
 - :func:`after` returns the same array whose reads wait for ``barrier``
   (``dask.graph_manipulation.bind`` with a seed fixed by both names, so two
   calls on the same pair share their keys: a chunk read once serves the
@@ -36,22 +38,26 @@ import dask.array as da
 import numpy as np
 from dask.highlevelgraph import HighLevelGraph
 
+from .. import _backend
 from .temporal import _concat, _copy_frames, _halo_reader
 
 __all__ = ["after", "gather_frames"]
 
 
-def _runs(indices: np.ndarray, starts: np.ndarray, sizes: Sequence[int]) -> list[tuple[int, int, int]]:
-    """``(chunk, a, b)``: runs of consecutive indices inside one chunk, in the order given."""
-    out: list[tuple[int, int, int]] = []
-    for i in indices.tolist():
-        c = int(np.searchsorted(starts, i, side="right") - 1)
-        a = i - int(starts[c])
-        if out and out[-1][0] == c and out[-1][2] == a:
-            out[-1] = (c, out[-1][1], a + 1)
-        else:
-            out.append((c, a, a + 1))
-    return out
+def _by_chunk(indices: np.ndarray, starts: np.ndarray) -> dict[int, np.ndarray]:
+    """``{chunk: sorted distinct offsets inside it}`` of the frames ``indices``, chunks in increasing order."""
+    chunk = np.searchsorted(starts, indices, side="right") - 1
+    return {int(c): np.unique(indices[chunk == c] - starts[c]) for c in np.unique(chunk)}
+
+
+def _pick_frames(block: Any, axis: int, offsets: np.ndarray) -> Any:
+    # a copy: a view would keep the whole span (up to a chunk) in memory
+    return _backend.array_module(block).take(block, offsets, axis=axis)
+
+
+def _concat_take(parts: Sequence[Any], axis: int, order: np.ndarray | None) -> Any:
+    out = _concat(parts, axis)
+    return out if order is None else _backend.array_module(out).take(out, order, axis=axis)
 
 
 def gather_frames(data: da.Array, indices: Sequence[int], *, axis: int = 0) -> da.Array:
@@ -86,9 +92,14 @@ def gather_frames(data: da.Array, indices: Sequence[int], *, axis: int = 0) -> d
         raise ValueError(f"indices must be a non-empty list of frames in [0, {n}), got {idx.tolist()[:10]}")
     tchunks = data.chunks[axis]
     starts = np.concatenate([[0], np.cumsum(tchunks)[:-1]]).astype(np.int64)
-    runs = _runs(idx, starts, tchunks)
+    # one read per chunk that holds requested frames (the span from its first to its last one), not one per
+    # run of frames: a store decodes a whole storage chunk for any frame of it, so 300 frames spread over a
+    # recording of 10 chunks cost 10 decodes, not 300
+    groups = _by_chunk(idx, starts)
+    wanted = np.concatenate([starts[c] + off for c, off in groups.items()])
+    order = None if np.array_equal(wanted, idx) else np.searchsorted(wanted, idx)
     token = dask.base.tokenize(data.name, idx, axis)
-    name, part = f"gather-frames-{token}", f"gather-frames-part-{token}"
+    name, span, part = f"gather-frames-{token}", f"gather-frames-span-{token}", f"gather-frames-part-{token}"
     reads = _halo_reader(data, axis) or (lambda *_: None)
     dsk: dict[Any, Any] = {}
     for rest in np.ndindex(*data.numblocks[:axis], *data.numblocks[axis + 1:]):
@@ -96,15 +107,17 @@ def gather_frames(data: da.Array, indices: Sequence[int], *, axis: int = 0) -> d
             return (src,) + rest[:axis] + (i,) + rest[axis:]
 
         pieces = []
-        for j, (c, a, b) in enumerate(runs):
-            k = key(part, c) + (j,)
+        for c, off in groups.items():
+            a, b = int(off[0]), int(off[-1]) + 1
+            k = key(span, c)
             reread = reads(key(data.name, c), k, a, b)
             if reread is not None:
                 dsk[k] = reread
             else:
                 dsk[k] = (_copy_frames, key(data.name, c), axis, a, b)
-            pieces.append(k)
-        dsk[key(name, 0)] = (_concat, pieces, axis)
+            dsk[key(part, c)] = (_pick_frames, k, axis, off - a)
+            pieces.append(key(part, c))
+        dsk[key(name, 0)] = (_concat_take, pieces, axis, order)
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])
     chunks = data.chunks[:axis] + ((idx.size,),) + data.chunks[axis + 1:]
     return da.Array(graph, name, chunks=chunks, dtype=data.dtype, meta=data._meta)

@@ -22,6 +22,7 @@ Layout
 ``nwb``      to_nwb: traces, ROIs and recordings as NWB ophys files (needs pynwb)
 ``nwb_input`` NWB image series and PlaneSegmentations as inputs (h5py only)
 ``store``    save: chunk by chunk, resumable, completeness recorded in the store
+``export``   save_tiff: images and videos as ImageJ TIFF (plain or colour-mapped RGB), chunk by chunk
 ``ome_zarr`` the OME-Zarr (NGFF 0.5) layout save can write, and opening OME-Zarr images
 ``safety``   what keeps outputs away from inputs: refused paths, locks, fingerprints
 
@@ -31,6 +32,7 @@ the names re-exported here are for reading, and rebinding them changes nothing.
 
 from __future__ import annotations
 
+from .export import save_tiff
 from .hdf5 import H5_SUFFIXES, _h5_reader, _H5Reader, _split_h5
 from .open import (
     _check_exists,
@@ -66,6 +68,7 @@ __all__ = [
     "open_video",
     "open_result",
     "save",
+    "save_tiff",
     "info",
     "read_image",
     "read_suite2p_stat",

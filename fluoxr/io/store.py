@@ -299,7 +299,7 @@ def _write_block(block: np.ndarray, store: str, var: str, region: tuple[slice, .
     arr[region] = np.asarray(block)
     # the marker is written only after the chunk: a chunk without one is rewritten on resume
     _touch_atomically(marker)
-    return int(np.prod(block.shape))
+    return int(np.prod(np.shape(block)))  # a 0-d variable's block may be a Python scalar
 
 
 def _count(parts: Sequence[int]) -> int:

@@ -43,7 +43,14 @@ pysofi                                                 fluoxr
 ``ldrc``                                               :func:`ldrc`
 ``gauss1d_mask``, ``gauss2d_mask``                     :func:`gauss1d_mask`, :func:`gauss2d_mask`
 ``PysofiData`` pipeline                                :func:`reconstruct`
+``save_option`` (TIFF outputs)                         :func:`fluoxr.save_tiff` (plain or colour-mapped RGB)
+``visualization.save_png``, ``save_avi``               :func:`fluoxr.plot.save_png`, :func:`fluoxr.plot.save_movie` (.mp4, .gif)
 =====================================================  ======================================================
+
+Not in fluoxr: the ``moca`` module (``fit_sigma``, ``esti_rhoeps``,
+``moca``) and the bokeh viewers of ``visualization``. :func:`ldrc` and
+:func:`deconvsk` take the image first and everything else by keyword (pysofi
+puts the mask or PSF first; a call in pysofi's order raises a TypeError).
 
 pysofi's ``frames=[start, end]`` argument is ``video.isel(time=slice(start, end))``.
 

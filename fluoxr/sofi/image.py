@@ -11,7 +11,8 @@ the kernels are in :mod:`fluoxr.kernels.sofi`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -236,6 +237,25 @@ def noise_filter(stack: xr.DataArray, noise_filter: Any = None, *, dim: str = "t
     return xr.DataArray(out, dims=stack.dims, coords=stack.coords, attrs=attrs, name=stack.name)
 
 
+def _image_first(fluoxr_call: str, pysofi_call: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Refuse a second positional argument with a TypeError that shows fluoxr's call and pysofi's order.
+
+    pysofi's ``ldrc(mask_im, input_im, ...)`` and ``deconvsk(est_psf, input_im, ...)`` put the image
+    second; fluoxr puts it first and takes everything else by keyword, so a call ported from pysofi
+    fails here instead of running with the two swapped.
+    """
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            if len(args) > 1:
+                raise TypeError(f"{func.__name__}() takes the image(s) as its only positional argument and every "
+                                f"other argument by keyword: {fluoxr_call}; got {len(args)} positional arguments. "
+                                f"pysofi's order, {pysofi_call}, puts the image second: name the arguments")
+            return func(*args, **kwargs)
+        return checked
+    return decorate
+
+
 def _deconvsk_stack(images: np.ndarray, psf: np.ndarray, deconv_lambda: float, deconv_iter: int) -> np.ndarray:
     flat = images.reshape((-1,) + images.shape[-2:])
     out = np.empty(flat.shape)
@@ -257,8 +277,15 @@ def _per_image(func: Any, images: xr.DataArray, *args: Any, **kwargs: Any) -> xr
     return xr.DataArray(out, dims=images.dims, coords=images.coords, attrs=dict(images.attrs), name=images.name)
 
 
-def deconvsk(images: Any, psf: Any = None, *, deconv_lambda: float = 1.5, deconv_iter: int = 20) -> xr.DataArray:
+@_image_first("deconvsk(images, psf=psf, deconv_lambda=1.5, deconv_iter=20)",
+              "deconvsk(est_psf, input_im, deconv_lambda, deconv_iter)")
+def deconvsk(images: Any, *, psf: Any = None, deconv_lambda: float = 1.5, deconv_iter: int = 20) -> xr.DataArray:
     """Shrinking-kernel deconvolution of each image (pysofi ``deconvsk``).
+
+    The image comes first and every other argument is keyword-only: pysofi's
+    ``deconvsk(est_psf, input_im, ...)`` takes the PSF first, and a call in
+    that order raises a TypeError that says so instead of running with the
+    two swapped.
 
     One Richardson-Lucy iteration with each PSF of the shrinking series
     ``(psf / max psf) ** (lambda ** i / (lambda - 1))``, ``i = 1..deconv_iter``,
@@ -290,9 +317,13 @@ def deconvsk(images: Any, psf: Any = None, *, deconv_lambda: float = 1.5, deconv
     >>> import numpy as np, fluoxr
     >>> img = np.zeros((32, 32)); img[16, 16] = 1
     >>> blurred = np.fft.ifft2(np.fft.fft2(img) * np.fft.fft2(np.fft.ifftshift(fluoxr.gauss2d_mask((32, 32), 2)))).real
-    >>> out = fluoxr.deconvsk(blurred, fluoxr.gauss2d_mask((15, 15), 2), deconv_iter=5)
+    >>> out = fluoxr.deconvsk(blurred, psf=fluoxr.gauss2d_mask((15, 15), 2), deconv_iter=5)
     >>> bool(out.values[16, 16] > blurred[16, 16])
     True
+    >>> fluoxr.deconvsk(fluoxr.gauss2d_mask((15, 15), 2), blurred)
+    Traceback (most recent call last):
+    ...
+    TypeError: deconvsk() takes the image(s) as its only positional argument and every other argument by keyword: deconvsk(images, psf=psf, deconv_lambda=1.5, deconv_iter=20); got 2 positional arguments. pysofi's order, deconvsk(est_psf, input_im, deconv_lambda, deconv_iter), puts the image second: name the arguments
     """
     images = host(_as_images(images, "images"), "fluoxr.deconvsk")
     psf = ks.gauss2d_mask((51, 51), 2) if psf is None else np.asarray(psf, dtype=np.float64)
@@ -318,8 +349,15 @@ def _ldrc_stack(images: np.ndarray, masks: np.ndarray, order: int, window: tuple
     return out.reshape(images.shape)
 
 
-def ldrc(images: Any, mask: Any, *, order: int = 1, window_size: Sequence[int] = (25, 25)) -> xr.DataArray:
+@_image_first("ldrc(images, mask=mask, order=1, window_size=(25, 25))",
+              "ldrc(mask_im, input_im, order, window_size)")
+def ldrc(images: Any, *, mask: Any, order: int = 1, window_size: Sequence[int] = (25, 25)) -> xr.DataArray:
     """Local dynamic range compression of SOFI images against a reference (pysofi ``ldrc``).
+
+    The images come first and every other argument is keyword-only
+    (``mask`` is required): pysofi's ``ldrc(mask_im, input_im, ...)`` takes
+    the mask first, and a call in that order raises a TypeError that says
+    so instead of running with the two swapped.
 
     Every ``window_size`` window of the image is min-max normalised and
     scaled by the maximum of ``mask`` in that window; pixels average the
@@ -349,7 +387,7 @@ def ldrc(images: Any, mask: Any, *, order: int = 1, window_size: Sequence[int] =
     Examples
     --------
     >>> import numpy as np, fluoxr
-    >>> out = fluoxr.ldrc(np.arange(40.0).reshape(5, 8), np.ones((5, 8)), window_size=(5, 5))
+    >>> out = fluoxr.ldrc(np.arange(40.0).reshape(5, 8), mask=np.ones((5, 8)), window_size=(5, 5))
     >>> out.shape
     (5, 8)
     """

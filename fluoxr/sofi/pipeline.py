@@ -92,6 +92,19 @@ def reconstruct(
     to smooth and is skipped. Everything is lazy; the 2-D steps run image by
     image when computed.
 
+    Every default is pysofi 0.1.1's where pysofi has one: ``order=6``
+    (``PysofiData.moment_image`` and ``.ldrc``), no Fourier interpolation
+    (``moment_image(finterp=False)``), the whole recording (``mvlength=[]``),
+    ``fbc=0.04`` and ``smooth_kernel=251`` (``calc_moments_set``), the noise
+    filter ``gauss1d_mask((1, 21), 2)`` (``noise_filter1d``), the PSF
+    ``gauss2d_mask((51, 51), 2)``, ``deconv_lambda=1.5`` and
+    ``deconv_iter=20`` (``PysofiData.deconvsk``) and the ldrc window
+    ``(25, 25)``. ``cumulant=False`` and ``window=None`` choose between
+    pysofi methods rather than defaults. One difference: pysofi's
+    ``PysofiData.ldrc`` passes the SOFI order as the factor by which the
+    mask is resized, while here the mask is the mean image of the same
+    (interpolated) frames, so it needs no resizing.
+
     Parameters
     ----------
     video : xarray.DataArray
@@ -172,9 +185,9 @@ def reconstruct(
     sofi_da = xr.DataArray(sofi, dims=dims, coords=coords, name="sofi")
     use_filter = filter is not False and len(starts) > 1
     filtered = noise_filter(sofi_da, filter, dim="window") if use_filter else sofi_da
-    deconv = deconvsk(filtered, psf, deconv_lambda=deconv_lambda, deconv_iter=deconv_iter)
+    deconv = deconvsk(filtered, psf=psf, deconv_lambda=deconv_lambda, deconv_iter=deconv_iter)
     deconv_f = noise_filter(deconv, filter, dim="window") if use_filter else deconv
-    compressed = ldrc(deconv_f, mean_da, window_size=ldrc_window)
+    compressed = ldrc(deconv_f, mask=mean_da, window_size=ldrc_window)
     attrs = _result_attrs(video, order=order, cumulant=int(cumulant), finterp=finterp,
                           noise_filter=int(use_filter), deconv_lambda=float(deconv_lambda),
                           deconv_iter=int(deconv_iter), ldrc_window=list(ldrc_window))

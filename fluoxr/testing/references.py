@@ -200,6 +200,17 @@ def fourier_interpolate(im: np.ndarray, f: int) -> np.ndarray:
     return out[: (h - 1) * f + 1, : (w - 1) * f + 1]
 
 
+def colour_map(values: np.ndarray, cmap: str, low: float, high: float) -> np.ndarray:
+    """matplotlib's own colours: ``cmap(Normalize(low, high, clip=True)(values), bytes=True)``, RGB, NaN black."""
+    import matplotlib
+
+    v = np.asarray(values, dtype=np.float64)
+    rgba = matplotlib.colormaps[cmap](matplotlib.colors.Normalize(low, high, clip=True)(v), bytes=True)
+    rgb = np.array(rgba[..., :3])
+    rgb[np.isnan(v)] = 0
+    return rgb
+
+
 def bilinear_remap(frames: np.ndarray, fy: Any, fx: Any) -> np.ndarray:
     """``out[t, y, x] = frame_t(y + fy, x + fx)`` by ``scipy.ndimage.map_coordinates(order=1, mode="nearest")``.
 
@@ -663,6 +674,12 @@ def _lazy(name: str) -> Callable[..., Any]:
     return call
 
 
+def _colour_map_fluoxr(x: np.ndarray) -> np.ndarray:
+    from ..io import export
+
+    return export.colour_map(x, export._lookup_table("pink"), 0.1, 0.9)
+
+
 def _kernel(module: str, name: str) -> Callable[..., Any]:
     def call(*args: Any, **kwargs: Any) -> Any:
         import importlib
@@ -708,6 +725,15 @@ COMPARISONS: dict[str, Comparison] = {
     "fourier interpolation (kernel)": Comparison(
         lambda im: fourier_interpolate(im, 2), lambda im: _kernel("sofi", "interpolate_frames")(im, 2),
         lambda: np.random.default_rng(14).random((5, 7)) * 100, rtol=1e-9, atol=1e-11),
+    "fourier interpolation": Comparison(
+        lambda x: np.stack([fourier_interpolate(f, 2) for f in _values(x).astype(np.float64)]),
+        lambda v: _lazy("fourier_interpolate")(v, 2), lambda: _video((9, 5, 6)), lazy=True, rtol=1e-9,
+        atol=1e-11),
+    "colour map (kernel)": Comparison(
+        lambda x: colour_map(x, "pink", 0.1, 0.9),
+        _colour_map_fluoxr,
+        lambda: np.r_[np.random.default_rng(9).random(1020), 0.1, 0.9, -1.0, 2.0, np.nan].reshape(41, 25),
+        rtol=0.0),
     "ldrc (kernel)": Comparison(
         lambda im: ldrc(np.linspace(0, 1, im.size).reshape(im.shape), im, (3, 3)),
         lambda im: _kernel("sofi", "ldrc")(np.linspace(0, 1, im.size).reshape(im.shape), im, 1, (3, 3)),

@@ -49,6 +49,9 @@ def test_sofi_command(movie, tmp_path, capsys, unchanged):
     ds = fluoxr.open_result(out)
     assert "cumulants" not in ds and ds.moments.shape == (3, 47, 47) and os.path.exists(png)
     assert ds.attrs["bleach_correction"] == 1
+    # the summary names the recording's size (not the interpolated frames') and its MB/s is of the input
+    text = capsys.readouterr().out
+    assert "{'time': 120, 'y': 24, 'x': 24}" in text and "interpolated x2" in text and "'y': 47" not in text
 
 
 @pytest.mark.parametrize("extra,words", [(["--order", "0"], "--order"), (["--fbc", "1.5"], "--fbc"),

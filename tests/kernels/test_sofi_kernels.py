@@ -159,6 +159,54 @@ def test_finterp_matches_matrix_algorithm(shape, f):
     np.testing.assert_allclose(got[::f, ::f], im, rtol=1e-9)  # the original pixels are kept
 
 
+@pytest.mark.parametrize("shape,f", [((5, 7), 2), ((6, 4), 3), ((1, 5), 2), ((5, 1), 3), ((8, 8), 1), ((3, 9), 4)])
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32, np.float64])
+@pytest.mark.parametrize("route", ["real operators", "complex operators"])
+def test_interpolate_real_matches_complex_products(shape, f, dtype, route, monkeypatch):
+    # the CPU kernel (real GEMMs, fractional rows only) against the complex operators; "complex operators"
+    # forces the route for operators with imaginary parts (three real products for the complex block)
+    if route == "complex operators":
+        monkeypatch.setattr(ks, "_REAL_OPERATORS", -1.0)
+    frames = (np.random.default_rng(f).random((2, 3) + shape) * 500 - (0 if dtype == np.uint16 else 100)).astype(dtype)
+    A, B = ks.finterp_operators(*shape, f)
+    got = ks.interpolate_real(frames, A, B, batch=2)
+    assert got.shape == (2, 3, ks.interp_size(shape[0], f), ks.interp_size(shape[1], f)) and got.dtype == np.float64
+    np.testing.assert_allclose(got, ks.interpolate_with(frames, A, B), rtol=1e-10, atol=1e-10 * np.abs(frames).max())
+    np.testing.assert_allclose(got[0, 1], ref_finterp(frames[0, 1].astype(float), f), rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(got[..., ::f, ::f], np.abs(frames.astype(float)))  # original pixels exactly
+
+
+def test_interpolate_real_nan_frames_are_nan_as_in_the_matrix_form():
+    frames = np.random.default_rng(3).random((5, 6, 7)) * 100
+    frames[2, 3, 4] = np.nan
+    A, B = ks.finterp_operators(6, 7, 2)
+    got = ks.interpolate_real(frames, A, B, batch=2)
+    assert np.isnan(got[2]).all() and not np.isnan(got[[0, 1, 3, 4]]).any()
+    np.testing.assert_allclose(got, ks.interpolate_with(frames, A, B), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("shape,f", [((64, 64), 2), ((64, 48), 3), ((7, 5), 4), ((128, 96), 2), ((2, 2), 5)])
+def test_pysofi_operators_are_real_to_rounding(shape, f):
+    # why interpolate_real drops the imaginary parts: the mirrored frame is symmetric about a half pixel
+    A, B = ks.finterp_operators(*shape, f)
+    assert np.abs(A.imag).max() < ks._REAL_OPERATORS * np.abs(A.real).max()
+    assert np.abs(B.imag).max() < ks._REAL_OPERATORS * np.abs(B.real).max()
+
+
+def test_interpolate_real_in_worker_threads_uses_one_blas_thread():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fluoxr import _blas
+
+    if "openblas" in str(np.show_config(mode="dicts")["Build Dependencies"]["blas"]).lower():
+        assert _blas._set_local_threads() is not None  # NumPy's OpenBLAS has the per-thread setting
+    frames = np.random.default_rng(0).random((40, 16, 16))
+    A, B = ks.finterp_operators(16, 16, 2)
+    with ThreadPoolExecutor(2) as pool:
+        parts = list(pool.map(lambda i: ks.interpolate_real(frames[i : i + 10], A, B), range(0, 40, 10)))
+    np.testing.assert_allclose(np.concatenate(parts), ks.interpolate_with(frames, A, B), rtol=1e-10, atol=1e-12)
+
+
 def test_interpolate_frames_batches():
     frames = np.random.default_rng(0).random((2, 19, 5, 6))
     out = ks.interpolate_frames(frames, 2, batch=4)

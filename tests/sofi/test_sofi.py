@@ -498,16 +498,16 @@ def test_deconvsk_and_ldrc_lazy_per_image():
     stack = xr.DataArray(da.from_array(rng.random((3, 20, 20)), chunks=(2, 20, 20)), dims=("window", "y", "x"))
     psf = ks.gauss2d_mask((9, 9), 1.5)
     with raise_if_dask_computes():
-        dec = fluoxr.deconvsk(stack, psf, deconv_iter=3)
+        dec = fluoxr.deconvsk(stack, psf=psf, deconv_iter=3)
         mask = stack.mean("window")
-        comp = fluoxr.ldrc(dec, mask, window_size=(5, 5))
-        comp2 = fluoxr.ldrc(dec, stack, window_size=(5, 5))
+        comp = fluoxr.ldrc(dec, mask=mask, window_size=(5, 5))
+        comp2 = fluoxr.ldrc(dec, mask=stack, window_size=(5, 5))
     dec, comp, comp2 = dec.compute(), comp.compute(), comp2.compute()
     for i in range(3):
         np.testing.assert_allclose(dec[i], ks.deconvsk(psf, stack.values[i], 1.5, 3))
         np.testing.assert_allclose(comp[i], ks.ldrc(mask.values, dec.values[i], 1, (5, 5)))
         np.testing.assert_allclose(comp2[i], ks.ldrc(stack.values[i], dec.values[i], 1, (5, 5)))
-    plain = fluoxr.ldrc(stack.values[0], np.ones((20, 20)), window_size=(4, 4))
+    plain = fluoxr.ldrc(stack.values[0], mask=np.ones((20, 20)), window_size=(4, 4))
     assert isinstance(plain, xr.DataArray) and plain.dims == ("y", "x")
 
 
@@ -527,8 +527,8 @@ def test_reconstruct_stages(emitters):
     np.testing.assert_allclose(ds.sofi.isel(window=1), k, rtol=1e-9, atol=1e-9 * float(abs(k).max()))
     filt = fluoxr.noise_filter(ds.sofi, dim="window")
     np.testing.assert_allclose(ds.filtered, filt)
-    np.testing.assert_allclose(ds.deconvolved, fluoxr.deconvsk(ds.filtered, psf, deconv_iter=3))
-    np.testing.assert_allclose(ds.ldrc, fluoxr.ldrc(ds.deconvolved_filtered, ds.mean_image, window_size=(9, 9)))
+    np.testing.assert_allclose(ds.deconvolved, fluoxr.deconvsk(ds.filtered, psf=psf, deconv_iter=3))
+    np.testing.assert_allclose(ds.ldrc, fluoxr.ldrc(ds.deconvolved_filtered, mask=ds.mean_image, window_size=(9, 9)))
     one = fluoxr.reconstruct(video, 2, finterp=2, psf=psf, deconv_iter=2, ldrc_window=(5, 5)).compute()
     assert one.sofi.shape == (1, 63, 63) and one.attrs["noise_filter"] == 0
     np.testing.assert_allclose(one.filtered, one.sofi)  # one image: nothing to filter along
@@ -599,7 +599,7 @@ def test_bad_input_messages():
     with pytest.raises(ValueError, match="edges must rise"):
         fluoxr.block_moments(video, 2, edges=[0, 5, 3, 10])
     with pytest.raises(ValueError, match="window_size"):
-        fluoxr.ldrc(np.zeros((5, 5)), np.zeros((5, 5)), window_size=(6, 2))
+        fluoxr.ldrc(np.zeros((5, 5)), mask=np.zeros((5, 5)), window_size=(6, 2))
     with pytest.raises(ValueError, match="deconv_lambda must be > 1"):
         fluoxr.deconvsk(np.zeros((30, 30)), deconv_lambda=1.0)
     with pytest.raises(ValueError, match="psf of shape"):
@@ -684,8 +684,8 @@ def test_every_lazy_function_builds_without_computing():
             fluoxr.cross_cumulants(video, 2), fluoxr.xc_image(video), fluoxr.total_signal(video),
             fluoxr.bleach_blocks(video, fbc=0.3, smooth_kernel=5), fluoxr.block_moments(video, 3, fbc=0.3, smooth_kernel=5),
             fluoxr.bleach_correct(video, fbc=0.3, smooth_kernel=5), fluoxr.fourier_interpolate(video, 2),
-            fluoxr.noise_filter(video), fluoxr.deconvsk(stack.sel(order=2), fluoxr.gauss2d_mask((9, 9), 1)),
-            fluoxr.ldrc(stack, stack.mean_image, window_size=(5, 5)), sofi.mean_image(video), sofi.min_image(video),
+            fluoxr.noise_filter(video), fluoxr.deconvsk(stack.sel(order=2), psf=fluoxr.gauss2d_mask((9, 9), 1)),
+            fluoxr.ldrc(stack, mask=stack.mean_image, window_size=(5, 5)), sofi.mean_image(video), sofi.min_image(video),
             fluoxr.reconstruct(video, 3, window=10, psf=fluoxr.gauss2d_mask((9, 9), 1), deconv_iter=2,
                                ldrc_window=(5, 5)),
         ]
