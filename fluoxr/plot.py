@@ -916,12 +916,19 @@ def show_motion(
             images += _before_after_means(ds, video, channel)
     n_img = len(images)
     plt = _pyplot()
-    if ax is None:
+    if ax is None and n_img == 1:
+        # the reference alone: beside the shifts, not under them in a row of its own with empty space around it
+        fig = plt.figure(figsize=(6.0 + size * 1.35, max(size + 0.4, 2.8)), layout="constrained")
+        grid = fig.add_gridspec(1, 2, width_ratios=[6.0, size * 1.35])
+        shift_ax = fig.add_subplot(grid[0, 0])
+        slots = [grid[0, 1]]
+    elif ax is None:
         ncols = max(n_img, 1)
         fig = plt.figure(figsize=(max(size * 1.35 * ncols, 6.0), 2.4 + (size + 0.4 if n_img else 0)),
                          layout="constrained")
         grid = fig.add_gridspec(2 if n_img else 1, ncols, height_ratios=[2.4, size + 0.4] if n_img else None)
         shift_ax = fig.add_subplot(grid[0, :])
+        slots = [grid[1, i] for i in range(n_img)]
     else:
         fig, shift_ax = ax.figure, ax
     t, xlabel = _time_axis(ds["dy"].assign_attrs(fps=fps) if fps else ds["dy"], fps)
@@ -944,7 +951,7 @@ def show_motion(
         return ax
     pixel_size = video.attrs.get("pixel_size") if video is not None else None
     for i, (title, img) in enumerate(images):
-        iax = fig.add_subplot(grid[1, i])
+        iax = fig.add_subplot(slots[i])
         arr, meta = _image_of(img, title)
         _draw_image(iax, arr, cmap=None, percentile=percentile, signed=False,
                     pixel_size=pixel_size or meta.get("pixel_size"),
