@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(args, "scheduler"):  # a subcommand that computes
             args.scheduler = choose_scheduler(args)
             if args.scheduler in ("threads", "sync", "synchronous", "local"):  # a remote cluster has its own caches
-                notice_cold_kernels(args.command)
+                notice_cold_kernels(args.command, finterp=getattr(args, "finterp", 1))
 
         with set_options(**({} if args.chunk_mb is None else {"chunk_mb": args.chunk_mb})):
             return int(args.func(args) or 0)

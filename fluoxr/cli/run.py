@@ -195,15 +195,18 @@ _KERNELS_USED = {
 }
 
 
-def notice_cold_kernels(command: str) -> bool:
+def notice_cold_kernels(command: str, *, finterp: int = 1) -> bool:
     """Say in one line, before computing, that the kernels compile now when numba's cache does not hold them.
 
     Logged at INFO by the ``fluoxr.cli.notice`` logger, which the command line
-    shows on stderr at its default verbosity. Returns whether the cache was cold.
+    shows on stderr at its default verbosity. ``finterp`` is the subcommand's
+    Fourier interpolation factor (its kernels count only above 1). Returns
+    whether the cache was cold.
     """
     from ..kernels._cache import KERNEL_MODULES, cache_dir, cold_modules
 
-    cold = cold_modules(_KERNELS_USED.get(command, KERNEL_MODULES))
+    used = _KERNELS_USED.get(command, KERNEL_MODULES) + (("finterp",) if finterp > 1 else ())
+    cold = cold_modules(tuple(dict.fromkeys(used)))
     if cold:
         notice.info("compiling kernels (first run only; cached in %s; `fluoxr warmup` compiles them ahead)",
                     cache_dir())

@@ -46,7 +46,7 @@ def warm_kernels(video_dtypes: tuple[str, ...] = VIDEO_DTYPES, trace_dtypes: tup
     from ..extraction import extract, traces
     from ..features import roi_features
     from ..rois import ROISet
-    from ..sofi import cross_cumulants, lag_cumulants, sofi_images, xc_image
+    from ..sofi import cross_cumulants, fourier_interpolate, lag_cumulants, sofi_images, xc_image
     from ..spikes import oasis
     from ..temporal import baseline, detrend
 
@@ -66,6 +66,8 @@ def warm_kernels(video_dtypes: tuple[str, ...] = VIDEO_DTYPES, trace_dtypes: tup
             dask.compute(lag_cumulants(v, [0, 1, 2]), cross_cumulants(v), xc_image(v, sigma_px=1.5))
             done.append(f"time-lagged cumulants ({dtype})")
             done.append(f"cross-cumulants and XC2 ({dtype})")
+            fourier_interpolate(v, 2).compute()
+            done.append(f"Fourier interpolation ({dtype})")
             n = neurons.astype(dtype)
             ds = extract(n, rois, neuropil="auto")
             dask.compute(ds, traces(n.isel(channel=0), np.array([[5, 5], [12, 12]]), size=3))

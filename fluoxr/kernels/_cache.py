@@ -25,7 +25,8 @@ __all__ = ["ENV", "KERNEL_MODULES", "cache_dir", "cold_modules", "default_cache_
 ENV = "NUMBA_CACHE_DIR"
 
 # the kernel modules that hold numba functions (each compiles on first use, then loads from the cache)
-KERNEL_MODULES = ("detrend", "extract", "features", "masks", "moments", "motion", "oasis", "oscillations")
+KERNEL_MODULES = ("detrend", "extract", "features", "finterp", "masks", "moments", "motion", "oasis",
+                  "oscillations")
 
 
 def default_cache_dir() -> str:

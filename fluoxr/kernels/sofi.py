@@ -12,7 +12,7 @@ import math
 import numbers
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -415,6 +415,9 @@ def _real_parts(A: np.ndarray, B: np.ndarray) -> tuple[int, np.ndarray, np.ndarr
 # and factor tried, tests/kernels/test_sofi_kernels.py): below this ratio the imaginary parts are dropped
 _REAL_OPERATORS = 1e-12
 
+# sample types the numba loops of the fast route take as they are (the others are converted to float64)
+_NATIVE = (np.dtype(np.uint16), np.dtype(np.float32), np.dtype(np.float64))
+
 
 def _modulus_into(out: np.ndarray, re: np.ndarray, im: np.ndarray) -> None:
     """``out[...] = sqrt(re**2 + im**2)``, with ``re``/``im`` ``(rows, frames, cols)`` and ``out`` ``(frames, rows, cols)``.
@@ -426,26 +429,6 @@ def _modulus_into(out: np.ndarray, re: np.ndarray, im: np.ndarray) -> None:
     tmp = np.multiply(re, re)
     tmp += np.square(im)
     np.sqrt(tmp.transpose(1, 0, 2), out=out)
-
-
-def _interpolate_batch_real(X: np.ndarray, o: np.ndarray, f: int, Ar: np.ndarray, Br: np.ndarray) -> None:
-    """Real operators: ``|Ar X Br|`` by two GEMMs (fractional rows, then fractional columns of every row)."""
-    h, m, w = X.shape
-    nr, nc = Ar.shape[0], Br.shape[1]
-    hi, wi = h - 1, w - 1
-    rows = np.empty((h + nr, m, w))                  # the frame's rows, then its fractional rows
-    rows[:h] = X
-    np.matmul(Ar, X.reshape(h, m * w), out=rows[h:].reshape(nr, m * w))
-    P = (rows.reshape((h + nr) * m, w) @ Br).reshape(h + nr, m, nc)
-    for k in range(1, f):
-        rs = slice(h + (k - 1) * hi, h + k * hi)
-        np.abs(rows[rs].transpose(1, 0, 2), out=o[:, k::f, ::f])
-    for col in range(1, f):
-        cs = slice((col - 1) * wi, col * wi)
-        np.abs(P[:h, :, cs].transpose(1, 0, 2), out=o[:, ::f, col::f])
-        for k in range(1, f):
-            rs = slice(h + (k - 1) * hi, h + k * hi)
-            np.abs(P[rs, :, cs].transpose(1, 0, 2), out=o[:, k::f, col::f])
 
 
 def _interpolate_batch_complex(X: np.ndarray, o: np.ndarray, f: int, left: np.ndarray, right: np.ndarray,
@@ -475,11 +458,60 @@ def _interpolate_batch_complex(X: np.ndarray, o: np.ndarray, f: int, left: np.nd
             _modulus_into(o[:, k::f, col::f], re, im)
 
 
+class _CentroPlan(NamedTuple):
+    """The half-size real operators of :func:`interpolate_real`'s fast route (see :mod:`fluoxr.kernels.finterp`)."""
+
+    f: int
+    S: np.ndarray    # (ceil(nr/2), ceil(h/2)): first half of the fractional rows, on the row sums
+    D: np.ndarray    # (ceil(nr/2), h//2): the same rows, on the row differences
+    Sc: np.ndarray   # (ceil(w/2), ceil(nc/2)): first half of the fractional columns, on the column sums
+    Dc: np.ndarray   # (w//2, ceil(nc/2)): the same columns, on the column differences
+    nr: int          # fractional rows
+
+
+def _centro_plan(A: np.ndarray, B: np.ndarray) -> _CentroPlan | None:
+    """Half-size operators of ``A``'s fractional rows and ``B``'s fractional columns, or None where ``A`` or
+    ``B`` is not real and centro-symmetric (to :data:`_REAL_OPERATORS`), as pysofi's always are.
+
+    With ``x`` a column of the frame, ``u[j] = x[j] + x[h-1-j]`` and
+    ``v[j] = x[j] - x[h-1-j]``, the first half of the fractional rows is
+    ``S u + D v`` and the second half, mirrored, ``S u - D v``, where ``S``
+    and ``D`` are the even and odd halves of the first half of those rows.
+    The same holds for the columns of ``B``.
+    """
+    (hn, h), (w, wn) = A.shape, B.shape
+    f = (hn - 1) // (h - 1) if h > 1 else (wn - 1) // (w - 1) if w > 1 else 1
+    if interp_size(h, f) != hn or interp_size(w, f) != wn:
+        return None
+    Ar = A[[i for i in range(hn) if i % f]]             # fractional rows, in position order
+    Bc = B[:, [c for c in range(wn) if c % f]]          # fractional columns
+    for op in (Ar, Bc):
+        scale = np.abs(op.real).max(initial=0.0)
+        if (np.abs(op.imag).max(initial=0.0) > _REAL_OPERATORS * scale
+                or np.abs(op.real - op.real[::-1, ::-1]).max(initial=0.0) > _REAL_OPERATORS * scale):
+            return None
+    Ar, Bc = Ar.real, Bc.real
+    nr, nc = Ar.shape[0], Bc.shape[1]
+    hv, wv = h // 2, w // 2
+    top = Ar[: (nr + 1) // 2]
+    S = np.empty((top.shape[0], (h + 1) // 2))
+    S[:, :hv] = (top[:, :hv] + top[:, ::-1][:, :hv]) / 2
+    S[:, hv:] = top[:, hv : hv + h % 2]                 # the middle column of an odd width, unpaired
+    D = (top[:, :hv] - top[:, ::-1][:, :hv]) / 2
+    left = Bc[:, : (nc + 1) // 2]
+    Sc = np.empty(((w + 1) // 2, left.shape[1]))
+    Sc[:wv] = (left[:wv] + left[::-1][:wv]) / 2
+    Sc[wv:] = left[wv : wv + w % 2]
+    Dc = (left[:wv] - left[::-1][:wv]) / 2
+    return _CentroPlan(f, S, np.ascontiguousarray(D), Sc, np.ascontiguousarray(Dc), nr)
+
+
 def _auto_batch(h: int, w: int, nr: int) -> int:
-    """Frames per batch: small frames in batches whose products fit a core's L2 cache (measured: 4 frames of
-    64 x 64 take half the CPU of 32), large frames in batches of 32 (their products are large GEMMs already)."""
-    per_frame = (h + nr) * w * 8 * 2   # the stacked rows and their product, float64
-    return 32 if per_frame > 2**20 else max(1, 2**19 // per_frame)
+    """Frames per batch: small frames in batches whose products and output fit a core's L2 cache (measured on
+    64 x 64 frames: 4 frames a batch take 0.8 of the CPU of 1 or 16), large frames in batches of 16 (their
+    products are large GEMMs already)."""
+    per_frame = (h + nr) * w * 8 * 3   # the folded rows, their products and the output, float64
+    return 16 if per_frame > 2**20 else max(1, 2**19 // per_frame)
 
 
 def interpolate_real(frames: np.ndarray, A: np.ndarray, B: np.ndarray, *, batch: int | None = None) -> np.ndarray:
@@ -488,26 +520,32 @@ def interpolate_real(frames: np.ndarray, A: np.ndarray, B: np.ndarray, *, batch:
     The CPU kernel of :func:`fluoxr.fourier_interpolate`; the same values as
     :func:`interpolate_with` and pysofi (to rounding,
     ``tests/kernels/test_sofi_kernels.py``, ``tests/sofi/test_pysofi_peer.py``)
-    at a tenth of its arithmetic:
+    at a twentieth of its arithmetic:
 
     * the rows of ``A`` at integer positions (every ``f``-th) are the
       identity, as are those columns of ``B``: the original pixels are kept
       (their modulus), and only the fractional rows and columns are computed;
     * pysofi's operators are real to rounding (the mirrored frame is
-      symmetric about a half pixel): their imaginary parts, below 1e-13 of
-      the real parts, are dropped, and ``|A F B|`` is ``|Ar F Br|``, two real
-      matrix products over a batch of frames (frames side by side, then
-      stacked). Operators with a larger imaginary part (none seen) take the
-      complex route: real and imaginary parts apart, three real products
-      for the complex-by-complex block.
+      symmetric about a half pixel, so its interpolation at any fraction of
+      a pixel is real) and centro-symmetric (reflecting the frame reflects
+      its interpolation): their imaginary parts, below 1e-13 of the real
+      parts, are dropped, and each product is done as two of half the size,
+      on the sums and differences of mirrored rows (then columns), which
+      give the two mirrored halves of the result
+      (:mod:`fluoxr.kernels.finterp`). Operators that are not real and
+      centro-symmetric to 1e-12 (none made by :func:`finterp_operators`)
+      take the general route: real and imaginary parts apart, three real
+      products for the complex-by-complex block.
 
     A frame holding a NaN or an infinity is NaN everywhere, as with the
     matrix products of pysofi (and of :func:`interpolate_with`): such frames
     are computed that way.
 
     Each batch of frames (``batch``, default chosen from the frame size) is
-    a handful of real GEMMs, run with one BLAS thread when dask runs the
-    kernel on a worker thread (:func:`fluoxr._blas.single_blas_thread`).
+    four real GEMMs, all batches in one numba call that releases the GIL
+    (:func:`fluoxr.kernels.finterp.interpolate_batches`), with one BLAS
+    thread when dask runs the kernel on a worker thread
+    (:func:`fluoxr._blas.single_blas_thread`).
 
     Examples
     --------
@@ -522,35 +560,40 @@ def interpolate_real(frames: np.ndarray, A: np.ndarray, B: np.ndarray, *, batch:
     frames = np.asarray(frames)
     if frames.dtype.kind not in "biuf":
         raise TypeError(f"frames must hold real numbers, got dtype {frames.dtype}")
+    if frames.dtype not in _NATIVE:   # the numba loops are compiled for these sample types only
+        frames = frames.astype(np.float64)
     lead = tuple(frames.shape[:-2])
     h, w = frames.shape[-2:]
     hn, wn = A.shape[0], B.shape[1]
-    f, left, right, right_sum = _real_parts(A, B)
-    nr, nc = hn - h, wn - w
-    imag = max(np.abs(left[nr:]).max(initial=0.0), np.abs(right[:, nc:]).max(initial=0.0))
-    real = max(np.abs(left[:nr]).max(initial=0.0), np.abs(right[:, :nc]).max(initial=0.0))
-    real_ops = imag <= _REAL_OPERATORS * real
-    Ar, Br = np.ascontiguousarray(left[:nr]), np.ascontiguousarray(right[:, :nc])
+    plan = _centro_plan(A, B)
+    if plan is None:
+        f, left, right, right_sum = _real_parts(A, B)
+    else:
+        f = plan.f
+    nr = hn - h
     batch = _auto_batch(h, w, nr) if batch is None else batch
     flat = frames.reshape((-1, h, w))
     out = np.empty((flat.shape[0], hn, wn))
     with single_blas_thread():
-        for i in range(0, flat.shape[0], batch):
-            m = min(batch, flat.shape[0] - i)
-            o = out[i : i + m]
-            X = np.empty((h, m, w))                           # frames side by side: rows y, then frame, x
-            X[...] = flat[i : i + m].transpose(1, 0, 2)
-            if not np.isfinite(X).all():
-                # the matrix form spreads a NaN (or inf) to its whole frame, as pysofi and the GPU kernel do
-                o[...] = interpolate_with(flat[i : i + m], A, B)
-                continue
-            np.abs(X.transpose(1, 0, 2), out=o[:, ::f, ::f])
-            if f == 1:
-                continue
-            if real_ops:
-                _interpolate_batch_real(X, o, f, Ar, Br)
-            else:
+        if f == 1:
+            np.abs(flat, out=out)
+        elif plan is not None:
+            from .finterp import interpolate_batches
+
+            interpolate_batches(np.ascontiguousarray(flat), plan.S, plan.D, plan.Sc, plan.Dc, plan.nr, f, batch, out)
+        else:
+            for i in range(0, flat.shape[0], batch):
+                m = min(batch, flat.shape[0] - i)
+                o, block = out[i : i + m], flat[i : i + m]
+                X = np.empty((h, m, w))                           # frames side by side: rows y, then frame, x
+                X[...] = block.transpose(1, 0, 2)
+                np.abs(block, out=o[:, ::f, ::f])
                 _interpolate_batch_complex(X, o, f, left, right, right_sum)
+    if frames.dtype.kind == "f":
+        bad = ~np.isfinite(flat).all(axis=(1, 2))
+        if bad.any():
+            # the matrix form spreads a NaN (or inf) to its whole frame, as pysofi and the GPU kernel do
+            out[bad] = interpolate_with(flat[bad], A, B)
     return out.reshape(lead + tuple(out.shape[1:]))
 
 

@@ -91,6 +91,18 @@ def test_cold_cache_notice_is_one_info_line(movie, tmp_path, monkeypatch, caplog
     assert not [r for r in caplog.records if r.name == "fluoxr.cli.notice"]
 
 
+def test_cold_cache_notice_counts_the_interpolation_kernels_only_with_finterp(monkeypatch):
+    from fluoxr.cli.run import notice_cold_kernels
+    from fluoxr.kernels import _cache
+
+    asked = []
+    monkeypatch.setattr(_cache, "cold_modules",
+                        lambda modules=_cache.KERNEL_MODULES, directory=None: asked.append(modules) or [])
+    notice_cold_kernels("sofi")
+    notice_cold_kernels("sofi", finterp=2)
+    assert asked == [("moments",), ("moments", "finterp")]
+
+
 def _fluoxr(*argv: str, **env: str) -> subprocess.CompletedProcess:
     environ = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **env}
     return subprocess.run([sys.executable, "-m", "fluoxr.cli", *argv], capture_output=True, text=True, env=environ,

@@ -193,6 +193,73 @@ def test_pysofi_operators_are_real_to_rounding(shape, f):
     assert np.abs(B.imag).max() < ks._REAL_OPERATORS * np.abs(B.real).max()
 
 
+@pytest.mark.parametrize("shape,f", [((64, 64), 2), ((64, 48), 3), ((7, 5), 4), ((128, 96), 2), ((2, 2), 5),
+                                     ((1, 6), 2), ((9, 1), 3)])
+def test_pysofi_operators_are_centro_symmetric(shape, f):
+    # why interpolate_real multiplies by half-size operators: reflecting a frame reflects its interpolation
+    A, B = ks.finterp_operators(*shape, f)
+    for op in (A.real, B.real):
+        np.testing.assert_allclose(op, op[::-1, ::-1], rtol=0, atol=ks._REAL_OPERATORS * np.abs(op).max())
+    plan = ks._centro_plan(A, B)
+    assert plan is not None and plan.f == f and plan.nr == A.shape[0] - shape[0]
+
+
+def test_centro_route_equals_plain_products_of_the_fractional_rows():
+    # the folded half-size products against A's fractional rows and B's fractional columns multiplied as they
+    # are, for every size parity (even/odd height, width, count of fractional rows) and a factor above 2
+    rng = np.random.default_rng(7)
+    for (h, w), f in [((6, 8), 2), ((7, 9), 2), ((6, 7), 3), ((5, 4), 4)]:
+        frames = rng.random((3, h, w)) * 1000
+        A, B = ks.finterp_operators(h, w, f)
+        Ar, Br = A.real, B.real
+        plain = np.abs(np.einsum("ij,njk,kl->nil", Ar, frames, Br))
+        np.testing.assert_allclose(ks.interpolate_real(frames, A, B, batch=2), plain, rtol=1e-12,
+                                   atol=1e-12 * plain.max())
+
+
+def test_operators_that_are_not_centro_symmetric_take_the_general_route():
+    # interpolation-shaped operators (the integer rows and columns the identity) whose fractional rows are
+    # real but not centro-symmetric
+    rng = np.random.default_rng(1)
+    A, B = ks.finterp_operators(5, 4, 2)
+    A[1::2] += rng.random((4, 5)) * 0.1
+    B[:, 1::2] += rng.random((4, 3)) * 0.1
+    assert ks._centro_plan(A, B) is None
+    frames = rng.random((5, 5, 4)) * 10
+    np.testing.assert_allclose(ks.interpolate_real(frames, A, B, batch=2), ks.interpolate_with(frames, A, B),
+                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("n,batch", [(7, 3), (1, 4), (5, 5), (9, 1)])
+def test_interpolate_real_batch_tail(n, batch):
+    # full batches, then the remaining frames in a batch of their own
+    frames = (np.random.default_rng(n).random((n, 10, 9)) * 4000).astype(np.uint16)
+    A, B = ks.finterp_operators(10, 9, 2)
+    np.testing.assert_allclose(ks.interpolate_real(frames, A, B, batch=batch), ks.interpolate_with(frames, A, B),
+                               rtol=1e-10, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int32, np.uint32, np.int64, bool])
+def test_interpolate_real_other_sample_types(dtype):
+    # types the numba loops do not take natively are converted to float64 first, with the same result
+    frames = (np.random.default_rng(2).random((3, 6, 5)) * (1 if dtype is bool else 120)).astype(dtype)
+    A, B = ks.finterp_operators(6, 5, 3)
+    np.testing.assert_allclose(ks.interpolate_real(frames, A, B), ks.interpolate_with(frames.astype(float), A, B),
+                               rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_interpolate_real_non_finite_frames(dtype, bad):
+    frames = (np.random.default_rng(4).random((6, 8, 7)) * 100).astype(dtype)
+    frames[4, 0, 6] = bad
+    A, B = ks.finterp_operators(8, 7, 2)
+    got = ks.interpolate_real(frames, A, B, batch=4)
+    want = ks.interpolate_with(frames, A, B)
+    assert np.isnan(got[4]).all() and np.isnan(want[4]).all()      # the whole frame, as pysofi's products
+    np.testing.assert_allclose(got[[0, 1, 2, 3, 5]], want[[0, 1, 2, 3, 5]], rtol=1e-10, atol=1e-10)
+
+
 def test_interpolate_real_in_worker_threads_uses_one_blas_thread():
     from concurrent.futures import ThreadPoolExecutor
 
