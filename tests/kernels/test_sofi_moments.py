@@ -226,6 +226,17 @@ def test_pair_comoments_and_merge():
     np.testing.assert_allclose(merged[1], whole[1])
 
 
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32, np.float64])
+def test_pair_comoments_every_sample_type_and_pairs_without_overlap(dtype):
+    # pairs farther apart than the frame is wide or high have no positions: their sums stay 0
+    rng = np.random.default_rng(10)
+    x = (rng.random((25, 6, 7)) * 900).astype(dtype)
+    pairs = np.array([(-1, 2, 1, -2), (0, -4, 0, 4), (-3, 0, 3, 0), (2, 3, -2, -3), (0, 0, 0, 0)])
+    n, mean, C = km.pair_comoment_state(x, pairs)
+    np.testing.assert_allclose(C, ref_pairs(x.astype(np.float64), pairs), rtol=1e-10, atol=1e-8)
+    assert not C[1].any() and not C[2].any()
+
+
 def test_pair_comoments_lead_dims():
     rng = np.random.default_rng(9)
     x = rng.random((8, 2, 5, 5))
