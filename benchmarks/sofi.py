@@ -34,7 +34,7 @@ Usage::
     python benchmarks/sofi.py                      # 2000, 8000 (+16000 for RSS) frames
     python benchmarks/sofi.py --quick              # tiny files, seconds
     python benchmarks/sofi.py --agreement          # fluoxr vs pysofi, function by function
-    python benchmarks/sofi.py --paths              # every SOFI path's MB/s beside pysofi's (2000 x 64 x 64)
+    python benchmarks/sofi.py --paths              # every SOFI path's MB/s beside pysofi's (8000 x 64 x 64)
     python benchmarks/sofi.py --references         # fluoxr vs the tests' NumPy references, no peer
     python benchmarks/sofi.py --cold               # every read from the disk (drops the page cache; root)
 """
@@ -562,8 +562,8 @@ def main(argv: list[str] | None = None) -> int:
                          "as it does for a recording larger than memory")
     ap.add_argument("--agreement", action="store_true", help="compare with pysofi function by function")
     ap.add_argument("--paths", action="store_true",
-                    help="every SOFI path's MB/s (64 x 64 frames, --frames[0] of them for fluoxr, --peer-frames[0] "
-                         "for pysofi), side by side")
+                    help="every SOFI path's MB/s (64 x 64 frames, --frames[0] of them for fluoxr, default 8000, "
+                         "--peer-frames[0] for pysofi, default 300), side by side")
     ap.add_argument("--references", action="store_true",
                     help="compare with the tests' NumPy references (fluoxr.testing.references); no peer needed")
     args = ap.parse_args(argv)
@@ -572,7 +572,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.agreement:
         return agreement(args)
     if args.paths:
-        if args.frames == [2000, 8000] and args.peer_frames == [2000]:
+        if args.frames == [2000, 8000]:
+            # four 16 MB chunks, so that both cores work (a 2000-frame file is one chunk: one core for the
+            # paths that do not split chunks)
+            args.frames = [8000]
+        if args.peer_frames == [2000]:
             args.peer_frames = [300]  # pysofi's quadratic re-reads: seconds per path instead of minutes
         return paths(args)
     if args.quick:

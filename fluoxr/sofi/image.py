@@ -75,8 +75,9 @@ def fourier_interpolate(obj: Any, factor: int = 2) -> xr.DataArray:
     mirrored to ``(2h, 2w)`` (no ringing at the edges), transformed, and
     resampled ``f`` times finer by the inverse transform; the modulus is
     kept, as in pysofi. A video stays lazy and is interpolated chunk by chunk
-    (chunks are split so that the float64 output chunks stay near the chunk
-    size option); the interpolation operators are computed once per graph.
+    (chunks are split so that the float64 output chunks stay near twice the
+    chunk size option); the interpolation operators are computed once per
+    graph.
     Coordinates ``y``, ``x`` become fractional (``0, 1/f, ...``).
 
     ``moments(fourier_interpolate(video, f), n)`` is pysofi's
@@ -116,10 +117,13 @@ def fourier_interpolate(obj: Any, factor: int = 2) -> xr.DataArray:
     if isinstance(data, da.Array):
         check_whole_frames(images, "obj")
         lead = data.ndim - 2
-        # split chunks along the first axis so that a float64 output chunk stays near the chunk option
+        # split chunks along the first axis so that a float64 output chunk stays near twice the chunk option:
+        # the output is f**2 times larger per frame and float64, and the reductions that follow pay per
+        # chunk (measured on 8000 x 64 x 64, f = 2, 2 threads: cumulants of the interpolated frames at
+        # 138 MB/s of input with 32 MB output chunks, 113 with 16 MB, 120 with 128 MB)
         if lead:
             per_lead = int(np.prod(data.shape[1:lead], dtype=np.int64)) * hn * wn * 8
-            n = frames_per_chunk(per_lead, data.shape[0], get_options()["chunk_mb"])
+            n = frames_per_chunk(per_lead, data.shape[0], 2 * get_options()["chunk_mb"])
             if max(data.chunks[0]) > n:
                 data = data.rechunk({0: n})
         # the operators are made once per graph (and copied to the device once)

@@ -473,6 +473,21 @@ def test_fourier_interpolate_video():
     scaled_close(m.values[1:], ref_moments(got.values, range(2, 5)), 1e-9)
 
 
+def test_fourier_interpolate_output_chunks_stay_near_twice_the_chunk_option():
+    # the output is f**2 larger per frame and float64: input chunks are split so that an output chunk holds
+    # about 2 x chunk_mb, whatever the input chunks (memory stays bounded for long recordings)
+    video = tiny_video((400, 20, 20), chunks=400)
+    per_frame = 39 * 39 * 8
+    with fluoxr.set_options(chunk_mb=1):
+        out = fluoxr.fourier_interpolate(video, 2)
+    sizes = out.data.chunks[0]
+    assert sum(sizes) == 400 and max(sizes) == int(2e6 // per_frame)
+    assert max(sizes) * per_frame <= 2e6
+    with fluoxr.set_options(chunk_mb=1):
+        small = fluoxr.fourier_interpolate(video.chunk({"time": 10}), 2)
+    assert small.data.chunks[0] == (10,) * 40                    # smaller chunks are kept as they are
+
+
 def test_fourier_interpolate_image_and_channels():
     img = xr.DataArray(np.random.default_rng(0).random((4, 5)), dims=("y", "x"), coords={"y": [10, 12, 14, 16]})
     out = fluoxr.fourier_interpolate(img, 2)
