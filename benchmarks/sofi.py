@@ -552,7 +552,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, nargs="+", default=[2000, 8000])
     ap.add_argument("--rss-frames", type=int, nargs="*", default=[16000],
                     help="extra frame counts for fluoxr's time and memory only")
-    ap.add_argument("--peer-frames", type=int, nargs="*", default=[2000], help="frame counts pysofi runs at")
+    ap.add_argument("--peer-frames", type=int, nargs="*", default=None,
+                    help="frame counts pysofi runs at (default 2000; 300 with --paths)")
     ap.add_argument("--repeat", type=int, default=2, help="runs of fluoxr and the plain read; the best is kept")
     ap.add_argument("--peer-python", default=PEER_PYTHON, help="python of a venv with pysofi")
     ap.add_argument("--tmp", default=None, help="folder for the test files (default: the system temp folder)")
@@ -576,9 +577,11 @@ def main(argv: list[str] | None = None) -> int:
             # four 16 MB chunks, so that both cores work (a 2000-frame file is one chunk: one core for the
             # paths that do not split chunks)
             args.frames = [8000]
-        if args.peer_frames == [2000]:
+        if args.peer_frames is None:
             args.peer_frames = [300]  # pysofi's quadratic re-reads: seconds per path instead of minutes
         return paths(args)
+    if args.peer_frames is None:
+        args.peer_frames = [2000]
     if args.quick:
         args.frames, args.rss_frames, args.peer_frames, args.repeat = [200], [800], [200], 1
     return benchmark(args)
