@@ -726,13 +726,11 @@ def _pair_sums(x, mean, pairs, out):  # pragma: no cover - numba
     # Frames outside, pairs inside: each frame is read from memory once and centred once (d), and the
     # pairs' products run over it while it sits in L1 (the other order read the whole chunk once per
     # pair). The rows are sliced to the pair's overlap first, so the inner loop's indices are loop
-    # counters (never negative: no wrap-around check per element), and the sums are a local array copied
-    # to out at the end (LLVM then knows they alias nothing it reads): the loop is vectorised. Every sum
+    # counters (never negative: no wrap-around check per element) and the loop is vectorised. Every sum
     # still adds the frames in order, so the result is the same to the bit as the plain loop's.
     t, H, W = x.shape
     n = pairs.shape[0]
     d = np.empty((H, W))
-    acc = np.zeros((n, H, W))
     for i in range(t):
         for yy in range(H):
             xr_ = x[i, yy]
@@ -749,13 +747,9 @@ def _pair_sums(x, mean, pairs, out):  # pragma: no cover - numba
             for yy in range(y0, y1):
                 r1 = d[yy + dy1, x0 + dx1 : x1 + dx1]
                 r2 = d[yy + dy2, x0 + dx2 : x1 + dx2]
-                o = acc[q, yy, x0:x1]
+                o = out[q, yy, x0:x1]
                 for j in range(x1 - x0):
                     o[j] += r1[j] * r2[j]
-    for q in range(n):
-        for yy in range(H):
-            for xx in range(W):
-                out[q, yy, xx] += acc[q, yy, xx]
 
 
 def pair_comoment_state(block: np.ndarray, pairs: np.ndarray) -> State:
