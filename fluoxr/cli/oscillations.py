@@ -59,12 +59,18 @@ def run(args: argparse.Namespace) -> int:
             runner.compute(write, label=f"coordinates -> {args.coordinates}", nbytes=saved.nbytes)
             print(f"{args.coordinates}: table of influx/efflux pixels (t, y, x, kind)")
         if args.tracks:
-            table = runner.compute(track_clusters(saved, min_overlap=args.min_overlap),
-                                   label="tracking oscillating clusters", nbytes=saved.nbytes)
+            # --compat cellects: Cellects' own table (its cluster flux study, the specimen from --mask)
+            cellects = args.compat != "none"
+            tracks = (track_clusters(saved, compat="cellects", mask=mask) if cellects
+                      else track_clusters(saved, min_overlap=args.min_overlap))
+            table = runner.compute(tracks, label="tracking oscillating clusters", nbytes=saved.nbytes)
             _write_table(table, args.tracks, index=False)
-            periods = table["period_s"].dropna()
-            print(f"{args.tracks}: {len(table)} clusters"
-                  + (f", median local period {periods.median():.1f} s" if len(periods) else ""))
+            if cellects:
+                print(f"{args.tracks}: {len(table)} archived clusters (Cellects' cluster flux table)")
+            else:
+                periods = table["period_s"].dropna()
+                print(f"{args.tracks}: {len(table)} clusters"
+                      + (f", median local period {periods.median():.1f} s" if len(periods) else ""))
     return 0
 
 
@@ -84,9 +90,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--lag", choices=("gradient", "period"), default="gradient",
                    help="np.gradient over adjacent frames (Cellects, default) or a difference over P/4 frames")
     p.add_argument("--compat", choices=("none", "cellects", "cellects-lowmem"), default="none",
-                   help="plain 8-connected clusters (default), or Cellects' cc() rule (and its float16 path)")
-    p.add_argument("--tracks", default=None, metavar="CSV", help="write the oscillating-cluster table here")
-    p.add_argument("--min-overlap", type=_COUNT, default=1, help="pixels that link clusters of consecutive frames")
+                   help="plain 8-connected clusters and fluoxr's tracks (default), or Cellects' cc() rule (and its "
+                        "float16 path) and Cellects' cluster flux table for --tracks")
+    p.add_argument("--tracks", default=None, metavar="CSV",
+                   help="write the oscillating-cluster table here (fluoxr's tracker; with --compat cellects, "
+                        "Cellects' table: one row per archived cluster)")
+    p.add_argument("--min-overlap", type=_COUNT, default=1,
+                   help="pixels that link clusters of consecutive frames (fluoxr's tracker)")
     p.add_argument("--coordinates", default=None, metavar="ZARR", help="write the table of influx/efflux pixels here")
     _add_output_args(p, "outputs")
     _add_format_arg(p)

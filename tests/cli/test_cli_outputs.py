@@ -79,6 +79,27 @@ def test_oscillations_output_tif(tmp_path, capsys):
     assert os.path.exists(tmp_path / "t.csv")
 
 
+def test_oscillations_tracks_with_compat_cellects_are_cellects_table(tmp_path, capsys):
+    # --compat cellects: the --tracks table is Cellects' cluster flux table (the specimen from --mask),
+    # the same as track_clusters(labels, compat="cellects", mask=...)
+    import pandas as pd
+
+    video, truth = fluoxr.datasets.oscillating_sheet(n_frames=30, shape=(24, 26), seed=1)
+    tifffile.imwrite(tmp_path / "sheet.tif", video.values)
+    tifffile.imwrite(tmp_path / "mask.tif", truth.mask.astype(np.uint8))
+    assert main(["oscillations", str(tmp_path / "sheet.tif"), "--period", "60", "--interval", "2",
+                 "--min-cluster-size", "10", "-o", str(tmp_path / "labels.zarr"), "--mask", str(tmp_path / "mask.tif"),
+                 "--compat", "cellects", "--tracks", str(tmp_path / "t.csv"), "--scheduler", "threads",
+                 "--no-progress"]) == 0
+    assert "Cellects' cluster flux table" in capsys.readouterr().out
+    labels = fluoxr.oscillations.detect(video, period_s=60, interval_s=2, min_cluster_size=10, mask=truth.mask,
+                                        compat="cellects")
+    want = fluoxr.oscillations.track_clusters(labels, compat="cellects", mask=truth.mask).compute()
+    got = pd.read_csv(tmp_path / "t.csv")
+    assert len(want) > 0
+    pd.testing.assert_frame_equal(got, want.reset_index(drop=True), check_dtype=False, check_categorical=False)
+
+
 def test_extract_refuses_a_tif_output(tmp_path, capsys):
     video, truth = fluoxr.datasets.calcium_neurons(n_frames=30, shape=(24, 28), n_cells=2, seed=3)
     tifffile.imwrite(tmp_path / "rec.tif", video.values)
